@@ -1,0 +1,1 @@
+//! GitHub Actions: job summary, outputs, workflow commands, dispatch event.

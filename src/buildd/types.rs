@@ -1,0 +1,235 @@
+//! Serde models of what the buildd server sends and accepts.
+//!
+//! Field names follow `shared/protocol/buildd-api.md`. Everything optional is
+//! `serde(default)` and unknown enum values land in an `Unknown` arm, so a newer
+//! server never breaks an older agent.
+
+use serde::{Deserialize, Serialize};
+
+use crate::secret::Secret;
+
+/// Body of `POST /api/workers/claim`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ClaimRequest {
+    /// Identifies this agent (`buildd-agent/<hostname>`); required by the server.
+    pub runner: String,
+    /// How many tasks to claim now: the number of free slots.
+    pub max_tasks: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workspace_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub capabilities: Vec<String>,
+}
+
+/// Successful claim response.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ClaimResponse {
+    #[serde(default)]
+    pub workers: Vec<ClaimedWorker>,
+    #[serde(default)]
+    pub diagnostics: Option<serde_json::Value>,
+    #[serde(default)]
+    pub budget_resets_at: Option<String>,
+}
+
+impl ClaimResponse {
+    /// `diagnostics.reason`, when the server gave one.
+    pub fn reason(&self) -> Option<&str> {
+        self.diagnostics.as_ref()?.get("reason")?.as_str()
+    }
+}
+
+/// One worker the server created for a claimed task.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClaimedWorker {
+    pub id: String,
+    pub task_id: String,
+    #[serde(default)]
+    pub branch: String,
+    pub task: Task,
+    #[serde(default)]
+    pub server_api_key: Option<Secret>,
+    #[serde(default)]
+    pub server_oauth_token: Option<Secret>,
+}
+
+/// A task, with the fields an agent uses.
+#[derive(Debug, Clone, Deserialize, Serialize, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Task {
+    pub id: String,
+    #[serde(default)]
+    pub workspace_id: Option<String>,
+    #[serde(default)]
+    pub title: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub context: Option<serde_json::Value>,
+    #[serde(default)]
+    pub priority: Option<i64>,
+    #[serde(default)]
+    pub mode: Option<String>,
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub output_requirement: Option<String>,
+    #[serde(default)]
+    pub required_capabilities: Vec<String>,
+    #[serde(default)]
+    pub external_url: Option<String>,
+    #[serde(default)]
+    pub workspace: Option<Workspace>,
+}
+
+/// The workspace a task belongs to.
+#[derive(Debug, Clone, Deserialize, Serialize, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Workspace {
+    #[serde(default)]
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub repo: Option<String>,
+    #[serde(default)]
+    pub local_path: Option<String>,
+}
+
+/// Worker lifecycle statuses the agent reports.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkerStatus {
+    Starting,
+    Running,
+    WaitingInput,
+    Completed,
+    Failed,
+}
+
+impl WorkerStatus {
+    /// Whether this status ends the worker.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, WorkerStatus::Completed | WorkerStatus::Failed)
+    }
+}
+
+/// Body of `PATCH /api/workers/{id}`: only what changed is sent.
+#[derive(Debug, Clone, Serialize, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkerUpdate {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<WorkerStatus>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub current_action: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub turns: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input_tokens: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_tokens: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_commit_sha: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commit_count: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub files_changed: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lines_added: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lines_removed: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pr_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pr_number: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub progress: Option<u8>,
+}
+
+/// A 409 body: the server closed the worker.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ConflictBody {
+    #[serde(default)]
+    pub error: String,
+    #[serde(default)]
+    pub abort: bool,
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub actual_status: Option<String>,
+}
+
+/// The `{"error": "..."}` body most server errors carry.
+#[derive(Debug, Clone, Deserialize, Default)]
+pub struct ErrorBody {
+    #[serde(default)]
+    pub error: String,
+    #[serde(default)]
+    pub hint: Option<String>,
+    #[serde(default)]
+    pub limit: Option<serde_json::Value>,
+    #[serde(default)]
+    pub current: Option<serde_json::Value>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claim_request_matches_the_wire_example() {
+        let req = ClaimRequest {
+            runner: "buildd-agent/ci-1".into(),
+            max_tasks: 2,
+            workspace_id: Some("ws_123".into()),
+            task_id: None,
+            capabilities: vec![],
+        };
+        assert_eq!(
+            serde_json::to_value(&req).unwrap(),
+            serde_json::json!({"runner":"buildd-agent/ci-1","maxTasks":2,"workspaceId":"ws_123"})
+        );
+    }
+
+    #[test]
+    fn claim_response_tolerates_unknown_fields_and_missing_optionals() {
+        let body = r#"{"workers":[{"id":"wkr_9","taskId":"tsk_1","branch":"buildd/x",
+            "task":{"id":"tsk_1","title":"Fix","mode":"brand_new_mode","newField":[1,2],
+            "workspace":{"id":"ws","name":"web","repo":"acme/web","extra":true}},
+            "serverApiKey":"sk-ant-xyz","somethingNew":1}],
+            "diagnostics":{"reason":"race_lost"},"futureField":{}}"#;
+        let parsed: ClaimResponse = serde_json::from_str(body).unwrap();
+        assert_eq!(parsed.workers.len(), 1);
+        let w = &parsed.workers[0];
+        assert_eq!(w.task.mode.as_deref(), Some("brand_new_mode"));
+        assert_eq!(w.server_api_key.as_ref().unwrap().expose(), "sk-ant-xyz");
+        assert_eq!(parsed.reason(), Some("race_lost"));
+    }
+
+    #[test]
+    fn update_sends_only_what_changed() {
+        let u = WorkerUpdate {
+            status: Some(WorkerStatus::Running),
+            current_action: Some("Cloning".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            serde_json::to_string(&u).unwrap(),
+            r#"{"status":"running","currentAction":"Cloning"}"#
+        );
+    }
+}

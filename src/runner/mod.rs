@@ -1,0 +1,136 @@
+//! The seam between a claimed task and the thing that does the work.
+//!
+//! A [`Runner`] takes one task, works on it inside a checkout, streams
+//! [`Progress`] while it goes and ends with a [`RunOutcome`] or a [`RunError`].
+//! The worker (`crate::worker`) owns everything around it: the lease, coalescing
+//! progress into server updates, and the one terminal report. Runners never
+//! talk to the buildd server themselves.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::buildd::types::Task;
+use crate::secret::Secret;
+
+/// Everything a runner needs to work on one task.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    /// The task as the server sent it.
+    pub task: Task,
+    /// The worker id the server created for this claim (for logs and prompts).
+    pub worker_id: String,
+    /// The branch the server assigned to this worker.
+    pub branch: String,
+    /// The directory the task works in; tools never leave it.
+    pub checkout: PathBuf,
+    /// An Anthropic API key the server handed over for this task (`serverApiKey`).
+    pub server_api_key: Option<Secret>,
+    /// A Claude OAuth token the server handed over for this task (`serverOauthToken`).
+    pub server_oauth_token: Option<Secret>,
+}
+
+/// Token and cost accounting, cumulative over a task.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Usage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cache_creation_input_tokens: u64,
+    pub cache_read_input_tokens: u64,
+    /// Model turns (assistant replies) so far.
+    pub turns: u32,
+    /// Cost in USD; `None` when it cannot be known (a model missing from the price table).
+    pub cost_usd: Option<f64>,
+}
+
+/// One thing a runner tells the worker while it works. The worker decides
+/// when (and whether) the server hears about it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Progress {
+    /// A one-line description of what the runner is doing now.
+    Action(String),
+    /// Updated cumulative accounting.
+    Usage(Usage),
+}
+
+/// Where a runner sends its [`Progress`]. Sending never blocks the runner;
+/// if the worker has gone away the update is dropped.
+#[derive(Debug, Clone)]
+pub struct ProgressSink(mpsc::UnboundedSender<Progress>);
+
+impl ProgressSink {
+    /// A sink and the receiving end the worker reads.
+    pub fn channel() -> (Self, mpsc::UnboundedReceiver<Progress>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Self(tx), rx)
+    }
+
+    /// Report what the runner is doing now.
+    pub fn action(&self, text: impl Into<String>) {
+        let _ = self.0.send(Progress::Action(text.into()));
+    }
+
+    /// Report updated cumulative accounting.
+    pub fn usage(&self, usage: Usage) {
+        let _ = self.0.send(Progress::Usage(usage));
+    }
+}
+
+/// How a task ended when the runner finished its work.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunOutcome {
+    /// What the task achieved, usually the model's final text.
+    pub summary: String,
+    /// Final cumulative accounting.
+    pub usage: Usage,
+}
+
+/// Why a runner did not finish the task.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The task failed; the message is the reason the server will be given.
+    #[error("{reason}")]
+    Failed {
+        reason: String,
+        /// Accounting up to the failure, so cost is not lost.
+        usage: Usage,
+    },
+    /// The runner stopped because its cancellation token fired.
+    #[error("cancelled")]
+    Cancelled { usage: Usage },
+    /// The task cannot run on this agent for lack of configuration
+    /// (for example no Claude credentials). Maps to exit code 2.
+    #[error("{0}")]
+    Config(String),
+}
+
+impl RunError {
+    /// Accounting gathered before the run stopped.
+    pub fn usage(&self) -> Usage {
+        match self {
+            RunError::Failed { usage, .. } | RunError::Cancelled { usage } => *usage,
+            RunError::Config(_) => Usage::default(),
+        }
+    }
+}
+
+/// A boxed future, so runners can be used as trait objects.
+pub type RunFuture<'a> = Pin<Box<dyn Future<Output = Result<RunOutcome, RunError>> + Send + 'a>>;
+
+/// Something that can work on one task.
+pub trait Runner: Send + Sync {
+    /// A short name for logs (`api`, `cli`).
+    fn name(&self) -> &'static str;
+
+    /// Work on the task until it ends, the runner gives up, or `cancel` fires.
+    /// A cancelled runner must stop its children and return promptly.
+    fn run<'a>(
+        &'a self,
+        request: RunRequest,
+        progress: ProgressSink,
+        cancel: CancellationToken,
+    ) -> RunFuture<'a>;
+}

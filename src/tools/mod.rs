@@ -1,0 +1,1 @@
+//! What the model may do: shell, files, search — confined to the checkout.
