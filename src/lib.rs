@@ -3,7 +3,23 @@
 
 pub mod actions;
 pub mod anthropic;
+pub mod app;
+pub mod backoff;
 pub mod buildd;
+pub mod cli;
+pub mod config;
+pub mod logging;
+pub mod redact;
 pub mod runner;
+pub mod scheduler;
 pub mod secret;
 pub mod tools;
+pub mod worker;
+
+/// `<version> (<git commit>)`, as `--version` prints it after the name.
+pub const VERSION_LINE: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("BUILDD_AGENT_COMMIT"),
+    ")"
+);

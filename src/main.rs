@@ -1,1 +1,47 @@
-fn main() {}
+//! Thin entry point: parse the command line, set up logging, run the app, and
+//! turn the result into one rendered error and a documented exit code.
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+
+use buildd_agent::app;
+use buildd_agent::cli::Cli;
+use buildd_agent::config::Config;
+use buildd_agent::redact::Redactor;
+use clap::{CommandFactory, FromArgMatches};
+
+fn main() -> ExitCode {
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    let redactor = Redactor::new();
+    if let Some(key) = &cli.api_key {
+        redactor.add(key);
+    }
+    buildd_agent::logging::init(cli.log_format, redactor.clone());
+
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let config = match Config::resolve(cli, &matches, env) {
+        Ok(c) => c,
+        Err(e) => {
+            return app::render_error(&redactor, &e, Some(&e.hint()), app::EXIT_USAGE);
+        }
+    };
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            return app::render_error(&redactor, &e, None, app::EXIT_USAGE);
+        }
+    };
+    let code = runtime.block_on(app::run(config, redactor));
+    // Workers are awaited inside app::run; this only bounds stragglers such as
+    // a blocking read that ignored cancellation.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    ExitCode::from(code)
+}

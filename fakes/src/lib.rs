@@ -1,1 +1,4 @@
+//! Strict local stand-ins for the services buildd-agent talks to, shared by
+//! the integration tests and the demo (`buildd-dev`).
 
+pub mod buildd;

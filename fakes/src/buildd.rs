@@ -1,0 +1,875 @@
+//! A stateful, strict stand-in for the buildd server's agent routes.
+//!
+//! It follows `shared/protocol/buildd-api.md`: Bearer keys (401/403 as the real
+//! server words them), the claim body (`runner` required, known fields only),
+//! worker updates with only documented fields and statuses, 409 with
+//! `abort: true` once a worker is terminal, 400 for `completed` without a PR on
+//! `pr_required` tasks. Everything it receives is recorded, and everything the
+//! agent got wrong is listed in [`FakeBuildd::violations`] for tests to assert on.
+//! Faults (status codes, slow answers) can be queued per route.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, patch, post};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+/// The key every fake accepts unless told otherwise.
+pub const DEFAULT_KEY: &str = "bld_test_worker_key_0001";
+
+/// Which route a queued fault applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Route {
+    Claim,
+    Update,
+    Get,
+}
+
+/// A fault to answer with instead of the normal response.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// Answer with this status and a JSON error body.
+    Status(u16),
+    /// Answer 429 with the server's concurrency-limit body.
+    RateLimited,
+    /// Wait this long, then answer normally.
+    Delay(Duration),
+}
+
+/// A task to seed the queue with.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct TaskSeed {
+    pub id: Option<String>,
+    pub workspace_id: Option<String>,
+    pub title: String,
+    pub description: Option<String>,
+    pub priority: i64,
+    pub output_requirement: Option<String>,
+    pub context: Option<Value>,
+    pub repo: Option<String>,
+    pub server_api_key: Option<String>,
+    pub server_oauth_token: Option<String>,
+}
+
+/// A request as the fake received it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Recorded {
+    pub method: String,
+    pub path: String,
+    pub authorization: Option<String>,
+    pub body: Value,
+    pub status: u16,
+}
+
+/// The server's view of one worker.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkerState {
+    pub id: String,
+    pub task_id: String,
+    pub account: String,
+    pub status: String,
+    pub branch: String,
+    pub fields: BTreeMap<String, Value>,
+    /// Every update body the agent sent, in order.
+    pub updates: Vec<Value>,
+    /// How many terminal reports the agent sent (should be exactly one).
+    pub terminal_reports: u32,
+}
+
+/// The server's view of one task.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskState {
+    pub id: String,
+    pub workspace_id: String,
+    pub title: String,
+    pub status: String,
+    pub description: Option<String>,
+    pub priority: i64,
+    pub output_requirement: String,
+    pub context: Value,
+    pub repo: Option<String>,
+    #[serde(skip)]
+    pub server_api_key: Option<String>,
+    #[serde(skip)]
+    pub server_oauth_token: Option<String>,
+    pub claims: u32,
+}
+
+#[derive(Debug, Clone)]
+struct Key {
+    account: String,
+    level: String,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    keys: HashMap<String, Key>,
+    tasks: Vec<TaskState>,
+    workers: Vec<WorkerState>,
+    requests: Vec<Recorded>,
+    violations: Vec<String>,
+    faults: HashMap<Route, VecDeque<Fault>>,
+    max_concurrent: Option<usize>,
+    next_worker: u64,
+}
+
+type Shared = Arc<Mutex<Inner>>;
+
+/// A running fake server. Dropping it stops the server.
+pub struct FakeBuildd {
+    addr: SocketAddr,
+    state: Shared,
+    _stop: tokio::sync::oneshot::Sender<()>,
+    _thread: Option<std::thread::JoinHandle<()>>,
+}
+
+const WORKER_FIELDS: &[&str] = &[
+    "status",
+    "error",
+    "summary",
+    "currentAction",
+    "costUsd",
+    "turns",
+    "inputTokens",
+    "outputTokens",
+    "branch",
+    "lastCommitSha",
+    "commitCount",
+    "filesChanged",
+    "linesAdded",
+    "linesRemoved",
+    "prUrl",
+    "prNumber",
+    "milestones",
+    "appendMilestones",
+    "progress",
+];
+const STATUSES: &[&str] = &[
+    "starting",
+    "running",
+    "waiting_input",
+    "completed",
+    "failed",
+    "error",
+];
+const CLAIM_FIELDS: &[&str] = &[
+    "runner",
+    "maxTasks",
+    "workspaceId",
+    "taskId",
+    "capabilities",
+    "claimAcrossAccessible",
+];
+
+impl FakeBuildd {
+    /// Start on 127.0.0.1 with an ephemeral port, in its own thread and
+    /// runtime, so sync tests and async tests can both use it.
+    pub fn start() -> FakeBuildd {
+        Self::start_on("127.0.0.1:0")
+    }
+
+    /// Start on a given address (the demo uses a fixed port if asked).
+    pub fn start_on(addr: &str) -> FakeBuildd {
+        let state: Shared = Arc::new(Mutex::new(Inner::default()));
+        lock(&state).keys.insert(
+            DEFAULT_KEY.into(),
+            Key {
+                account: "acct_1".into(),
+                level: "worker".into(),
+            },
+        );
+        let listener = std::net::TcpListener::bind(addr).expect("bind fake buildd server");
+        listener
+            .set_nonblocking(true)
+            .expect("nonblocking listener");
+        let bound = listener.local_addr().expect("local addr");
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let app = router(state.clone());
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                let _ = axum::serve(listener, app)
+                    .with_graceful_shutdown(async {
+                        let _ = rx.await;
+                    })
+                    .await;
+            });
+        });
+        FakeBuildd {
+            addr: bound,
+            state,
+            _stop: tx,
+            _thread: Some(thread),
+        }
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Accept another key (level `worker`, `admin` or `trigger`) for `account`.
+    pub fn add_key(&self, key: &str, account: &str, level: &str) {
+        lock(&self.state).keys.insert(
+            key.into(),
+            Key {
+                account: account.into(),
+                level: level.into(),
+            },
+        );
+    }
+
+    /// Answer 429 once this many workers are active.
+    pub fn set_max_concurrent(&self, n: Option<usize>) {
+        lock(&self.state).max_concurrent = n;
+    }
+
+    /// Queue a task; returns its id.
+    pub fn add_task(&self, seed: TaskSeed) -> String {
+        let mut s = lock(&self.state);
+        let n = s.tasks.len() + 1;
+        let id = seed
+            .id
+            .clone()
+            .unwrap_or_else(|| format!("tsk_{n:04}{:06x}", n * 7919));
+        s.tasks.push(TaskState {
+            id: id.clone(),
+            workspace_id: seed.workspace_id.unwrap_or_else(|| "ws_default".into()),
+            title: seed.title,
+            status: "pending".into(),
+            description: seed.description,
+            priority: seed.priority,
+            output_requirement: seed.output_requirement.unwrap_or_else(|| "auto".into()),
+            context: seed.context.unwrap_or_else(|| json!({})),
+            repo: seed.repo,
+            server_api_key: seed.server_api_key,
+            server_oauth_token: seed.server_oauth_token,
+            claims: 0,
+        });
+        id
+    }
+
+    /// Queue a fault for the next request on `route`.
+    pub fn inject(&self, route: Route, fault: Fault) {
+        lock(&self.state)
+            .faults
+            .entry(route)
+            .or_default()
+            .push_back(fault);
+    }
+
+    /// Close a worker from the server side (as a user cancelling the task, or
+    /// the server expiring it): later updates get 409 with `abort: true`.
+    pub fn close_worker(&self, worker_id: &str, status: &str) {
+        let mut s = lock(&self.state);
+        if let Some(w) = s.workers.iter_mut().find(|w| w.id == worker_id) {
+            w.status = status.into();
+        }
+    }
+
+    /// Every request received, in order.
+    pub fn requests(&self) -> Vec<Recorded> {
+        lock(&self.state).requests.clone()
+    }
+
+    /// Protocol violations by the client (should be empty).
+    pub fn violations(&self) -> Vec<String> {
+        lock(&self.state).violations.clone()
+    }
+
+    /// All workers, in creation order.
+    pub fn workers(&self) -> Vec<WorkerState> {
+        lock(&self.state).workers.clone()
+    }
+
+    /// All tasks, in creation order.
+    pub fn tasks(&self) -> Vec<TaskState> {
+        lock(&self.state).tasks.clone()
+    }
+
+    /// Claim requests received (including rejected ones).
+    pub fn claims(&self) -> Vec<Recorded> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.path == "/api/workers/claim")
+            .collect()
+    }
+
+    /// A JSON snapshot of tasks and workers (served at `/__fake/state` too).
+    pub fn snapshot(&self) -> Value {
+        snapshot(&lock(&self.state))
+    }
+}
+
+fn lock(s: &Shared) -> MutexGuard<'_, Inner> {
+    // A panicking test thread must not poison the fake for the others.
+    s.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn snapshot(s: &Inner) -> Value {
+    json!({ "tasks": s.tasks, "workers": s.workers, "violations": s.violations })
+}
+
+fn router(state: Shared) -> Router {
+    Router::new()
+        .route("/api/workers/claim", post(claim))
+        .route("/api/workers/heartbeat", post(heartbeat))
+        .route("/api/workers/{id}", patch(update).get(read))
+        .route("/__fake/state", get(state_dump))
+        .fallback(fallback)
+        .with_state(state)
+}
+
+fn err(status: StatusCode, message: &str) -> Response {
+    (status, axum::Json(json!({ "error": message }))).into_response()
+}
+
+fn record(
+    s: &mut Inner,
+    method: &Method,
+    path: &str,
+    headers: &HeaderMap,
+    body: &Value,
+    status: u16,
+) {
+    s.requests.push(Recorded {
+        method: method.to_string(),
+        path: path.to_string(),
+        authorization: headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        body: body.clone(),
+        status,
+    });
+}
+
+/// The account and level behind the Bearer key, if it is one we know.
+fn authenticate(s: &Inner, headers: &HeaderMap) -> Option<Key> {
+    let value = headers.get("authorization")?.to_str().ok()?;
+    let key = value.strip_prefix("Bearer ")?;
+    s.keys.get(key).cloned()
+}
+
+async fn take_fault(state: &Shared, route: Route) -> Option<Response> {
+    let fault = lock(state)
+        .faults
+        .get_mut(&route)
+        .and_then(|q| q.pop_front());
+    match fault? {
+        Fault::Delay(d) => {
+            tokio::time::sleep(d).await;
+            None
+        }
+        Fault::Status(code) => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            Some(err(status, "injected fault"))
+        }
+        Fault::RateLimited => Some(
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                axum::Json(
+                    json!({"error":"Max concurrent workers limit reached","limit":1,"current":1}),
+                ),
+            )
+                .into_response(),
+        ),
+    }
+}
+
+fn parse_body(
+    s: &mut Inner,
+    headers: &HeaderMap,
+    body: &Bytes,
+    what: &str,
+) -> Result<Value, String> {
+    let ct = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !ct.starts_with("application/json") {
+        s.violations.push(format!(
+            "{what}: content-type {ct:?} is not application/json"
+        ));
+        return Err("Content-Type must be application/json".into());
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(v) if v.is_object() => Ok(v),
+        _ => {
+            s.violations
+                .push(format!("{what}: body is not a JSON object"));
+            Err("Invalid JSON body".into())
+        }
+    }
+}
+
+async fn claim(
+    State(state): State<Shared>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = "/api/workers/claim";
+    if let Some(resp) = take_fault(&state, Route::Claim).await {
+        let mut s = lock(&state);
+        let v = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        record(&mut s, &method, path, &headers, &v, resp.status().as_u16());
+        return resp;
+    }
+    let mut s = lock(&state);
+    let parsed = parse_body(&mut s, &headers, &body, "claim");
+    let v = parsed.clone().unwrap_or(Value::Null);
+    let resp = claim_inner(&mut s, &headers, parsed);
+    record(&mut s, &method, path, &headers, &v, resp.status().as_u16());
+    resp
+}
+
+fn claim_inner(s: &mut Inner, headers: &HeaderMap, body: Result<Value, String>) -> Response {
+    let Some(key) = authenticate(s, headers) else {
+        return err(StatusCode::UNAUTHORIZED, "Invalid API key");
+    };
+    if key.level == "trigger" {
+        return err(
+            StatusCode::FORBIDDEN,
+            "Trigger tokens cannot claim tasks. Use a worker or admin token.",
+        );
+    }
+    let body = match body {
+        Ok(b) => b,
+        Err(m) => return err(StatusCode::BAD_REQUEST, &m),
+    };
+    let obj = body.as_object().cloned().unwrap_or_default();
+    for k in obj.keys() {
+        if !CLAIM_FIELDS.contains(&k.as_str()) {
+            s.violations.push(format!("claim: unknown field {k:?}"));
+            return err(StatusCode::BAD_REQUEST, &format!("Unknown field {k}"));
+        }
+    }
+    let runner = obj.get("runner").and_then(Value::as_str).unwrap_or("");
+    if runner.trim().is_empty() {
+        s.violations.push("claim: runner missing".into());
+        return err(StatusCode::BAD_REQUEST, "runner is required");
+    }
+    let max_tasks = match obj.get("maxTasks") {
+        None => 3,
+        Some(v) => match v.as_u64() {
+            Some(n) if (1..=100).contains(&n) => n as usize,
+            _ => {
+                s.violations.push(format!("claim: bad maxTasks {v}"));
+                return err(StatusCode::BAD_REQUEST, "maxTasks must be an integer 1-100");
+            }
+        },
+    };
+    let workspace = match obj.get("workspaceId") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(w)) => Some(w.clone()),
+        Some(v) => {
+            s.violations.push(format!("claim: bad workspaceId {v}"));
+            return err(StatusCode::BAD_REQUEST, "workspaceId must be a string");
+        }
+    };
+    let task_id = match obj.get("taskId") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(t)) => Some(t.clone()),
+        Some(v) => {
+            s.violations.push(format!("claim: bad taskId {v}"));
+            return err(StatusCode::BAD_REQUEST, "taskId must be a string");
+        }
+    };
+
+    let active = s
+        .workers
+        .iter()
+        .filter(|w| w.account == key.account && !is_terminal(&w.status))
+        .count();
+    if let Some(limit) = s.max_concurrent
+        && active >= limit
+    {
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            axum::Json(json!({"error":"Max concurrent workers limit reached","limit":limit,"current":active})),
+        )
+            .into_response();
+    }
+    let room = s
+        .max_concurrent
+        .map_or(max_tasks, |l| l.saturating_sub(active).min(max_tasks));
+
+    let mut candidates: Vec<usize> = (0..s.tasks.len())
+        .filter(|&i| {
+            let t = &s.tasks[i];
+            t.status == "pending"
+                && workspace.as_ref().is_none_or(|w| &t.workspace_id == w)
+                && task_id.as_ref().is_none_or(|id| &t.id == id)
+        })
+        .collect();
+    if let Some(id) = &task_id
+        && candidates.is_empty()
+    {
+        return err(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &format!("Task {id} is not available to claim"),
+        );
+    }
+    // Highest priority first, then oldest.
+    candidates.sort_by_key(|&i| (std::cmp::Reverse(s.tasks[i].priority), i));
+    candidates.truncate(room);
+
+    let mut workers = Vec::new();
+    for i in candidates {
+        s.next_worker += 1;
+        let wid = format!("wkr_{:04}", s.next_worker);
+        let t = &mut s.tasks[i];
+        t.status = "assigned".into();
+        t.claims += 1;
+        let branch = format!(
+            "buildd/{}-{}",
+            t.id.chars().take(8).collect::<String>(),
+            slug(&t.title)
+        );
+        let mut task = task_json(t);
+        task["status"] = json!("assigned");
+        let mut w = json!({ "id": wid, "taskId": t.id, "branch": branch, "task": task });
+        if let Some(k) = &t.server_api_key {
+            w["serverApiKey"] = json!(k);
+        }
+        if let Some(k) = &t.server_oauth_token {
+            w["serverOauthToken"] = json!(k);
+        }
+        let task_id = t.id.clone();
+        s.workers.push(WorkerState {
+            id: wid,
+            task_id,
+            account: key.account.clone(),
+            status: "idle".into(),
+            branch,
+            fields: BTreeMap::new(),
+            updates: Vec::new(),
+            terminal_reports: 0,
+        });
+        workers.push(w);
+    }
+    let mut resp = json!({ "workers": workers });
+    if workers_empty(&resp) {
+        resp["diagnostics"] = json!({ "reason": "no_pending_tasks" });
+    }
+    (StatusCode::OK, axum::Json(resp)).into_response()
+}
+
+fn workers_empty(v: &Value) -> bool {
+    v["workers"].as_array().is_none_or(|a| a.is_empty())
+}
+
+fn task_json(t: &TaskState) -> Value {
+    json!({
+        "id": t.id, "workspaceId": t.workspace_id, "title": t.title, "description": t.description,
+        "context": t.context, "priority": t.priority, "mode": "execution", "status": t.status,
+        "runnerPreference": "any", "requiredCapabilities": [], "outputRequirement": t.output_requirement,
+        "externalUrl": null, "result": null, "createdAt": "2026-11-26T00:00:00.000Z",
+        "workspace": { "id": t.workspace_id, "name": t.workspace_id.trim_start_matches("ws_"), "repo": t.repo, "localPath": null }
+    })
+}
+
+fn slug(title: &str) -> String {
+    let mut out = String::new();
+    for c in title.to_lowercase().chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c);
+        } else if !out.ends_with('-') && !out.is_empty() {
+            out.push('-');
+        }
+        if out.len() >= 30 {
+            break;
+        }
+    }
+    out.trim_end_matches('-').to_string()
+}
+
+fn is_terminal(status: &str) -> bool {
+    matches!(status, "completed" | "failed" | "error")
+}
+
+async fn update(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = format!("/api/workers/{id}");
+    if let Some(resp) = take_fault(&state, Route::Update).await {
+        let mut s = lock(&state);
+        let v = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        record(&mut s, &method, &path, &headers, &v, resp.status().as_u16());
+        return resp;
+    }
+    let mut s = lock(&state);
+    let parsed = parse_body(&mut s, &headers, &body, "update");
+    let v = parsed.clone().unwrap_or(Value::Null);
+    let resp = update_inner(&mut s, &id, &headers, parsed);
+    record(&mut s, &method, &path, &headers, &v, resp.status().as_u16());
+    resp
+}
+
+fn update_inner(
+    s: &mut Inner,
+    id: &str,
+    headers: &HeaderMap,
+    body: Result<Value, String>,
+) -> Response {
+    let Some(key) = authenticate(s, headers) else {
+        return err(StatusCode::UNAUTHORIZED, "Unauthorized");
+    };
+    let Some(wi) = s.workers.iter().position(|w| w.id == id) else {
+        return err(StatusCode::NOT_FOUND, "Worker not found");
+    };
+    if s.workers[wi].account != key.account {
+        return err(StatusCode::FORBIDDEN, "Forbidden");
+    }
+    let body = match body {
+        Ok(b) => b,
+        Err(m) => return err(StatusCode::BAD_REQUEST, &m),
+    };
+    let obj = body.as_object().cloned().unwrap_or_default();
+    if obj.is_empty() {
+        s.violations.push(format!("update {id}: empty body"));
+        return err(StatusCode::BAD_REQUEST, "Nothing to update");
+    }
+    if let Err(m) = check_update_fields(&obj) {
+        s.violations.push(format!("update {id}: {m}"));
+        return err(StatusCode::BAD_REQUEST, &m);
+    }
+    let new_status = obj
+        .get("status")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+
+    let current = s.workers[wi].status.clone();
+    if is_terminal(&current) {
+        // A second terminal report from the agent is a bug; an update after a
+        // server-side close is expected (the agent learns of it this way).
+        if s.workers[wi].terminal_reports > 0 {
+            s.violations.push(format!(
+                "update {id}: sent after the agent's own terminal report"
+            ));
+        }
+        let reason = if current == "completed" {
+            "Worker already completed"
+        } else {
+            "Worker was terminated - task may have been reassigned"
+        };
+        return (
+            StatusCode::CONFLICT,
+            axum::Json(json!({"error": reason, "abort": true, "reason": current, "actualStatus": current, "hasDeliverables": false})),
+        )
+            .into_response();
+    }
+
+    let task_index = s.tasks.iter().position(|t| t.id == s.workers[wi].task_id);
+    if new_status.as_deref() == Some("completed")
+        && let Some(ti) = task_index
+    {
+        let has_pr = obj.contains_key("prUrl") || s.workers[wi].fields.contains_key("prUrl");
+        if s.tasks[ti].output_requirement == "pr_required" && !has_pr {
+            return (
+                StatusCode::BAD_REQUEST,
+                axum::Json(json!({"error":"This task requires a pull request before it can be completed","hint":"create_pr"})),
+            )
+                .into_response();
+        }
+    }
+
+    let w = &mut s.workers[wi];
+    w.updates.push(body.clone());
+    for (k, v) in &obj {
+        if k != "status" {
+            w.fields.insert(k.clone(), v.clone());
+        }
+    }
+    if let Some(st) = &new_status {
+        w.status = st.clone();
+        if is_terminal(st) {
+            w.terminal_reports += 1;
+        }
+    }
+    let worker = worker_json(w);
+    if let (Some(st), Some(ti)) = (new_status, task_index) {
+        let t = &mut s.tasks[ti];
+        match st.as_str() {
+            "running" | "starting" if t.status == "assigned" => t.status = "in_progress".into(),
+            "completed" => t.status = "completed".into(),
+            "failed" | "error" => t.status = "failed".into(),
+            _ => {}
+        }
+    }
+    (StatusCode::OK, axum::Json(worker)).into_response()
+}
+
+fn check_update_fields(obj: &serde_json::Map<String, Value>) -> Result<(), String> {
+    for (k, v) in obj {
+        if !WORKER_FIELDS.contains(&k.as_str()) {
+            return Err(format!("unknown field {k:?}"));
+        }
+        let ok = match k.as_str() {
+            "status" => v.as_str().is_some_and(|s| STATUSES.contains(&s)),
+            "error" | "summary" | "currentAction" | "branch" | "lastCommitSha" | "prUrl" => {
+                v.is_string()
+            }
+            "costUsd" => v.as_f64().is_some_and(|c| c >= 0.0),
+            "turns" | "inputTokens" | "outputTokens" | "commitCount" | "filesChanged"
+            | "linesAdded" | "linesRemoved" | "prNumber" => v.is_u64(),
+            "progress" => v.as_u64().is_some_and(|p| p <= 100),
+            "milestones" | "appendMilestones" => v.is_array(),
+            _ => true,
+        };
+        if !ok {
+            return Err(format!("field {k:?} has an invalid value {v}"));
+        }
+    }
+    if let Some(st) = obj.get("status").and_then(Value::as_str)
+        && matches!(st, "failed" | "error")
+        && !obj.get("error").is_some_and(Value::is_string)
+    {
+        return Err("a failed status needs an error reason".into());
+    }
+    Ok(())
+}
+
+fn worker_json(w: &WorkerState) -> Value {
+    let mut v = json!({ "id": w.id, "taskId": w.task_id, "status": w.status, "branch": w.branch });
+    for (k, val) in &w.fields {
+        v[k] = val.clone();
+    }
+    v
+}
+
+async fn read(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+    method: Method,
+    headers: HeaderMap,
+) -> Response {
+    let path = format!("/api/workers/{id}");
+    if let Some(resp) = take_fault(&state, Route::Get).await {
+        let mut s = lock(&state);
+        record(
+            &mut s,
+            &method,
+            &path,
+            &headers,
+            &Value::Null,
+            resp.status().as_u16(),
+        );
+        return resp;
+    }
+    let mut s = lock(&state);
+    let resp = match authenticate(&s, &headers) {
+        None => err(StatusCode::UNAUTHORIZED, "Unauthorized"),
+        Some(key) => match s.workers.iter().find(|w| w.id == id) {
+            None => err(StatusCode::NOT_FOUND, "Worker not found"),
+            Some(w) if w.account != key.account => err(StatusCode::FORBIDDEN, "Forbidden"),
+            Some(w) => (StatusCode::OK, axum::Json(worker_json(w))).into_response(),
+        },
+    };
+    record(
+        &mut s,
+        &method,
+        &path,
+        &headers,
+        &Value::Null,
+        resp.status().as_u16(),
+    );
+    resp
+}
+
+async fn heartbeat(
+    State(state): State<Shared>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut s = lock(&state);
+    let parsed = parse_body(&mut s, &headers, &body, "heartbeat");
+    let v = parsed.clone().unwrap_or(Value::Null);
+    let resp = match (authenticate(&s, &headers), parsed) {
+        (None, _) => err(StatusCode::UNAUTHORIZED, "Unauthorized"),
+        (_, Err(m)) => err(StatusCode::BAD_REQUEST, &m),
+        (Some(_), Ok(b)) if !b.get("activeWorkerCount").is_some_and(Value::is_u64) => {
+            s.violations
+                .push("heartbeat: activeWorkerCount missing".into());
+            err(StatusCode::BAD_REQUEST, "activeWorkerCount is required")
+        }
+        (Some(_), Ok(_)) => {
+            let pending = s.tasks.iter().filter(|t| t.status == "pending").count();
+            (
+                StatusCode::OK,
+                axum::Json(json!({ "pendingTaskCount": pending })),
+            )
+                .into_response()
+        }
+    };
+    record(
+        &mut s,
+        &method,
+        "/api/workers/heartbeat",
+        &headers,
+        &v,
+        resp.status().as_u16(),
+    );
+    resp
+}
+
+async fn state_dump(State(state): State<Shared>) -> Response {
+    (StatusCode::OK, axum::Json(snapshot(&lock(&state)))).into_response()
+}
+
+async fn fallback(
+    State(state): State<Shared>,
+    method: Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Response {
+    let mut s = lock(&state);
+    s.violations
+        .push(format!("unknown route {method} {}", uri.path()));
+    record(&mut s, &method, uri.path(), &headers, &Value::Null, 404);
+    err(StatusCode::NOT_FOUND, "Not found")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs_are_short_and_clean() {
+        assert_eq!(slug("Fix login redirect!"), "fix-login-redirect");
+        assert!(slug(&"a very long title ".repeat(10)).len() <= 30);
+    }
+
+    #[test]
+    fn update_fields_are_checked() {
+        let ok = json!({"status":"running","currentAction":"x","turns":3,"costUsd":0.5});
+        assert!(check_update_fields(ok.as_object().unwrap()).is_ok());
+        let bad = json!({"status":"done"});
+        assert!(check_update_fields(bad.as_object().unwrap()).is_err());
+        let typo = json!({"curentAction":"x"});
+        assert!(check_update_fields(typo.as_object().unwrap()).is_err());
+        let failed_without_reason = json!({"status":"failed"});
+        assert!(check_update_fields(failed_without_reason.as_object().unwrap()).is_err());
+    }
+}

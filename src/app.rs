@@ -1,0 +1,257 @@
+//! Wires the parts together for the chosen mode: secrets into the redactor,
+//! the runner, the buildd client, signals, the scheduler; then the exit code.
+
+use std::error::Error as StdError;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::signal::unix::{SignalKind, signal};
+use tracing::{info, warn};
+
+use crate::buildd::BuilddClient;
+use crate::config::{Config, Mode};
+use crate::redact::Redactor;
+use crate::runner::Runner;
+use crate::scheduler::{RunRecord, Scheduler, SchedulerConfig, ServerProblem, Shutdown};
+use crate::worker::{TaskStatus, WorkerContext};
+
+/// Every claimed task succeeded, or there was nothing to do.
+pub const EXIT_OK: u8 = 0;
+/// At least one task failed.
+pub const EXIT_TASK_FAILED: u8 = 1;
+/// Usage or configuration error.
+pub const EXIT_USAGE: u8 = 2;
+/// The server is unusable: key rejected, or unreachable past the retry budget.
+pub const EXIT_SERVER: u8 = 3;
+/// Interrupted by SIGINT (128 + 2).
+pub const EXIT_SIGINT: u8 = 130;
+/// Terminated by SIGTERM (128 + 15).
+pub const EXIT_SIGTERM: u8 = 143;
+
+/// After a second signal, how long the agent waits for tasks to wind down
+/// before it returns anyway.
+const HARD_STOP_WAIT: Duration = Duration::from_secs(2);
+
+/// Environment variables whose values are secrets wherever they appear.
+pub const SECRET_ENV_VARS: &[&str] = &[
+    "BUILDD_API_KEY",
+    "ANTHROPIC_API_KEY",
+    "CLAUDE_CODE_OAUTH_TOKEN",
+    "GITHUB_TOKEN",
+    "GH_TOKEN",
+];
+
+/// Print `error:` / `caused by:` / `hint:` once, redacted, and return the code.
+pub fn render_error(
+    redactor: &Redactor,
+    err: &dyn StdError,
+    hint: Option<&str>,
+    code: u8,
+) -> ExitCode {
+    eprintln!("error: {}", redactor.redact(&err.to_string()));
+    let mut source = err.source();
+    while let Some(cause) = source {
+        eprintln!("caused by: {}", redactor.redact(&cause.to_string()));
+        source = cause.source();
+    }
+    if let Some(h) = hint {
+        eprintln!("hint: {}", redactor.redact(h));
+    }
+    ExitCode::from(code)
+}
+
+/// A problem that stops the agent before or instead of running tasks.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{0}")]
+    NoCredentials(String),
+    #[error("cannot set up the buildd client")]
+    Client(#[source] crate::buildd::BuilddError),
+    #[error("cannot listen for signals")]
+    Signals(#[source] std::io::Error),
+    #[error("cannot determine the working directory")]
+    WorkDir(#[source] std::io::Error),
+}
+
+/// Run the agent; returns the process exit code.
+pub async fn run(config: Config, redactor: Redactor) -> u8 {
+    redactor.add(config.api_key.expose());
+    for var in SECRET_ENV_VARS {
+        if let Some(v) = config.env.get(*var) {
+            redactor.add(v);
+        }
+    }
+
+    match run_inner(&config, &redactor).await {
+        Ok(code) => code,
+        Err((err, hint, code)) => {
+            let _ = render_error(&redactor, &err, hint.as_deref(), code);
+            code
+        }
+    }
+}
+
+type Failure = (AppError, Option<String>, u8);
+
+async fn run_inner(config: &Config, redactor: &Redactor) -> Result<u8, Failure> {
+    let runner = build_runner(config).map_err(|(e, hint)| (e, Some(hint), EXIT_USAGE))?;
+    let user_agent = format!("buildd-agent/{}", env!("CARGO_PKG_VERSION"));
+    let client = BuilddClient::new(&config.server, config.api_key.clone(), &user_agent)
+        .map_err(|e| (AppError::Client(e), None, EXIT_USAGE))?;
+    let checkout = std::env::current_dir().map_err(|e| (AppError::WorkDir(e), None, EXIT_USAGE))?;
+
+    let shutdown = Shutdown::default();
+    let signalled =
+        watch_signals(shutdown.clone()).map_err(|e| (AppError::Signals(e), None, EXIT_USAGE))?;
+
+    info!(
+        server = %config.server,
+        runner = runner.name(),
+        mode = ?config.mode,
+        max_tasks = config.max_tasks,
+        "buildd-agent {} starting",
+        crate::VERSION_LINE
+    );
+
+    let scheduler = Scheduler::new(
+        SchedulerConfig {
+            mode: config.mode,
+            max_tasks: config.max_tasks,
+            poll_interval: config.poll_interval,
+            workspace: config.workspace.clone(),
+            task: config.task.clone(),
+            runner_id: config.runner_id.clone(),
+            retry: config.retry,
+            grace_period: config.grace_period,
+        },
+        client.clone(),
+        WorkerContext {
+            client,
+            runner,
+            redactor: redactor.clone(),
+            checkout,
+            task_timeout: config.task_timeout,
+            lease_interval: config.lease_interval,
+            progress_interval: config.progress_interval,
+            retry: config.retry,
+        },
+        redactor.clone(),
+    );
+
+    let now = shutdown.now.clone();
+    let record = tokio::select! {
+        r = scheduler.run(shutdown) => r,
+        _ = async { now.cancelled().await; tokio::time::sleep(HARD_STOP_WAIT).await } => {
+            warn!("second signal: exiting without waiting for tasks");
+            RunRecord::default()
+        }
+    };
+
+    let code = exit_code(&record, signalled.get().copied(), config.mode);
+    if let Some(problem) = &record.problem {
+        let hint = problem_hint(problem, config);
+        eprintln!("error: {}", redactor.redact(&problem.to_string()));
+        eprintln!("hint: {}", redactor.redact(&hint));
+    }
+    log_totals(&record);
+    Ok(code)
+}
+
+fn problem_hint(problem: &ServerProblem, config: &Config) -> String {
+    match problem {
+        ServerProblem::KeyRejected { .. } => format!(
+            "the key came from {}; check it is a current worker or admin key for {}",
+            config.api_key_source, config.server
+        ),
+        ServerProblem::Forbidden { .. } => {
+            "use a worker or admin key (trigger keys can create tasks but not claim them)".into()
+        }
+        ServerProblem::ClaimRejected { .. } => {
+            "check --task and --workspace name a task and workspace this key can claim".into()
+        }
+        ServerProblem::Unreachable { .. } => format!(
+            "check that {} is up and reachable; --retry-budget sets how long to keep trying",
+            config.server
+        ),
+    }
+}
+
+fn log_totals(record: &RunRecord) {
+    let count = |s: TaskStatus| record.results.iter().filter(|r| r.status == s).count();
+    let cost: f64 = record.results.iter().filter_map(|r| r.usage.cost_usd).sum();
+    info!(
+        claimed = record.results.len(),
+        completed = count(TaskStatus::Completed),
+        failed = count(TaskStatus::Failed),
+        cancelled = count(TaskStatus::Cancelled),
+        aborted = count(TaskStatus::Aborted),
+        cost_usd = format!("{cost:.4}"),
+        "done"
+    );
+}
+
+/// The documented exit code for how the run ended.
+pub fn exit_code(record: &RunRecord, signal: Option<i32>, _mode: Mode) -> u8 {
+    if let Some(sig) = signal {
+        return if sig == libc_sigint() {
+            EXIT_SIGINT
+        } else {
+            EXIT_SIGTERM
+        };
+    }
+    if record.problem.is_some() {
+        return match record.problem {
+            Some(ServerProblem::ClaimRejected { .. }) => EXIT_TASK_FAILED,
+            _ => EXIT_SERVER,
+        };
+    }
+    if record.results.iter().any(|r| !r.reported) {
+        return EXIT_SERVER;
+    }
+    if record.results.iter().any(|r| r.config_error) {
+        return EXIT_USAGE;
+    }
+    if record.results.iter().any(crate::scheduler::is_failure) || record.rejected_claims > 0 {
+        return EXIT_TASK_FAILED;
+    }
+    EXIT_OK
+}
+
+fn libc_sigint() -> i32 {
+    nix::sys::signal::Signal::SIGINT as i32
+}
+
+/// First SIGINT/SIGTERM cancels `stop`, the second cancels `now`. Returns the
+/// first signal's number once it arrives.
+fn watch_signals(shutdown: Shutdown) -> std::io::Result<Arc<std::sync::OnceLock<i32>>> {
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let first = Arc::new(std::sync::OnceLock::new());
+    let seen = first.clone();
+    tokio::spawn(async move {
+        loop {
+            let sig = tokio::select! {
+                _ = int.recv() => nix::sys::signal::Signal::SIGINT,
+                _ = term.recv() => nix::sys::signal::Signal::SIGTERM,
+            };
+            if seen.set(sig as i32).is_ok() {
+                info!("received {sig}; stopping (send it again to stop now)");
+                shutdown.stop.cancel();
+            } else {
+                warn!("received {sig} again; stopping now");
+                shutdown.now.cancel();
+            }
+        }
+    });
+    Ok(first)
+}
+
+/// Choose the runner for `--runner`. Fails with a hint when the needed Claude
+/// credentials are missing.
+fn build_runner(_config: &Config) -> Result<Arc<dyn Runner>, (AppError, String)> {
+    Err((
+        AppError::NoCredentials("No authentication configured.".into()),
+        "set CLAUDE_CODE_OAUTH_TOKEN or ANTHROPIC_API_KEY".into(),
+    ))
+}

@@ -1,0 +1,194 @@
+//! Command-line definitions only: flags, their env vars, defaults and help.
+//!
+//! Values are validated and merged with the config file in `crate::config`;
+//! nothing here touches the network or the disk.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+/// Exit codes, shown at the end of `--help` and in the README.
+pub const EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0    every claimed task succeeded, or there was nothing to do
+  1    at least one task failed
+  2    usage or configuration error (bad flag, no buildd key, no Claude credentials)
+  3    server unusable (key rejected, or unreachable past the retry budget)
+  130  interrupted by SIGINT
+  143  terminated by SIGTERM";
+
+/// Claims AI coding tasks from a buildd server, runs them with Claude, and reports back.
+///
+/// Without --once or --until-idle it runs as a polling daemon.
+#[derive(Debug, Parser)]
+#[command(
+    name = "buildd-agent",
+    version = crate::VERSION_LINE,
+    after_help = EXIT_CODES_HELP,
+    max_term_width = 100
+)]
+pub struct Cli {
+    /// buildd server URL [default: config file, else http://localhost:3000]
+    #[arg(long, env = "BUILDD_SERVER", value_name = "URL")]
+    pub server: Option<String>,
+
+    /// Account API key (bld_…) [default: config file]. Never printed.
+    #[arg(
+        long,
+        env = "BUILDD_API_KEY",
+        value_name = "KEY",
+        hide_env_values = true
+    )]
+    pub api_key: Option<String>,
+
+    /// Only claim tasks from this workspace
+    #[arg(long, env = "BUILDD_WORKSPACE", value_name = "ID")]
+    pub workspace: Option<String>,
+
+    /// Claim exactly this task (a repository_dispatch hands one over)
+    #[arg(long, env = "BUILDD_TASK_ID", value_name = "ID")]
+    pub task: Option<String>,
+
+    /// Tasks run at the same time (1..=100)
+    #[arg(long, env = "BUILDD_MAX_TASKS", value_name = "N", default_value_t = 3,
+          value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub max_tasks: u32,
+
+    /// Daemon poll period (e.g. 500ms, 10s, 2m)
+    #[arg(long, env = "BUILDD_POLL_INTERVAL", value_name = "DUR", default_value = "10s",
+          value_parser = parse_duration)]
+    pub poll_interval: Duration,
+
+    /// Claim once (up to --max-tasks), run what was claimed, exit
+    #[arg(long, conflicts_with = "until_idle")]
+    pub once: bool,
+
+    /// Keep claiming as slots free up; exit when a claim returns nothing and nothing runs
+    #[arg(long)]
+    pub until_idle: bool,
+
+    /// Daemon: exit 0 after this long with nothing claimed or running
+    #[arg(long, env = "BUILDD_IDLE_TIMEOUT", value_name = "DUR", value_parser = parse_duration)]
+    pub idle_timeout: Option<Duration>,
+
+    /// How tasks run: auto picks cli when CLAUDE_CODE_OAUTH_TOKEN is set, else api
+    #[arg(long, env = "BUILDD_RUNNER", value_enum, default_value_t = RunnerChoice::Auto)]
+    pub runner: RunnerChoice,
+
+    /// Log output format; RUST_LOG (or DEBUG=*) raises verbosity
+    #[arg(long, env = "BUILDD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
+    pub log_format: LogFormat,
+
+    /// Claude model for tasks [default: claude-sonnet-5-5]
+    #[arg(long, env = "ANTHROPIC_MODEL", value_name = "MODEL")]
+    pub model: Option<String>,
+
+    /// Most model turns one task may take
+    #[arg(long, env = "BUILDD_MAX_TURNS", value_name = "N", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_turns: u32,
+
+    /// Most tokens one model reply may use (API runner)
+    #[arg(long, env = "BUILDD_MAX_TOKENS", value_name = "N", default_value_t = 16_000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_tokens: u32,
+
+    /// Fail a task once its cost passes this many USD (API runner)
+    #[arg(long, env = "BUILDD_MAX_COST_USD", value_name = "USD", value_parser = parse_cost)]
+    pub max_cost_usd: Option<f64>,
+
+    /// Fail a task that runs longer than this
+    #[arg(long, env = "BUILDD_TASK_TIMEOUT", value_name = "DUR", value_parser = parse_duration)]
+    pub task_timeout: Option<Duration>,
+
+    /// The claude CLI to run tasks with (CLI runner) [default: claude on PATH]
+    #[arg(long, env = "CLAUDE_BIN", value_name = "PATH")]
+    pub claude_bin: Option<PathBuf>,
+
+    /// Daemon: how long running tasks may finish after SIGTERM before they are cancelled
+    #[arg(long, env = "BUILDD_GRACE_PERIOD", value_name = "DUR", default_value = "10s",
+          value_parser = parse_duration)]
+    pub grace_period: Duration,
+
+    /// --once/--until-idle: give up (exit 3) when the server is unreachable this long
+    #[arg(long, env = "BUILDD_RETRY_BUDGET", value_name = "DUR", default_value = "5m",
+          value_parser = parse_duration)]
+    pub retry_budget: Duration,
+
+    /// First retry delay after a server error (doubles up to --retry-max-delay)
+    #[arg(long, env = "BUILDD_RETRY_BASE_DELAY", value_name = "DUR", default_value = "1s",
+          value_parser = parse_duration, hide = true)]
+    pub retry_base_delay: Duration,
+
+    /// Longest retry delay after server errors
+    #[arg(long, env = "BUILDD_RETRY_MAX_DELAY", value_name = "DUR", default_value = "60s",
+          value_parser = parse_duration, hide = true)]
+    pub retry_max_delay: Duration,
+
+    /// Send an update at least this often while a task runs (the server expires silent workers)
+    #[arg(long, env = "BUILDD_LEASE_INTERVAL", value_name = "DUR", default_value = "30s",
+          value_parser = parse_duration, hide = true)]
+    pub lease_interval: Duration,
+
+    /// Coalesce progress updates to at most one per this period per task
+    #[arg(long, env = "BUILDD_PROGRESS_INTERVAL", value_name = "DUR", default_value = "2s",
+          value_parser = parse_duration, hide = true)]
+    pub progress_interval: Duration,
+}
+
+/// Which runner works on tasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RunnerChoice {
+    /// cli when CLAUDE_CODE_OAUTH_TOKEN is set, else api
+    Auto,
+    /// our own agent loop over the Anthropic Messages API (ANTHROPIC_API_KEY)
+    Api,
+    /// the claude CLI, headless (CLAUDE_CODE_OAUTH_TOKEN or ANTHROPIC_API_KEY)
+    Cli,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// human-readable lines on stderr
+    Pretty,
+    /// one JSON object per line on stderr
+    Json,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim()).map_err(|e| format!("{e} (examples: 500ms, 10s, 2m, 1h)"))
+}
+
+fn parse_cost(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err("expected a positive number of USD, e.g. 2.50".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn definitions_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations_use_humantime() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn cost_must_be_positive() {
+        assert_eq!(parse_cost("2.5"), Ok(2.5));
+        assert!(parse_cost("-1").is_err());
+        assert!(parse_cost("NaN").is_err());
+    }
+}

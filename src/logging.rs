@@ -1,0 +1,65 @@
+//! Tracing setup: pretty or JSON lines on stderr, every line redacted.
+
+use std::io::{self, Write};
+
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
+
+use crate::cli::LogFormat;
+use crate::redact::Redactor;
+
+/// Install the global subscriber. `RUST_LOG` wins; the seed's `DEBUG=*` (or
+/// any non-empty `DEBUG`) means debug; otherwise info.
+pub fn init(format: LogFormat, redactor: Redactor) {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(v) if !v.trim().is_empty() => EnvFilter::new(v),
+        _ => match std::env::var("DEBUG") {
+            Ok(v) if !v.trim().is_empty() && v != "0" && v != "false" => {
+                EnvFilter::new("buildd_agent=debug,info")
+            }
+            _ => EnvFilter::new("info"),
+        },
+    };
+    let writer = RedactingStderr { redactor };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .with_target(false);
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Pretty => builder.with_ansi(false).compact().try_init(),
+    };
+}
+
+/// Writes to stderr after redacting. The fmt layer hands over one whole event
+/// per `write` call, so a secret is never split across two calls.
+#[derive(Clone)]
+struct RedactingStderr {
+    redactor: Redactor,
+}
+
+impl<'a> MakeWriter<'a> for RedactingStderr {
+    type Writer = RedactingWriter;
+    fn make_writer(&'a self) -> Self::Writer {
+        RedactingWriter {
+            redactor: self.redactor.clone(),
+        }
+    }
+}
+
+/// One event's writer (see [`RedactingStderr`]).
+pub struct RedactingWriter {
+    redactor: Redactor,
+}
+
+impl Write for RedactingWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        io::stderr().write_all(self.redactor.redact(&text).as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        io::stderr().flush()
+    }
+}

@@ -1,0 +1,133 @@
+//! One place that knows what a secret looks like.
+//!
+//! Everything that leaves the process as text (logs, error messages, reports to
+//! the server, the job summary) can pass through [`Redactor::redact`]: known
+//! secret values and the usual token shapes become `***`.
+
+use std::borrow::Cow;
+use std::sync::{Arc, OnceLock, RwLock};
+
+use regex::Regex;
+
+/// Shortest value treated as a secret; shorter ones would redact ordinary words.
+const MIN_SECRET_LEN: usize = 8;
+
+/// Replaces secrets in text. Cheap to clone; clones share the known values.
+#[derive(Debug, Clone, Default)]
+pub struct Redactor {
+    known: Arc<RwLock<Vec<String>>>,
+}
+
+fn token_shapes() -> &'static Regex {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    RE.get_or_init(|| {
+        Regex::new(concat!(
+            r"(?:sk-ant-[A-Za-z0-9_\-]{8,})",
+            r"|(?:gh[pousr]_[A-Za-z0-9]{20,})",
+            r"|(?:github_pat_[A-Za-z0-9_]{20,})",
+            r"|(?:bld_[A-Za-z0-9_\-]{8,})",
+            r"|(?:buildd_[A-Za-z0-9]{16,})",
+            r"|(?i:(?:bearer|token)\s+[A-Za-z0-9._~+/=\-]{12,})",
+        ))
+        .expect("static regex")
+    })
+}
+
+fn url_credentials() -> &'static Regex {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    // scheme://user:password@host → scheme://***@host
+    RE.get_or_init(|| {
+        Regex::new(r"([a-zA-Z][a-zA-Z0-9+.\-]*://)[^/@\s:]+(?::[^/@\s]*)?@").expect("static regex")
+    })
+}
+
+impl Redactor {
+    /// A redactor that knows no values yet (token shapes are always redacted).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Remember a secret value so every later `redact` hides it.
+    pub fn add(&self, secret: &str) {
+        let secret = secret.trim();
+        if secret.len() < MIN_SECRET_LEN {
+            return;
+        }
+        if let Ok(mut known) = self.known.write()
+            && !known.iter().any(|k| k == secret)
+        {
+            known.push(secret.to_string());
+            // Longest first, so a secret containing another is hidden whole.
+            known.sort_by_key(|k| std::cmp::Reverse(k.len()));
+        }
+    }
+
+    /// The known secret values (for `::add-mask::`).
+    pub fn known(&self) -> Vec<String> {
+        self.known.read().map(|k| k.clone()).unwrap_or_default()
+    }
+
+    /// `text` with every secret replaced by `***`.
+    pub fn redact<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        let mut out: Cow<'a, str> = Cow::Borrowed(text);
+        if let Ok(known) = self.known.read() {
+            for k in known.iter() {
+                if out.contains(k.as_str()) {
+                    out = Cow::Owned(out.replace(k.as_str(), "***"));
+                }
+            }
+        }
+        if token_shapes().is_match(&out) {
+            out = Cow::Owned(token_shapes().replace_all(&out, "***").into_owned());
+        }
+        if url_credentials().is_match(&out) {
+            out = Cow::Owned(url_credentials().replace_all(&out, "${1}***@").into_owned());
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hides_known_values_and_token_shapes() {
+        let r = Redactor::new();
+        r.add("my-very-private-value");
+        r.add("short");
+        let text = "key=my-very-private-value a=sk-ant-api03-abcdefghijkl b=ghp_abcdefghijklmnopqrstuvwxyz0123 \
+                    c=github_pat_11ABCDEFGHIJKLMNOPQRSTUV d=bld_4f3e2d1c0b9a e=Authorization: Bearer abcdefghijklmnop short";
+        let out = r.redact(text);
+        for needle in [
+            "my-very-private-value",
+            "sk-ant-api03",
+            "ghp_abc",
+            "github_pat_11",
+            "bld_4f3e",
+            "abcdefghijklmnop",
+        ] {
+            assert!(!out.contains(needle), "{needle} leaked in {out}");
+        }
+        assert!(
+            out.contains("short"),
+            "short values are not treated as secrets"
+        );
+    }
+
+    #[test]
+    fn hides_credentials_in_urls() {
+        let r = Redactor::new();
+        assert_eq!(
+            r.redact("fetch https://x-access-token:abc123@github.com/a/b.git failed"),
+            "fetch https://***@github.com/a/b.git failed"
+        );
+    }
+
+    #[test]
+    fn leaves_ordinary_text_alone() {
+        let r = Redactor::new();
+        let text = "Fixed the login redirect in src/auth.rs (3 files)";
+        assert!(matches!(r.redact(text), Cow::Borrowed(_)));
+    }
+}
