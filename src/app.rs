@@ -101,6 +101,20 @@ async fn run_inner(config: &Config, redactor: &Redactor) -> Result<u8, Failure> 
         .map_err(|e| (AppError::Client(e), None, EXIT_USAGE))?;
     let checkout = std::env::current_dir().map_err(|e| (AppError::WorkDir(e), None, EXIT_USAGE))?;
 
+    let outbox = match crate::outbox::Outbox::open(&config.state_dir) {
+        Ok(ob) => Some(ob),
+        Err(e) => {
+            warn!(
+                "cannot use the state dir {} ({e}); reports will not survive a crash",
+                config.state_dir.display()
+            );
+            None
+        }
+    };
+    if let Some(ob) = &outbox {
+        crate::replay::replay(ob, &client, &config.server, redactor).await;
+    }
+
     let shutdown = Shutdown::default();
     let signalled =
         watch_signals(shutdown.clone()).map_err(|e| (AppError::Signals(e), None, EXIT_USAGE))?;
@@ -135,6 +149,8 @@ async fn run_inner(config: &Config, redactor: &Redactor) -> Result<u8, Failure> 
             lease_interval: config.lease_interval,
             progress_interval: config.progress_interval,
             retry: config.retry,
+            outbox,
+            server: config.server.clone(),
         },
         redactor.clone(),
     );

@@ -116,6 +116,10 @@ pub struct Cli {
           value_parser = parse_duration)]
     pub retry_budget: Duration,
 
+    /// Where the agent keeps its outbox of undelivered reports [default: ~/.buildd/agent]
+    #[arg(long, env = "BUILDD_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+
     /// First retry delay after a server error (doubles up to --retry-max-delay)
     #[arg(long, env = "BUILDD_RETRY_BASE_DELAY", value_name = "DUR", default_value = "1s",
           value_parser = parse_duration, hide = true)]

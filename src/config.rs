@@ -80,6 +80,8 @@ pub struct Config {
     pub retry: RetryPolicy,
     pub lease_interval: Duration,
     pub progress_interval: Duration,
+    /// Where the outbox lives.
+    pub state_dir: PathBuf,
     /// `buildd-agent/<hostname>`, sent as the claim's `runner`.
     pub runner_id: String,
     /// Environment the agent started with (read once; children get filtered copies).
@@ -195,6 +197,9 @@ impl Config {
             },
             lease_interval: cli.lease_interval.max(Duration::from_millis(10)),
             progress_interval: cli.progress_interval.max(Duration::from_millis(10)),
+            state_dir: cli
+                .state_dir
+                .unwrap_or_else(|| home_dir(&env).join(".buildd").join("agent")),
             runner_id: format!("buildd-agent/{}", hostname()),
             env,
         })

@@ -18,6 +18,7 @@ use crate::backoff::Backoff;
 use crate::buildd::types::{ClaimedWorker, WorkerStatus, WorkerUpdate};
 use crate::buildd::{BuilddClient, BuilddError};
 use crate::config::RetryPolicy;
+use crate::outbox::{EntryKind, Outbox};
 use crate::redact::Redactor;
 use crate::runner::{Progress, ProgressSink, RunError, RunRequest, Runner, Usage};
 
@@ -44,6 +45,32 @@ pub struct WorkerContext {
     pub lease_interval: Duration,
     pub progress_interval: Duration,
     pub retry: RetryPolicy,
+    /// The durable journal of reports (none if the state dir is unusable).
+    pub outbox: Option<Outbox>,
+    /// The server URL, recorded with outbox entries.
+    pub server: String,
+}
+
+impl WorkerContext {
+    fn journal(&self, kind: EntryKind, result: &TaskResult, update: &WorkerUpdate) {
+        if let Some(ob) = &self.outbox
+            && let Err(e) = ob.write(
+                kind,
+                &self.server,
+                &result.worker_id,
+                &result.task_id,
+                update,
+            )
+        {
+            warn!(worker = %result.worker_id, "cannot write the outbox entry in {}: {e}", ob.dir().display());
+        }
+    }
+
+    fn forget(&self, worker_id: &str) {
+        if let Some(ob) = &self.outbox {
+            ob.remove(worker_id);
+        }
+    }
 }
 
 /// How a task ended, as the agent saw it.
@@ -111,6 +138,13 @@ pub async fn run(
         warn!(worker = %worker_id, "could not mark the worker running: {}", ctx.redactor.redact(&e.to_string()));
     }
 
+    // From here on a crash leaves a trace the next start-up turns into a report.
+    let mut latest = WorkerUpdate {
+        current_action: start.current_action.clone(),
+        ..Default::default()
+    };
+    ctx.journal(EntryKind::Active, &result, &latest);
+
     let request = RunRequest {
         task: claimed.task.clone(),
         worker_id: worker_id.clone(),
@@ -177,6 +211,8 @@ pub async fn run(
                     }
                     let update = std::mem::take(&mut pending);
                     dirty = false;
+                    merge(&mut latest, &update);
+                    ctx.journal(EntryKind::Active, &result, &latest);
                     last_sent = Instant::now();
                     if let Err(e) = ctx.client.update_worker(&worker_id, &update).await {
                         if e.is_worker_closed() && stop_reason.is_none() {
@@ -230,6 +266,7 @@ pub async fn run(
 
     let final_update = match ended {
         Err((TaskStatus::Aborted, why)) => {
+            ctx.forget(&worker_id);
             result.error = Some(why);
             result.status = TaskStatus::Aborted;
             result.reported = true;
@@ -291,6 +328,34 @@ async fn report_terminal(
     hard_stop: &CancellationToken,
 ) -> bool {
     let worker_id = result.worker_id.clone();
+    ctx.journal(EntryKind::Terminal, result, &update);
+    let delivered = send_terminal(ctx, &mut update, result, stop, hard_stop).await;
+    if delivered {
+        ctx.forget(&worker_id);
+    } else if let Some(ob) = &ctx.outbox {
+        // Keep the terminal entry for the next start-up; the task is no longer active.
+        ob.write(
+            EntryKind::Terminal,
+            &ctx.server,
+            &worker_id,
+            &result.task_id,
+            &update,
+        )
+        .ok();
+        let _ = std::fs::remove_file(ob.dir().join(format!("{worker_id}.active.json")));
+        warn!(worker = %worker_id, "the final report is kept in {} and will be sent on the next start", ob.dir().display());
+    }
+    delivered
+}
+
+async fn send_terminal(
+    ctx: &WorkerContext,
+    update: &mut WorkerUpdate,
+    result: &mut TaskResult,
+    stop: &CancellationToken,
+    hard_stop: &CancellationToken,
+) -> bool {
+    let worker_id = result.worker_id.clone();
     let mut backoff = Backoff::new(ctx.retry.base_delay, ctx.retry.max_delay);
     let first_try = Instant::now();
     let mut budget = ctx.retry.budget;
@@ -298,7 +363,7 @@ async fn report_terminal(
         if stop.is_cancelled() {
             budget = budget.min(REPORT_DEADLINE_WHEN_STOPPING);
         }
-        match ctx.client.update_worker(&worker_id, &update).await {
+        match ctx.client.update_worker(&worker_id, update).await {
             Ok(()) => return true,
             Err(e) if e.is_worker_closed() => {
                 info!(worker = %worker_id, "server had already closed the worker: {}", ctx.redactor.redact(&e.to_string()));
@@ -315,7 +380,8 @@ async fn report_terminal(
                 warn!(worker = %worker_id, "{reason}");
                 result.status = TaskStatus::Failed;
                 result.error = Some(reason.clone());
-                update = failed_update(reason, &result.usage);
+                *update = failed_update(reason, &result.usage);
+                ctx.journal(EntryKind::Terminal, result, update);
             }
             Err(e) if e.is_retryable() && first_try.elapsed() < budget => {
                 let delay = backoff.next_delay();
@@ -331,6 +397,19 @@ async fn report_terminal(
                 return false;
             }
         }
+    }
+}
+
+/// Fold a sent progress update into the cumulative picture kept in the outbox.
+fn merge(into: &mut WorkerUpdate, update: &WorkerUpdate) {
+    if update.current_action.is_some() {
+        into.current_action = update.current_action.clone();
+    }
+    if update.turns.is_some() {
+        into.turns = update.turns;
+        into.input_tokens = update.input_tokens;
+        into.output_tokens = update.output_tokens;
+        into.cost_usd = update.cost_usd;
     }
 }
 

@@ -273,6 +273,11 @@ impl FakeBuildd {
             .push_back(fault);
     }
 
+    /// Drop every queued fault (the outage is over).
+    pub fn clear_faults(&self) {
+        lock(&self.state).faults.clear();
+    }
+
     /// Close a worker from the server side (as a user cancelling the task, or
     /// the server expiring it): later updates get 409 with `abort: true`.
     pub fn close_worker(&self, worker_id: &str, status: &str) {

@@ -102,7 +102,7 @@ pub struct Workspace {
 }
 
 /// Worker lifecycle statuses the agent reports.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum WorkerStatus {
     Starting,
@@ -120,8 +120,9 @@ impl WorkerStatus {
 }
 
 /// Body of `PATCH /api/workers/{id}`: only what changed is sent.
-#[derive(Debug, Clone, Serialize, Default, PartialEq)]
-#[serde(rename_all = "camelCase")]
+/// (Deserialize is for the outbox, which stores these.)
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
 pub struct WorkerUpdate {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<WorkerStatus>,

@@ -1,0 +1,198 @@
+//! Test harness: runs the real `buildd-agent` binary in a throw-away home
+//! against the fakes, with a fake `claude` CLI that replays recorded output.
+//!
+//! The fake `claude` decides what to do from the task prompt it reads on stdin:
+//! a title containing `HANG` sleeps (with a grandchild) until killed, `FAIL`
+//! replays the recorded API-error run, `CRASH` exits 3 with a stderr message,
+//! anything else replays the recorded successful run. It records its
+//! arguments, stdin and environment per invocation for assertions.
+
+#![allow(dead_code, unused_imports)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub use buildd_fakes::buildd::{DEFAULT_KEY, FakeBuildd, Fault, Route, TaskSeed};
+use tempfile::TempDir;
+
+/// The OAuth token the fake `claude` expects to receive.
+pub const OAUTH_TOKEN: &str = "sk-ant-oat01-test-oauth-token-0123456789";
+
+/// Path to a recorded fixture in `tests/fixtures/`.
+pub fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(rel)
+}
+
+/// A temp home, a working directory and a fake `claude` for one test.
+pub struct Sandbox {
+    pub dir: TempDir,
+}
+
+impl Sandbox {
+    pub fn new() -> Sandbox {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for sub in ["home", "work", "calls", "bin"] {
+            std::fs::create_dir_all(dir.path().join(sub)).expect("mkdir");
+        }
+        let sb = Sandbox { dir };
+        sb.write_fake_claude();
+        sb
+    }
+
+    pub fn home(&self) -> PathBuf {
+        self.dir.path().join("home")
+    }
+    pub fn work(&self) -> PathBuf {
+        self.dir.path().join("work")
+    }
+    /// Where the fake `claude` records each invocation.
+    pub fn calls(&self) -> PathBuf {
+        self.dir.path().join("calls")
+    }
+    pub fn claude_bin(&self) -> PathBuf {
+        self.dir.path().join("bin/claude")
+    }
+
+    fn write_fake_claude(&self) {
+        let script = format!(
+            r#"#!/bin/sh
+calls='{calls}'
+n=$$
+printf '%s\n' "$@" > "$calls/args.$n"
+cat > "$calls/stdin.$n"
+env > "$calls/env.$n"
+if grep -q HANG "$calls/stdin.$n"; then
+  sleep 300 &
+  echo $! > "$calls/grandchild.$n"
+  echo $$ > "$calls/child.$n"
+  wait
+  exit 0
+fi
+if grep -q CRASH "$calls/stdin.$n"; then
+  echo "claude: fatal: something broke badly" >&2
+  exit 3
+fi
+if grep -q FAIL "$calls/stdin.$n"; then
+  cat '{fail}'
+  exit 1
+fi
+cat '{ok}'
+"#,
+            calls = self.calls().display(),
+            fail = fixture("claude-cli/api-error-400.jsonl").display(),
+            ok = fixture("claude-cli/success-bash-tool.jsonl").display(),
+        );
+        let path = self.claude_bin();
+        std::fs::write(&path, script).expect("write fake claude");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+
+    /// Files the fake `claude` wrote with this prefix (`args`, `stdin`, `env`, …).
+    pub fn recorded(&self, prefix: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Ok(rd) = std::fs::read_dir(self.calls()) {
+            for e in rd.flatten() {
+                if e.file_name()
+                    .to_string_lossy()
+                    .starts_with(&format!("{prefix}."))
+                {
+                    out.push(std::fs::read_to_string(e.path()).unwrap_or_default());
+                }
+            }
+        }
+        out
+    }
+
+    /// A command for the agent: clean environment, fast timings, the fake
+    /// `claude` and an OAuth token; `server` and the default key.
+    pub fn agent(&self, server: &FakeBuildd) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_buildd-agent"));
+        cmd.env_clear()
+            .current_dir(self.work())
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", self.home())
+            .env("BUILDD_SERVER", server.url())
+            .env("BUILDD_API_KEY", DEFAULT_KEY)
+            .env("CLAUDE_CODE_OAUTH_TOKEN", OAUTH_TOKEN)
+            .env("CLAUDE_BIN", self.claude_bin())
+            .env("BUILDD_POLL_INTERVAL", "50ms")
+            .env("BUILDD_PROGRESS_INTERVAL", "20ms")
+            .env("BUILDD_RETRY_BASE_DELAY", "10ms")
+            .env("BUILDD_RETRY_MAX_DELAY", "50ms")
+            .stdin(Stdio::null());
+        cmd
+    }
+}
+
+/// Run to completion with a generous safety timeout (a hang fails the test
+/// instead of wedging the suite; it is not a timing assertion).
+pub fn run(cmd: &mut Command) -> Output {
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn agent");
+    wait_output(child, Duration::from_secs(120))
+}
+
+/// Wait for a spawned agent, killing it if it outlives `limit`.
+pub fn wait_output(mut child: Child, limit: Duration) -> Output {
+    let start = Instant::now();
+    loop {
+        match child.try_wait().expect("try_wait") {
+            Some(_) => return child.wait_with_output().expect("output"),
+            None if start.elapsed() > limit => {
+                let _ = child.kill();
+                let out = child.wait_with_output().expect("output");
+                panic!(
+                    "agent did not exit within {limit:?}\nstderr:\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            None => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}
+
+/// Poll `cond` until it holds (bounded; panics with `what` otherwise).
+pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        if start.elapsed() > Duration::from_secs(60) {
+            panic!("timed out waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A task with just a title.
+pub fn task(title: &str) -> TaskSeed {
+    TaskSeed {
+        title: title.into(),
+        ..Default::default()
+    }
+}
+
+/// stderr as text.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The exit code (panics on death by signal).
+pub fn code(out: &Output) -> i32 {
+    out.status
+        .code()
+        .unwrap_or_else(|| panic!("killed by a signal; stderr:\n{}", stderr(out)))
+}
+
+/// Statuses the agent reported for a worker, in order.
+pub fn statuses(w: &buildd_fakes::buildd::WorkerState) -> Vec<String> {
+    w.updates
+        .iter()
+        .filter_map(|u| u.get("status").and_then(|s| s.as_str()).map(str::to_string))
+        .collect()
+}
