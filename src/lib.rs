@@ -4,6 +4,7 @@
 pub mod actions;
 pub mod anthropic;
 pub mod buildd;
+pub mod process;
 pub mod runner;
 pub mod secret;
 pub mod tools;
