@@ -887,10 +887,12 @@ mod tests {
     use super::*;
     use crate::buildd::types::{Task, Workspace};
     use crate::runner::Progress;
+    use proptest::strategy::Just;
 
     const SUCCESS: &str = include_str!("../../tests/fixtures/claude-cli/success-bash-tool.jsonl");
     const API_ERROR: &str = include_str!("../../tests/fixtures/claude-cli/api-error-400.jsonl");
     const REFUSED: &str = include_str!("../../tests/fixtures/claude-cli/connection-refused.jsonl");
+    const CACHED: &str = include_str!("../../tests/fixtures/claude-cli/success-cache-tokens.jsonl");
 
     fn request() -> RunRequest {
         RunRequest {
@@ -1174,6 +1176,35 @@ mod tests {
     }
 
     #[test]
+    fn final_usage_includes_cache_tokens() {
+        // Recorded from the real CLI: the assistant lines carry the usage of
+        // `message_start` (1 output token); the result carries the totals.
+        let (state, seen) = replay(CACHED);
+        // serde_json's default float parsing may be one ulp off the text.
+        let cost = state.current_usage().cost_usd.expect("the CLI's cost");
+        assert!((cost - 0.003645).abs() < 1e-12, "{cost}");
+        let last = Usage {
+            input_tokens: 200,
+            output_tokens: 100,
+            cache_creation_input_tokens: 20,
+            cache_read_input_tokens: 40,
+            turns: 2,
+            cost_usd: Some(cost),
+        };
+        assert_eq!(state.current_usage(), last);
+        assert_eq!(seen.last(), Some(&Progress::Usage(last)));
+        assert!(seen.contains(&Progress::Action("Bash: echo hi > out.txt".into())));
+        assert!(seen.contains(&Progress::Usage(Usage {
+            input_tokens: 200,
+            output_tokens: 2,
+            cache_creation_input_tokens: 20,
+            cache_read_input_tokens: 40,
+            turns: 2,
+            cost_usd: None,
+        })));
+    }
+
+    #[test]
     fn error_stream_fails_on_is_error() {
         let (state, _) = replay(API_ERROR);
         let r = state.result.as_ref().unwrap();
@@ -1270,6 +1301,42 @@ mod tests {
             Some(Line::Complete("{\"b\":2}".into()))
         );
         assert_eq!(r.next_line().await.unwrap(), None);
+    }
+
+    proptest::proptest! {
+        /// Any byte stream comes out as one `Line` per newline-separated
+        /// segment, intact when short enough, without panicking.
+        #[test]
+        fn line_reader_splits_any_bytes(
+            input in proptest::collection::vec(
+                proptest::prop_oneof![Just(b'\n'), Just(b'\r'), Just(b'a'), proptest::num::u8::ANY],
+                0..300,
+            ),
+            max in 1usize..40,
+        ) {
+            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let lines = rt.block_on(read_all(&input, max));
+            let mut segments: Vec<&[u8]> = input.split(|&b| b == b'\n').collect();
+            if segments.last().is_some_and(|s| s.is_empty()) {
+                segments.pop();
+            }
+            proptest::prop_assert_eq!(lines.len(), segments.len());
+            for (line, seg) in lines.iter().zip(segments) {
+                match line {
+                    Line::Complete(text) => {
+                        proptest::prop_assert!(seg.len() <= max);
+                        let seg = seg.strip_suffix(b"\r").unwrap_or(seg);
+                        if let Ok(expected) = std::str::from_utf8(seg) {
+                            proptest::prop_assert_eq!(text.as_str(), expected);
+                        }
+                    }
+                    Line::TooLong(n) => {
+                        proptest::prop_assert!(seg.len() > max);
+                        proptest::prop_assert_eq!(*n, seg.len());
+                    }
+                }
+            }
+        }
     }
 
     #[test]
