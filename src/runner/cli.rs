@@ -687,6 +687,9 @@ impl CliRunner {
             )
         })?;
         tracing::info!(pid = group.pid(), bin = %bin.display(), "started claude");
+        let stdout = group
+            .take_stdout()
+            .ok_or_else(|| fail("claude's stdout was not piped".into(), Usage::default()))?;
 
         // Feed the prompt from its own task: a prompt larger than the pipe
         // buffer must not wait on us reading stdout.
@@ -713,9 +716,6 @@ impl CliRunner {
             }
         });
 
-        let stdout = group
-            .take_stdout()
-            .ok_or_else(|| fail("claude's stdout was not piped".into(), Usage::default()))?;
         let mut lines = LineReader::new(stdout, MAX_LINE_BYTES);
         let mut state = StreamState::default();
         let mut cancelled = false;
