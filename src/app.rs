@@ -10,10 +10,13 @@ use tokio::signal::unix::{SignalKind, signal};
 use tracing::{info, warn};
 
 use crate::buildd::BuilddClient;
+use crate::cli::RunnerChoice;
 use crate::config::{Config, Mode};
 use crate::redact::Redactor;
 use crate::runner::Runner;
+use crate::runner::cli::{CliRunner, CliRunnerConfig};
 use crate::scheduler::{RunRecord, Scheduler, SchedulerConfig, ServerProblem, Shutdown};
+use crate::secret::Secret;
 use crate::worker::{TaskStatus, WorkerContext};
 
 /// Every claimed task succeeded, or there was nothing to do.
@@ -65,7 +68,7 @@ pub fn render_error(
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     #[error("{0}")]
-    NoCredentials(String),
+    RunnerSetup(String),
     #[error("cannot set up the buildd client")]
     Client(#[source] crate::buildd::BuilddError),
     #[error("cannot listen for signals")]
@@ -263,11 +266,74 @@ fn watch_signals(shutdown: Shutdown) -> std::io::Result<Arc<std::sync::OnceLock<
     Ok(first)
 }
 
+/// The message (and fix) when no Claude credential is configured, worded as
+/// the seed agent words it.
+const NO_AUTH: &str = "No authentication configured";
+const NO_AUTH_HINT: &str = "set CLAUDE_CODE_OAUTH_TOKEN (a Claude Pro/Team seat: run `claude setup-token`) \
+     for the cli runner, or ANTHROPIC_API_KEY for the api runner";
+
 /// Choose the runner for `--runner`. Fails with a hint when the needed Claude
-/// credentials are missing.
-fn build_runner(_config: &Config) -> Result<Arc<dyn Runner>, (AppError, String)> {
-    Err((
-        AppError::NoCredentials("No authentication configured.".into()),
-        "set CLAUDE_CODE_OAUTH_TOKEN or ANTHROPIC_API_KEY".into(),
-    ))
+/// credentials or the `claude` CLI are missing, before anything is claimed.
+fn build_runner(config: &Config) -> Result<Arc<dyn Runner>, (AppError, String)> {
+    let secret = |var: &str| {
+        config
+            .env
+            .get(var)
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| Secret::new(v.trim()))
+    };
+    let oauth_token = secret("CLAUDE_CODE_OAUTH_TOKEN");
+    let api_key = secret("ANTHROPIC_API_KEY");
+    let choice = match config.runner {
+        RunnerChoice::Auto if oauth_token.is_some() => RunnerChoice::Cli,
+        RunnerChoice::Auto if api_key.is_some() => RunnerChoice::Api,
+        RunnerChoice::Auto => {
+            return Err((AppError::RunnerSetup(NO_AUTH.into()), NO_AUTH_HINT.into()));
+        }
+        other => other,
+    };
+    match choice {
+        RunnerChoice::Cli => {
+            if oauth_token.is_none() && api_key.is_none() {
+                return Err((AppError::RunnerSetup(NO_AUTH.into()), NO_AUTH_HINT.into()));
+            }
+            let runner = CliRunner::new(CliRunnerConfig {
+                claude_bin: config.claude_bin.clone(),
+                model: config.model.clone(),
+                max_turns: config.max_turns,
+                oauth_token,
+                api_key,
+                ..Default::default()
+            })
+            .with_parent_env(
+                config
+                    .env
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            );
+            runner.locate_claude().map_err(|e| {
+                (
+                    AppError::RunnerSetup(e.to_string()),
+                    "install it with `npm install -g @anthropic-ai/claude-code`, or point --claude-bin / CLAUDE_BIN at it".into(),
+                )
+            })?;
+            Ok(Arc::new(runner))
+        }
+        RunnerChoice::Api | RunnerChoice::Auto => {
+            if api_key.is_none() {
+                return Err((
+                    AppError::RunnerSetup(format!(
+                        "{NO_AUTH}: the api runner needs ANTHROPIC_API_KEY"
+                    )),
+                    "export ANTHROPIC_API_KEY, or use --runner cli with CLAUDE_CODE_OAUTH_TOKEN"
+                        .into(),
+                ));
+            }
+            Err((
+                AppError::RunnerSetup("the api runner is not available in this build".into()),
+                "use --runner cli".into(),
+            ))
+        }
+    }
 }

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod logging;
 pub mod outbox;
+pub mod process;
 pub mod redact;
 pub mod replay;
 pub mod runner;

@@ -6,6 +6,9 @@
 //! progress into server updates, and the one terminal report. Runners never
 //! talk to the buildd server themselves.
 
+pub mod cli;
+pub mod stream_json;
+
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
