@@ -1,1 +1,3 @@
 //! What the model may do: shell, files, search — confined to the checkout.
+
+pub mod path;
