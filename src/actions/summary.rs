@@ -261,8 +261,9 @@ fn details_entry(task: &TaskReport, text: &str, max: usize) -> Option<String> {
         truncate_chars(&task.task_id, 64)
     );
     let label = html_text(&label);
-    let text = clean_block_text(text);
+    // Cut before cleaning: errors can be megabytes of tool output.
     let total = text.chars().count();
+    let text = clean_block_text(&truncate_chars(text, DETAIL_MAX_CHARS));
     let mut keep = total.min(DETAIL_MAX_CHARS);
     loop {
         let shown = truncate_chars(&text, keep);
@@ -449,6 +450,46 @@ mod tests {
         tbody.matches("<tr>").count()
     }
 
+    /// The cells of each body row, as rendered HTML.
+    fn body_cells(html: &str) -> Vec<Vec<String>> {
+        let tbody = html
+            .split_once("<tbody>")
+            .and_then(|(_, rest)| rest.split_once("</tbody>"))
+            .map(|(body, _)| body)
+            .expect("a table body");
+        tbody
+            .split("<tr>")
+            .skip(1)
+            .map(|tr| {
+                tr.split("<td")
+                    .skip(1)
+                    .map(|td| {
+                        let inner = td.split_once('>').map_or("", |(_, rest)| rest);
+                        inner.split("</td>").next().unwrap_or_default().to_string()
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Every row has its cells where they belong: a status in the second,
+    /// a number of turns in the fourth, a cost or dash in the sixth. (A
+    /// GFM renderer pads or cuts rows to the header's width, so counting
+    /// cells alone would not notice a stray `|`.)
+    fn assert_cells_in_place(html: &str, rows: usize) {
+        let cells = body_cells(html);
+        assert_eq!(cells.len(), rows);
+        for row in cells {
+            assert_eq!(row.len(), 7, "{row:?}");
+            assert!(
+                ["✅ completed", "❌ failed", "⏹️ cancelled"].contains(&row[1].as_str()),
+                "{row:?}"
+            );
+            assert!(row[3].parse::<u32>().is_ok(), "{row:?}");
+            assert!(row[5] == "—" || row[5].starts_with('$'), "{row:?}");
+        }
+    }
+
     #[test]
     fn snapshot_mixed_run() {
         insta::assert_snapshot!(render_summary(&mixed_run()));
@@ -487,6 +528,7 @@ mod tests {
         let html = gfm_html(&render_summary(&mixed_run()));
         assert_eq!(html.matches("<table>").count(), 1);
         assert_eq!(table_rows(&html), 3);
+        assert_cells_in_place(&html, 3);
         assert!(html.contains(r#"<a href="https://github.com/acme/web/pull/42">#42</a>"#));
         assert!(
             html.contains("Upgrade | deps"),
@@ -516,14 +558,7 @@ mod tests {
         let html = gfm_html(&md);
         assert_eq!(html.matches("<table>").count(), 1);
         assert_eq!(table_rows(&html), 3);
-        for tr in html.split("<tr>").skip(1) {
-            let row = tr.split("</tr>").next().unwrap();
-            assert_eq!(
-                row.matches("<td").count() + row.matches("<th").count(),
-                7,
-                "{row}"
-            );
-        }
+        assert_cells_in_place(&html, 3);
         assert!(!html.contains("<script"), "{html}");
         assert!(!html.contains("<img"));
         assert!(!html.contains("javascript:alert(1)\""));
@@ -590,6 +625,33 @@ mod tests {
         assert!(entry.len() <= 1_000);
         assert!(entry.contains("[shortened:"));
         assert_eq!(details_entry(&t, "x", 10), None);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// Whatever the title, id, error and links, every row keeps its
+        /// cells in place and no raw HTML gets through.
+        #[test]
+        fn any_task_text_keeps_the_table_intact(
+            title in "[|\\\\<>&`*_\\[\\]()!\n\r:#~$ ab=\"'-]{0,40}",
+            id in "[|\\\\<>&`*_a-z]{0,12}",
+            error in "[|\\\\<>&`*_\\[\\]()!\n\r:#~$ ab-]{0,60}",
+            url in "https://x\\.y/[|\\\\<>&`*_\\[\\]()!:#~$ ab\"'-]{0,20}",
+        ) {
+            let mut r = mixed_run();
+            for t in &mut r.tasks {
+                t.title = format!("{title}<script>");
+                t.task_id = id.clone();
+                t.error = Some(error.clone());
+                t.task_url = Some(url.clone());
+                t.pr_url = Some(url.clone());
+            }
+            let html = gfm_html(&render_summary(&r));
+            assert_cells_in_place(&html, 3);
+            proptest::prop_assert!(!html.contains("<script"), "{}", html);
+            proptest::prop_assert_eq!(html.matches("<details>").count(), 4);
+            proptest::prop_assert_eq!(html.matches("</details>").count(), 4);
+        }
     }
 
     #[test]
