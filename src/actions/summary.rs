@@ -1,0 +1,688 @@
+//! The job summary: GitHub-flavoured Markdown appended to `$GITHUB_STEP_SUMMARY`.
+//!
+//! A headline (claimed / completed / failed, total cost, wall time), one
+//! table row per task, then failure reasons and task summaries folded in
+//! `<details>`. Everything that came from the server or the model is escaped
+//! for where it lands — table cell, HTML line, code block, link — so a title
+//! like `| <script> \n ::set-output` renders as text and cannot break the
+//! table or inject HTML.
+//!
+//! GitHub rejects a summary over 1 MiB, and then shows nothing. We stay under
+//! it by shortening the details (and, for absurd inputs, the titles and
+//! links in the rows); rows themselves are never dropped.
+
+use std::fmt::Write as _;
+use std::io;
+use std::path::Path;
+use std::time::Duration;
+
+use super::outputs::truncate_chars;
+use super::{RunReport, TaskReport, TaskStatus};
+
+/// GitHub's limit for one step's summary.
+pub const SUMMARY_LIMIT_BYTES: usize = 1024 * 1024;
+
+/// What we allow ourselves: the limit less room for other writers in the
+/// same step (the action's own shell lines, for example).
+const BUDGET_BYTES: usize = SUMMARY_LIMIT_BYTES - 32 * 1024;
+
+/// Longest failure reason or summary shown, even when there is room.
+const DETAIL_MAX_CHARS: usize = 16_000;
+
+/// How long row cells may get; tried in order until the table fits.
+const ROW_LIMITS: [RowLimits; 3] = [
+    RowLimits {
+        title_chars: 200,
+        url_bytes: 1_000,
+    },
+    RowLimits {
+        title_chars: 60,
+        url_bytes: 200,
+    },
+    RowLimits {
+        title_chars: 20,
+        url_bytes: 0,
+    },
+];
+
+/// Never spend more than this share of the budget on headline and table
+/// while a smaller row limit is left to try: details need room too.
+const TABLE_SHARE: f64 = 0.75;
+
+#[derive(Clone, Copy)]
+struct RowLimits {
+    title_chars: usize,
+    /// Longer links are shown as plain text; 0 means no links at all.
+    url_bytes: usize,
+}
+
+/// Append the summary for `report` to the file at `path` (never truncates:
+/// other steps write there too).
+pub fn append_summary(path: &Path, report: &RunReport) -> io::Result<()> {
+    super::append_to(path, &render_summary(report))
+}
+
+/// The Markdown for `report`, at most ~1 MiB.
+pub fn render_summary(report: &RunReport) -> String {
+    render_within(report, BUDGET_BYTES)
+}
+
+fn render_within(report: &RunReport, budget: usize) -> String {
+    let mut head = String::new();
+    for (i, limits) in ROW_LIMITS.iter().enumerate() {
+        head = render_head(report, *limits);
+        let last = i + 1 == ROW_LIMITS.len();
+        if last || (head.len() as f64) <= budget as f64 * TABLE_SHARE {
+            break;
+        }
+    }
+    let mut out = head;
+    let remaining = budget.saturating_sub(out.len());
+    out.push_str(&render_details(report, remaining));
+    out
+}
+
+fn render_head(report: &RunReport, limits: RowLimits) -> String {
+    let mut s = String::new();
+    s.push_str("## buildd-agent\n\n");
+    s.push_str(&headline(report));
+    s.push_str("\n\n");
+    if report.interrupted {
+        s.push_str(
+            "> **Interrupted:** the run was stopped before it finished; \
+             tasks still running were cancelled and reported.\n\n",
+        );
+    }
+    if let Some(err) = &report.server_error {
+        let _ = write!(
+            s,
+            "> **Server error:** {}\n\n",
+            cell_text(&truncate_chars(err, 2_000))
+        );
+    }
+    if report.tasks.is_empty() {
+        if report.server_error.is_none() && !report.interrupted {
+            s.push_str("Nothing to do: no task was waiting.\n\n");
+        } else {
+            s.push_str("No task was claimed.\n\n");
+        }
+        return s;
+    }
+    s.push_str("| Task | Status | Duration | Turns | Tokens in / out | Cost | PR |\n");
+    s.push_str("|---|---|---:|---:|---:|---:|---|\n");
+    for t in &report.tasks {
+        row(&mut s, t, limits);
+    }
+    s.push('\n');
+    s
+}
+
+fn headline(report: &RunReport) -> String {
+    let mut parts = vec![
+        format!("**{}** claimed", report.tasks.len()),
+        format!("**{}** completed", report.count(TaskStatus::Completed)),
+        format!("**{}** failed", report.count(TaskStatus::Failed)),
+    ];
+    let cancelled = report.count(TaskStatus::Cancelled);
+    if cancelled > 0 {
+        parts.push(format!("**{cancelled}** cancelled"));
+    }
+    let (total, complete) = report.total_cost();
+    let any_known = report.tasks.iter().any(|t| t.cost_usd.is_some());
+    let cost = match (complete, any_known) {
+        (true, _) => cost(Some(total)),
+        (false, true) => format!("≥ {}", cost(Some(total))),
+        (false, false) => cost(None),
+    };
+    parts.push(format!("cost **{cost}**"));
+    parts.push(format!("wall time **{}**", duration(report.wall_time)));
+    parts.join(" · ")
+}
+
+fn row(s: &mut String, t: &TaskReport, limits: RowLimits) {
+    let title = cell_text(&truncate_chars(
+        one_line(&t.title).trim(),
+        limits.title_chars,
+    ));
+    let title = if title.is_empty() {
+        "(untitled)".to_string()
+    } else {
+        title
+    };
+    let task = match t
+        .task_url
+        .as_deref()
+        .and_then(|u| link_target(u, limits.url_bytes))
+    {
+        Some(url) => format!("[{title}]({url})"),
+        None => title,
+    };
+    let id = cell_text(&truncate_chars(&t.task_id, 64));
+    let pr = match t
+        .pr_url
+        .as_deref()
+        .and_then(|u| link_target(u, limits.url_bytes).map(|l| (u, l)))
+    {
+        Some((raw, url)) => format!("[{}]({url})", pr_label(raw)),
+        None if t.pr_url.is_some() => "PR".to_string(),
+        None => "—".to_string(),
+    };
+    let _ = writeln!(
+        s,
+        "| {task}<br><sub>{id}</sub> | {} | {} | {} | {} / {} | {} | {pr} |",
+        status(t.status),
+        duration(t.duration),
+        t.turns,
+        thousands(t.input_tokens),
+        thousands(t.output_tokens),
+        cost(t.cost_usd),
+    );
+}
+
+fn status(s: TaskStatus) -> &'static str {
+    match s {
+        TaskStatus::Completed => "✅ completed",
+        TaskStatus::Failed => "❌ failed",
+        TaskStatus::Cancelled => "⏹️ cancelled",
+    }
+}
+
+/// `#42` for a GitHub pull request URL, else `PR`.
+fn pr_label(url: &str) -> String {
+    url.trim()
+        .trim_end_matches('/')
+        .rsplit_once("/pull/")
+        .map(|(_, n)| n)
+        .filter(|n| !n.is_empty() && n.len() <= 10 && n.bytes().all(|b| b.is_ascii_digit()))
+        .map_or_else(|| "PR".to_string(), |n| format!("#{n}"))
+}
+
+/// Failure reasons first, then task summaries, each folded in `<details>`,
+/// shortened to share `budget` bytes.
+fn render_details(report: &RunReport, budget: usize) -> String {
+    let failures: Vec<(&TaskReport, &str)> = report
+        .tasks
+        .iter()
+        .filter(|t| t.status != TaskStatus::Completed || t.error.is_some())
+        .map(|t| (t, t.error.as_deref().unwrap_or("(no reason given)")))
+        .collect();
+    let summaries: Vec<(&TaskReport, &str)> = report
+        .tasks
+        .iter()
+        .filter_map(|t| Some((t, t.summary.as_deref()?)))
+        .filter(|(_, s)| !s.trim().is_empty())
+        .collect();
+
+    let mut out = String::new();
+    let mut omitted = 0;
+    for (heading, entries) in [
+        ("### Failed or cancelled\n\n", failures),
+        ("### Summaries\n\n", summaries),
+    ] {
+        if entries.is_empty() {
+            continue;
+        }
+        // Reserve room for the omission note, then share what is left.
+        let left = budget.saturating_sub(out.len() + heading.len() + 200);
+        if left < 100 {
+            omitted += entries.len();
+            continue;
+        }
+        out.push_str(heading);
+        let mut left = left;
+        let mut remaining_entries = entries.len();
+        for (task, text) in entries {
+            let share = left / remaining_entries;
+            remaining_entries -= 1;
+            match details_entry(task, text, share) {
+                Some(entry) => {
+                    left -= entry.len();
+                    out.push_str(&entry);
+                }
+                None => omitted += 1,
+            }
+        }
+    }
+    if omitted > 0 {
+        let _ = writeln!(
+            out,
+            "_{omitted} more details left out to stay under GitHub's 1 MiB summary limit._\n"
+        );
+    }
+    out
+}
+
+/// One `<details>` block no longer than `max` bytes, shortening `text` as
+/// needed; `None` when not even a stub fits.
+fn details_entry(task: &TaskReport, text: &str, max: usize) -> Option<String> {
+    let label = format!(
+        "{} ({})",
+        truncate_chars(one_line(&task.title).trim(), 120),
+        truncate_chars(&task.task_id, 64)
+    );
+    let label = html_text(&label);
+    // Cut before cleaning: errors can be megabytes of tool output.
+    let total = text.chars().count();
+    let text = clean_block_text(&truncate_chars(text, DETAIL_MAX_CHARS));
+    let mut keep = total.min(DETAIL_MAX_CHARS);
+    loop {
+        let shown = truncate_chars(&text, keep);
+        let note = if keep < total {
+            format!("\n[shortened: {keep} of {total} characters shown]")
+        } else {
+            String::new()
+        };
+        let entry = format!(
+            "<details><summary>{label}</summary>\n\n{}\n</details>\n\n",
+            code_block(&format!("{shown}{note}"))
+        );
+        if entry.len() <= max {
+            return Some(entry);
+        }
+        if keep == 0 {
+            return None;
+        }
+        // Shrink in proportion to the overshoot (escaping and the fence make
+        // the entry grow faster than the text), always by at least one char.
+        let ratio = max as f64 / entry.len() as f64;
+        let next = (keep as f64 * ratio * 0.95) as usize;
+        keep = next.min(keep - 1);
+    }
+}
+
+/// A fenced code block whose fence is longer than any backtick run inside,
+/// so the text cannot close it early.
+fn code_block(text: &str) -> String {
+    let mut longest = 0;
+    let mut run = 0;
+    for c in text.chars() {
+        if c == '`' {
+            run += 1;
+            longest = longest.max(run);
+        } else {
+            run = 0;
+        }
+    }
+    let fence = "`".repeat((longest + 1).max(3));
+    format!("{fence}text\n{text}\n{fence}\n")
+}
+
+/// Text for a code block: line breaks normalised to `\n`, other control
+/// characters (terminal escapes from tool output) replaced.
+fn clean_block_text(s: &str) -> String {
+    s.replace("\r\n", "\n")
+        .chars()
+        .map(|c| match c {
+            '\n' | '\t' => c,
+            '\r' => '\n',
+            c if c.is_control() => '\u{FFFD}',
+            c => c,
+        })
+        .collect()
+}
+
+/// Collapse line breaks and other control characters to spaces.
+fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+/// Escape untrusted text for an inline Markdown context inside a table cell:
+/// HTML-significant characters become entities, Markdown punctuation that
+/// could start a link, emphasis, code span, math or strikethrough is
+/// backslash-escaped, `|` is escaped so it cannot end the cell, and line
+/// breaks become spaces so they cannot end the row.
+pub fn cell_text(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + s.len() / 8);
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '\\' | '`' | '*' | '_' | '[' | ']' | '~' | '$' | '|' | '!' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_control() => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Escape untrusted text for raw HTML (the `<summary>` line of a details
+/// block, where Markdown is not parsed).
+pub fn html_text(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c if c.is_control() => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A link destination for an untrusted URL, or `None` when it is not a
+/// plain http(s) URL or is longer than `max` bytes. The URL is parsed and
+/// re-serialised (which percent-encodes spaces, quotes and angle brackets);
+/// the characters that still mean something in a table cell or a link
+/// destination are encoded too, and `&` is written as an entity because
+/// Markdown decodes entities in destinations.
+fn link_target(raw: &str, max: usize) -> Option<String> {
+    let raw = raw.trim();
+    if raw.len() > max {
+        return None;
+    }
+    let url = url::Url::parse(raw).ok()?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return None;
+    }
+    let mut out = String::with_capacity(url.as_str().len());
+    for c in url.as_str().chars() {
+        match c {
+            '|' => out.push_str("%7C"),
+            '\\' => out.push_str("%5C"),
+            '(' => out.push_str("%28"),
+            ')' => out.push_str("%29"),
+            '`' => out.push_str("%60"),
+            '<' => out.push_str("%3C"),
+            '>' => out.push_str("%3E"),
+            ' ' => out.push_str("%20"),
+            '"' => out.push_str("%22"),
+            '&' => out.push_str("&amp;"),
+            c => out.push(c),
+        }
+    }
+    Some(out)
+}
+
+fn cost(c: Option<f64>) -> String {
+    match c {
+        Some(c) if c.is_finite() => format!("${c:.4}"),
+        _ => "—".to_string(),
+    }
+}
+
+fn duration(d: Duration) -> String {
+    humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
+}
+
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::{mixed_run, task};
+    use super::*;
+
+    fn gfm_html(md: &str) -> String {
+        let mut options = comrak::Options::default();
+        options.extension.table = true;
+        options.extension.strikethrough = true;
+        options.extension.autolink = true;
+        // Let raw HTML through, so any HTML that escaped our escaping shows up.
+        options.render.r#unsafe = true;
+        comrak::markdown_to_html(md, &options)
+    }
+
+    fn table_rows(html: &str) -> usize {
+        let tbody = html
+            .split_once("<tbody>")
+            .and_then(|(_, rest)| rest.split_once("</tbody>"))
+            .map(|(body, _)| body)
+            .expect("a table body");
+        tbody.matches("<tr>").count()
+    }
+
+    /// The cells of each body row, as rendered HTML.
+    fn body_cells(html: &str) -> Vec<Vec<String>> {
+        let tbody = html
+            .split_once("<tbody>")
+            .and_then(|(_, rest)| rest.split_once("</tbody>"))
+            .map(|(body, _)| body)
+            .expect("a table body");
+        tbody
+            .split("<tr>")
+            .skip(1)
+            .map(|tr| {
+                tr.split("<td")
+                    .skip(1)
+                    .map(|td| {
+                        let inner = td.split_once('>').map_or("", |(_, rest)| rest);
+                        inner.split("</td>").next().unwrap_or_default().to_string()
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Every row has its cells where they belong: a status in the second,
+    /// a number of turns in the fourth, a cost or dash in the sixth. (A
+    /// GFM renderer pads or cuts rows to the header's width, so counting
+    /// cells alone would not notice a stray `|`.)
+    fn assert_cells_in_place(html: &str, rows: usize) {
+        let cells = body_cells(html);
+        assert_eq!(cells.len(), rows);
+        for row in cells {
+            assert_eq!(row.len(), 7, "{row:?}");
+            assert!(
+                ["✅ completed", "❌ failed", "⏹️ cancelled"].contains(&row[1].as_str()),
+                "{row:?}"
+            );
+            assert!(row[3].parse::<u32>().is_ok(), "{row:?}");
+            assert!(row[5] == "—" || row[5].starts_with('$'), "{row:?}");
+        }
+    }
+
+    #[test]
+    fn snapshot_mixed_run() {
+        insta::assert_snapshot!(render_summary(&mixed_run()));
+    }
+
+    #[test]
+    fn snapshot_nothing_to_do() {
+        let r = RunReport {
+            wall_time: Duration::from_millis(1_200),
+            ..RunReport::default()
+        };
+        insta::assert_snapshot!(render_summary(&r));
+    }
+
+    #[test]
+    fn snapshot_interrupted_run() {
+        let mut r = mixed_run();
+        r.interrupted = true;
+        r.tasks[1].status = TaskStatus::Cancelled;
+        r.tasks[1].error = Some("Cancelled: SIGTERM received".into());
+        r.tasks.remove(2);
+        insta::assert_snapshot!(render_summary(&r));
+    }
+
+    #[test]
+    fn snapshot_server_error() {
+        let r = RunReport {
+            server_error: Some("401 Invalid API key <check BUILDD_API_KEY>".into()),
+            ..RunReport::default()
+        };
+        insta::assert_snapshot!(render_summary(&r));
+    }
+
+    #[test]
+    fn renders_as_a_real_table_one_row_per_task() {
+        let html = gfm_html(&render_summary(&mixed_run()));
+        assert_eq!(html.matches("<table>").count(), 1);
+        assert_eq!(table_rows(&html), 3);
+        assert_cells_in_place(&html, 3);
+        assert!(html.contains(r#"<a href="https://github.com/acme/web/pull/42">#42</a>"#));
+        assert!(
+            html.contains("Upgrade | deps"),
+            "escaped pipe renders as a pipe"
+        );
+        assert_eq!(
+            html.matches("<details>").count(),
+            2,
+            "one failure, one summary"
+        );
+    }
+
+    #[test]
+    fn hostile_titles_and_errors_cannot_break_the_table_or_inject_html() {
+        let evil = "a | b |\n| x | y |\n<script>alert(1)</script> ::set-output name=x::y \
+                    [link](javascript:alert(1)) ![img](https://e.vil/x.png) `code | span` $x$ &amp; \\|";
+        let mut r = mixed_run();
+        for t in &mut r.tasks {
+            t.title = evil.to_string();
+            t.task_id = "tsk|<b>".to_string();
+            t.error = Some(format!("```\n</details>\n<script>x</script>\n{evil}"));
+        }
+        r.tasks[0].task_url = Some("javascript:alert(1)".into());
+        r.tasks[1].task_url = Some("https://buildd.dev/t?a=1&b=(2)|x\"><script>".into());
+        r.tasks[1].pr_url = Some("https://github.com/a/b/pull/1)<script>".into());
+        let md = render_summary(&r);
+        let html = gfm_html(&md);
+        assert_eq!(html.matches("<table>").count(), 1);
+        assert_eq!(table_rows(&html), 3);
+        assert_cells_in_place(&html, 3);
+        assert!(!html.contains("<script"), "{html}");
+        assert!(!html.contains("<img"));
+        assert!(!html.contains("javascript:alert(1)\""));
+        assert!(!html.contains("href=\"javascript"));
+        assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+        // Three failures and one summary, still opening and closing in
+        // pairs, with the hostile text inside code.
+        assert_eq!(html.matches("<details>").count(), 4);
+        assert_eq!(html.matches("</details>").count(), 4);
+        assert!(html.contains("<code class=\"language-text\">```\n&lt;/details&gt;"));
+        // The risky link was kept but encoded so it cannot leave the href.
+        assert!(
+            html.contains("href=\"https://buildd.dev/t?a=1&amp;b=%282%29%7Cx%22%3E%3Cscript%3E\"")
+        );
+    }
+
+    #[test]
+    fn five_hundred_tasks_with_huge_errors_fit_under_the_limit() {
+        let mut r = RunReport::default();
+        for i in 0..500 {
+            let mut t = task(
+                &format!("tsk_{i:04}"),
+                &format!("Task {i} <&>"),
+                TaskStatus::Failed,
+            );
+            t.error = Some(format!("{i}: {}", "error & <trace> ".repeat(20_000)));
+            t.summary = Some("s".repeat(50_000));
+            r.tasks.push(t);
+        }
+        let md = render_summary(&r);
+        assert!(md.len() <= SUMMARY_LIMIT_BYTES, "{}", md.len());
+        assert!(
+            md.len() > SUMMARY_LIMIT_BYTES / 2,
+            "the budget is used, not wasted"
+        );
+        let html = gfm_html(&md);
+        assert_eq!(table_rows(&html), 500, "no row is dropped");
+        // Every failure still has its (shortened) reason.
+        assert!(md.matches("[shortened:").count() >= 500);
+        for i in [0, 250, 499] {
+            assert!(md.contains(&format!("Task {i} &lt;&amp;&gt;")));
+            assert!(md.contains(&format!("```text\n{i}: error & <trace>")));
+        }
+    }
+
+    #[test]
+    fn absurd_titles_shrink_rows_instead_of_dropping_them() {
+        let mut r = RunReport::default();
+        for i in 0..3_000 {
+            let mut t = task(&format!("t{i}"), &"<".repeat(5_000), TaskStatus::Completed);
+            t.task_url = Some(format!("https://buildd.dev/{}", "x".repeat(900)));
+            r.tasks.push(t);
+        }
+        let md = render_summary(&r);
+        assert!(md.len() <= SUMMARY_LIMIT_BYTES, "{}", md.len());
+        assert_eq!(table_rows(&gfm_html(&md)), 3_000);
+    }
+
+    #[test]
+    fn details_are_cut_to_fit_a_small_budget() {
+        let mut t = task("t1", "x", TaskStatus::Failed);
+        t.error = Some("e".repeat(10_000));
+        let entry = details_entry(&t, t.error.as_deref().unwrap(), 1_000).unwrap();
+        assert!(entry.len() <= 1_000);
+        assert!(entry.contains("[shortened:"));
+        assert_eq!(details_entry(&t, "x", 10), None);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// Whatever the title, id, error and links, every row keeps its
+        /// cells in place and no raw HTML gets through.
+        #[test]
+        fn any_task_text_keeps_the_table_intact(
+            title in "[|\\\\<>&`*_\\[\\]()!\n\r:#~$ ab=\"'-]{0,40}",
+            id in "[|\\\\<>&`*_a-z]{0,12}",
+            error in "[|\\\\<>&`*_\\[\\]()!\n\r:#~$ ab-]{0,60}",
+            url in "https://x\\.y/[|\\\\<>&`*_\\[\\]()!:#~$ ab\"'-]{0,20}",
+        ) {
+            let mut r = mixed_run();
+            for t in &mut r.tasks {
+                t.title = format!("{title}<script>");
+                t.task_id = id.clone();
+                t.error = Some(error.clone());
+                t.task_url = Some(url.clone());
+                t.pr_url = Some(url.clone());
+            }
+            let html = gfm_html(&render_summary(&r));
+            assert_cells_in_place(&html, 3);
+            proptest::prop_assert!(!html.contains("<script"), "{}", html);
+            proptest::prop_assert_eq!(html.matches("<details>").count(), 4);
+            proptest::prop_assert_eq!(html.matches("</details>").count(), 4);
+        }
+    }
+
+    #[test]
+    fn code_fences_outgrow_backtick_runs() {
+        assert_eq!(code_block("a"), "```text\na\n```\n");
+        assert_eq!(code_block("x ````` y"), "``````text\nx ````` y\n``````\n");
+    }
+
+    #[test]
+    fn escaping_helpers() {
+        assert_eq!(
+            cell_text("a|b\nc<d>&e*_`[]"),
+            "a\\|b c&lt;d&gt;&amp;e\\*\\_\\`\\[\\]"
+        );
+        assert_eq!(
+            html_text("<b a=\"1\">'&"),
+            "&lt;b a=&quot;1&quot;&gt;&#39;&amp;"
+        );
+        assert_eq!(link_target("javascript:alert(1)", 100), None);
+        assert_eq!(link_target("https://x.y/", 5), None);
+        assert_eq!(link_target("ftp://x.y/", 100), None);
+        assert_eq!(
+            link_target("https://x.y/a b?q=1&r=(2)", 100).as_deref(),
+            Some("https://x.y/a%20b?q=1&amp;r=%282%29")
+        );
+        assert_eq!(pr_label("https://github.com/a/b/pull/42/"), "#42");
+        assert_eq!(pr_label("https://gitlab.com/a/b/-/merge_requests/3"), "PR");
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+        assert_eq!(cost(None), "—");
+        assert_eq!(cost(Some(0.00005)), "$0.0001");
+        assert_eq!(duration(Duration::from_millis(3_723_900)), "1h 2m 3s");
+    }
+}
