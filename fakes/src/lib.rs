@@ -1,1 +1,1 @@
-
+pub mod static_files;
