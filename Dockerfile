@@ -17,6 +17,10 @@ ARG RUNTIME_IMAGE=debian:bookworm-slim
 FROM ${RUST_IMAGE} AS build
 RUN apk add --no-cache build-base linux-headers
 WORKDIR /src
+# .git is not in the build context: the commit that `buildd-agent --version`
+# prints comes in from outside (scripts/release passes it).
+ARG BUILDD_AGENT_COMMIT=unknown
+ENV BUILDD_AGENT_COMMIT=${BUILDD_AGENT_COMMIT}
 COPY . .
 # Refuse a dynamically linked binary: the release promises a static one.
 RUN cargo build --release --locked --bin buildd-agent \

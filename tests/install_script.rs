@@ -254,13 +254,11 @@ impl Fixture {
         ))
     }
 
-    /// A command running install-agent.sh with `shell`, in a clean
-    /// environment pointed at the fake release.
-    fn command(&self, shell: &Shell, args: &[&str]) -> Command {
+    /// `shell` in a clean environment pointed at the fake release, with no
+    /// script argument yet.
+    fn shell_command(&self, shell: &Shell) -> Command {
         let mut cmd = Command::new(&shell.program);
         cmd.args(shell.prefix)
-            .arg(repo_root().join("install-agent.sh"))
-            .args(args)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", self.path("home"))
@@ -269,6 +267,13 @@ impl Fixture {
             .env("BUILDD_AGENT_API_URL", self.server.base_url())
             .env("BUILDD_INSTALL_DIR", self.install_dir())
             .current_dir(self.tmp.path());
+        cmd
+    }
+
+    /// install-agent.sh `args`, run with `shell` (see `shell_command`).
+    fn command(&self, shell: &Shell, args: &[&str]) -> Command {
+        let mut cmd = self.shell_command(shell);
+        cmd.arg(repo_root().join("install-agent.sh")).args(args);
         cmd
     }
 
@@ -444,6 +449,26 @@ fn pinned_version_is_installed_without_asking_the_api() {
             version_of(&fx.installed()),
             format!("buildd-agent {OLDER} (fake000)"),
             "[{}] env",
+            shell.name
+        );
+    }
+}
+
+#[test]
+fn piped_into_the_shell_like_the_readme_says() {
+    // `curl -fsSL .../install-agent.sh | sh -s -- --version X`
+    for shell in shells() {
+        let fx = published_latest();
+        let mut piped = fx.shell_command(&shell);
+        piped
+            .args(["-s", "--", "--version", OLDER])
+            .stdin(fs::File::open(repo_root().join("install-agent.sh")).expect("open script"));
+        let run = Run::from(piped.output().expect("run"));
+        run.assert_ok(&shell);
+        assert_eq!(
+            version_of(&fx.installed()),
+            format!("buildd-agent {OLDER} (fake000)"),
+            "[{}]",
             shell.name
         );
     }
