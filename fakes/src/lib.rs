@@ -2,3 +2,4 @@
 //! the integration tests and the demo (`buildd-dev`).
 
 pub mod buildd;
+pub mod static_files;

@@ -1,0 +1,57 @@
+# buildd-agent container image.
+#
+#   docker build -t buildd-agent .
+#   docker run --rm -e BUILDD_API_KEY -e ANTHROPIC_API_KEY \
+#     -v buildd-state:/home/buildd/.buildd -v buildd-work:/home/buildd/work buildd-agent
+#
+# Stage "build" compiles a fully static musl binary natively on Alpine (musl
+# gcc and kernel headers are what aws-lc-sys, under rustls, needs for its C
+# build). Stage "binary" holds only that file: the release workflow extracts
+# it with `docker build --target binary --output type=local,dest=DIR .`, so the
+# released Linux binaries and this image are built the same way. The final
+# stage is the runtime image.
+
+ARG RUST_IMAGE=rust:1.95-alpine
+ARG RUNTIME_IMAGE=debian:bookworm-slim
+
+FROM ${RUST_IMAGE} AS build
+RUN apk add --no-cache build-base linux-headers
+WORKDIR /src
+# .git is not in the build context: the commit that `buildd-agent --version`
+# prints comes in from outside (scripts/release passes it).
+ARG BUILDD_AGENT_COMMIT=unknown
+ENV BUILDD_AGENT_COMMIT=${BUILDD_AGENT_COMMIT}
+COPY . .
+# Refuse a dynamically linked binary: the release promises a static one.
+RUN cargo build --release --locked --bin buildd-agent \
+    && install -D -m 0755 target/release/buildd-agent /out/buildd-agent \
+    && if readelf -d /out/buildd-agent | grep -q NEEDED; then \
+         echo "buildd-agent is dynamically linked" >&2; exit 1; \
+       fi
+
+FROM scratch AS binary
+COPY --from=build /out/buildd-agent /buildd-agent
+
+FROM ${RUNTIME_IMAGE}
+# git: tasks check out and push repositories. ca-certificates: git over HTTPS
+# (the agent itself carries its own roots through rustls). openssh-client:
+# git over SSH remotes.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates git openssh-client \
+    && rm -rf /var/lib/apt/lists/*
+# A fixed non-root uid, so volume ownership is predictable across rebuilds.
+RUN useradd --create-home --home-dir /home/buildd --uid 10001 --user-group \
+        --shell /usr/sbin/nologin buildd \
+    && install -d -o buildd -g buildd -m 0700 /home/buildd/.buildd /home/buildd/work
+COPY --from=build /out/buildd-agent /usr/local/bin/buildd-agent
+USER buildd:buildd
+WORKDIR /home/buildd/work
+ENV HOME=/home/buildd
+# State (config.json, outbox of unsent reports) and checkouts outlive the
+# container; both directories exist and belong to buildd before a named
+# volume is mounted, so the volume inherits that ownership.
+VOLUME ["/home/buildd/.buildd", "/home/buildd/work"]
+# The agent forwards SIGTERM to its tasks and waits out --grace-period; give
+# it longer than that on `docker stop` (e.g. docker stop -t 30).
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["buildd-agent"]
