@@ -157,6 +157,14 @@ async fn run_inner(config: &Config, redactor: &Redactor) -> Result<u8, Failure> 
         },
         redactor.clone(),
     );
+    let scheduler = if config.actions.is_actions() {
+        let r = redactor.clone();
+        scheduler.on_finished(Arc::new(move |result| {
+            crate::summary::print_task_log(result, &r)
+        }))
+    } else {
+        scheduler
+    };
 
     let now = shutdown.now.clone();
     let record = tokio::select! {
@@ -168,6 +176,12 @@ async fn run_inner(config: &Config, redactor: &Redactor) -> Result<u8, Failure> 
     };
 
     let code = exit_code(&record, signalled.get().copied(), config.mode);
+    // Written on success, failure and interruption alike.
+    let report = crate::summary::run_report(&record, signalled.get().is_some(), redactor);
+    if let Err(e) = crate::summary::write(&report, config.summary_path.as_deref(), &config.actions)
+    {
+        warn!("cannot write the run summary: {e}");
+    }
     if let Some(problem) = &record.problem {
         let hint = problem_hint(problem, config);
         eprintln!("error: {}", redactor.redact(&problem.to_string()));

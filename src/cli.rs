@@ -116,6 +116,10 @@ pub struct Cli {
           value_parser = parse_duration)]
     pub retry_budget: Duration,
 
+    /// Append a Markdown run summary here (on GitHub Actions: $GITHUB_STEP_SUMMARY)
+    #[arg(long, env = "BUILDD_SUMMARY", value_name = "PATH")]
+    pub summary: Option<PathBuf>,
+
     /// Where the agent keeps its outbox of undelivered reports [default: ~/.buildd/agent]
     #[arg(long, env = "BUILDD_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,

@@ -11,6 +11,8 @@ use std::time::Duration;
 use clap::parser::ValueSource;
 use serde::Deserialize;
 
+use crate::actions::ActionsEnv;
+use crate::actions::dispatch::{DispatchError, read_dispatch};
 use crate::cli::{Cli, LogFormat, RunnerChoice};
 use crate::secret::Secret;
 
@@ -80,6 +82,10 @@ pub struct Config {
     pub retry: RetryPolicy,
     pub lease_interval: Duration,
     pub progress_interval: Duration,
+    /// Where to append the Markdown run summary (flag, else $GITHUB_STEP_SUMMARY on Actions).
+    pub summary_path: Option<PathBuf>,
+    /// The GitHub Actions step environment (inactive outside Actions).
+    pub actions: ActionsEnv,
     /// Where the outbox lives.
     pub state_dir: PathBuf,
     /// `buildd-agent/<hostname>`, sent as the claim's `runner`.
@@ -105,6 +111,8 @@ pub enum ConfigError {
         #[source]
         source: serde_json::Error,
     },
+    #[error("cannot read the GitHub event that started this run")]
+    Dispatch(#[source] DispatchError),
     #[error("invalid server URL {url:?}: {reason}")]
     BadServer { url: String, reason: String },
 }
@@ -121,6 +129,9 @@ impl ConfigError {
                 "fix or remove {}, or point BUILDD_CONFIG at another file",
                 path.display()
             ),
+            ConfigError::Dispatch(_) => {
+                "check the workflow's trigger; pass --task / BUILDD_TASK_ID to name the task yourself".into()
+            }
             ConfigError::BadServer { .. } => {
                 "use a full URL such as https://buildd.example.com or http://localhost:3000".into()
             }
@@ -162,6 +173,31 @@ impl Config {
             .unwrap_or_else(|| DEFAULT_SERVER.into());
         let server = validate_server(&server)?;
 
+        // A dispatched workflow names its task in the event; flags still win.
+        let actions = ActionsEnv::from_map(&env);
+        let (mut task, mut workspace) = (non_empty(cli.task), non_empty(cli.workspace));
+        if actions.is_actions() && actions.event_path.is_some() {
+            match read_dispatch(&actions) {
+                Ok(Some(d)) => {
+                    task = task.or(d.task_id);
+                    workspace = workspace.or(d.workspace_id);
+                }
+                Ok(None) => {}
+                Err(DispatchError::NotBuilddTask { event_type }) => {
+                    tracing::warn!(
+                        "ignoring repository_dispatch of type {event_type:?}; claiming as usual"
+                    );
+                }
+                Err(e) => return Err(ConfigError::Dispatch(e)),
+            }
+        }
+        let summary_path = cli.summary.or_else(|| {
+            actions
+                .is_actions()
+                .then(|| actions.summary_path.clone())
+                .flatten()
+        });
+
         let mode = if cli.once {
             Mode::Once
         } else if cli.until_idle {
@@ -176,8 +212,8 @@ impl Config {
             server,
             api_key: Secret::new(api_key.trim()),
             api_key_source,
-            workspace: non_empty(cli.workspace),
-            task: non_empty(cli.task),
+            workspace,
+            task,
             max_tasks: cli.max_tasks,
             poll_interval: cli.poll_interval.max(Duration::from_millis(10)),
             mode,
@@ -197,6 +233,8 @@ impl Config {
             },
             lease_interval: cli.lease_interval.max(Duration::from_millis(10)),
             progress_interval: cli.progress_interval.max(Duration::from_millis(10)),
+            summary_path,
+            actions,
             state_dir: cli
                 .state_dir
                 .unwrap_or_else(|| home_dir(&env).join(".buildd").join("agent")),

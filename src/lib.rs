@@ -16,6 +16,7 @@ pub mod replay;
 pub mod runner;
 pub mod scheduler;
 pub mod secret;
+pub mod summary;
 pub mod tools;
 pub mod worker;
 

@@ -17,6 +17,21 @@ fn main() -> ExitCode {
         Err(e) => e.exit(),
     };
     let redactor = Redactor::new();
+    if std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true") {
+        // Masks go out before anything else is printed, and for every secret
+        // learned later (keys a claim hands over) as it is learned.
+        redactor.on_new_secret(std::sync::Arc::new(|secret| {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(buildd_agent::actions::commands::add_mask(secret).as_bytes());
+            let _ = out.flush();
+        }));
+        for var in app::SECRET_ENV_VARS {
+            if let Ok(v) = std::env::var(var) {
+                redactor.add(&v);
+            }
+        }
+    }
     if let Some(key) = &cli.api_key {
         redactor.add(key);
     }

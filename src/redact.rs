@@ -12,10 +12,20 @@ use regex::Regex;
 /// Shortest value treated as a secret; shorter ones would redact ordinary words.
 const MIN_SECRET_LEN: usize = 8;
 
+/// Called once for each newly learned secret (GitHub Actions masks it).
+pub type SecretHook = Arc<dyn Fn(&str) + Send + Sync>;
+
 /// Replaces secrets in text. Cheap to clone; clones share the known values.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Redactor {
     known: Arc<RwLock<Vec<String>>>,
+    on_new: Arc<RwLock<Option<SecretHook>>>,
+}
+
+impl std::fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Redactor(***)")
+    }
 }
 
 fn token_shapes() -> &'static Regex {
@@ -47,18 +57,34 @@ impl Redactor {
         Self::default()
     }
 
+    /// Call `hook` for every secret learned from now on (and none before:
+    /// set it first).
+    pub fn on_new_secret(&self, hook: SecretHook) {
+        if let Ok(mut h) = self.on_new.write() {
+            *h = Some(hook);
+        }
+    }
+
     /// Remember a secret value so every later `redact` hides it.
     pub fn add(&self, secret: &str) {
         let secret = secret.trim();
         if secret.len() < MIN_SECRET_LEN {
             return;
         }
-        if let Ok(mut known) = self.known.write()
-            && !known.iter().any(|k| k == secret)
+        let is_new = match self.known.write() {
+            Ok(mut known) if !known.iter().any(|k| k == secret) => {
+                known.push(secret.to_string());
+                // Longest first, so a secret containing another is hidden whole.
+                known.sort_by_key(|k| std::cmp::Reverse(k.len()));
+                true
+            }
+            _ => false,
+        };
+        if is_new
+            && let Ok(hook) = self.on_new.read()
+            && let Some(hook) = hook.as_ref()
         {
-            known.push(secret.to_string());
-            // Longest first, so a secret containing another is hidden whole.
-            known.sort_by_key(|k| std::cmp::Reverse(k.len()));
+            hook(secret);
         }
     }
 
@@ -112,6 +138,22 @@ mod tests {
         assert!(
             out.contains("short"),
             "short values are not treated as secrets"
+        );
+    }
+
+    #[test]
+    fn the_hook_sees_each_new_secret_once() {
+        let r = Redactor::new();
+        let seen = Arc::new(RwLock::new(Vec::new()));
+        let sink = seen.clone();
+        r.on_new_secret(Arc::new(move |s| sink.write().unwrap().push(s.to_string())));
+        r.add("first-secret-value");
+        r.add("first-secret-value");
+        r.add("tiny");
+        r.add("second-secret-value");
+        assert_eq!(
+            *seen.read().unwrap(),
+            ["first-secret-value", "second-secret-value"]
         );
     }
 

@@ -7,6 +7,7 @@
 //! rejected key; it retries everything transient with capped, jittered backoff
 //! (forever in the daemon, within the retry budget otherwise).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
@@ -71,12 +72,16 @@ pub struct RunRecord {
     pub rejected_claims: usize,
 }
 
+/// Told about each task as it finishes (the app prints its job-log group).
+pub type FinishedHook = Arc<dyn Fn(&TaskResult) + Send + Sync>;
+
 /// The claim loop for one agent.
 pub struct Scheduler {
     config: SchedulerConfig,
     client: BuilddClient,
     worker: WorkerContext,
     redactor: Redactor,
+    on_finished: Option<FinishedHook>,
 }
 
 impl Scheduler {
@@ -91,7 +96,14 @@ impl Scheduler {
             client,
             worker,
             redactor,
+            on_finished: None,
         }
+    }
+
+    /// Call `hook` with each result as its task finishes.
+    pub fn on_finished(mut self, hook: FinishedHook) -> Self {
+        self.on_finished = Some(hook);
+        self
     }
 
     /// Claim and run tasks until the mode says stop, a signal arrives or the
@@ -201,6 +213,9 @@ impl Scheduler {
             tokio::select! {
                 Some(result) = done_rx.recv() => {
                     running -= 1;
+                    if let Some(hook) = &self.on_finished {
+                        hook(&result);
+                    }
                     if running == 0 {
                         idle_since = tokio::time::Instant::now();
                     }
@@ -240,6 +255,9 @@ impl Scheduler {
         tracker.close();
         tracker.wait().await;
         while let Ok(r) = done_rx.try_recv() {
+            if let Some(hook) = &self.on_finished {
+                hook(&r);
+            }
             record.results.push(r);
         }
         record.wall_time = started.elapsed();

@@ -99,7 +99,12 @@ pub struct TaskResult {
     pub reported: bool,
     /// The task failed because this agent lacks configuration (exit code 2).
     pub config_error: bool,
+    /// The last few things the runner said it was doing (for the job log).
+    pub recent_actions: Vec<String>,
 }
+
+/// How many progress lines a result keeps for the job log.
+const RECENT_ACTIONS: usize = 50;
 
 /// Run one claimed task to its end. `stop` is the agent's shutdown; `hard_stop`
 /// also cuts short the final report's retries.
@@ -122,6 +127,7 @@ pub async fn run(
         duration: Duration::ZERO,
         reported: false,
         config_error: false,
+        recent_actions: Vec::new(),
     };
     info!(worker = %worker_id, task = %claimed.task_id, title = %claimed.task.title, "task claimed");
 
@@ -187,6 +193,10 @@ pub async fn run(
                         if a != last_action {
                             debug!(worker = %worker_id, action = %a);
                             last_action = a.clone();
+                            if result.recent_actions.len() == RECENT_ACTIONS {
+                                result.recent_actions.remove(0);
+                            }
+                            result.recent_actions.push(a.clone());
                             pending.current_action = Some(a);
                             dirty = true;
                         }

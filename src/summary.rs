@@ -1,0 +1,183 @@
+//! Turns the scheduler's results into what a person reads afterwards: the
+//! Markdown run summary, GitHub step outputs, and one job-log group per task.
+//!
+//! The rendering itself lives in `actions`; this module only maps our
+//! `TaskResult`s onto its report types and decides what to write where.
+
+use std::io::Write;
+use std::path::Path;
+
+use crate::actions::commands::{endgroup, error, group, neutralize, notice};
+use crate::actions::{self, ActionsEnv, RunReport, TaskReport};
+use crate::redact::Redactor;
+use crate::scheduler::RunRecord;
+use crate::worker::{TaskResult, TaskStatus};
+
+/// The report for a finished run.
+pub fn run_report(record: &RunRecord, interrupted: bool, redactor: &Redactor) -> RunReport {
+    RunReport {
+        tasks: record
+            .results
+            .iter()
+            .map(|r| task_report(r, redactor))
+            .collect(),
+        wall_time: record.wall_time,
+        interrupted,
+        server_error: record
+            .problem
+            .as_ref()
+            .map(|p| redactor.redact(&p.to_string()).into_owned()),
+    }
+}
+
+fn task_report(r: &TaskResult, redactor: &Redactor) -> TaskReport {
+    let status = match r.status {
+        TaskStatus::Completed => actions::TaskStatus::Completed,
+        TaskStatus::Failed => actions::TaskStatus::Failed,
+        TaskStatus::Cancelled | TaskStatus::Aborted => actions::TaskStatus::Cancelled,
+    };
+    TaskReport {
+        task_id: r.task_id.clone(),
+        title: r.title.clone(),
+        task_url: None,
+        status,
+        duration: r.duration,
+        turns: r.usage.turns,
+        input_tokens: r.usage.input_tokens,
+        output_tokens: r.usage.output_tokens,
+        cost_usd: r.usage.cost_usd,
+        pr_url: None,
+        error: r.error.as_deref().map(|e| redactor.redact(e).into_owned()),
+        summary: r.summary.clone(),
+    }
+}
+
+/// Append the summary (to `summary_path`) and, on Actions, the step outputs.
+pub fn write(
+    report: &RunReport,
+    summary_path: Option<&Path>,
+    env: &ActionsEnv,
+) -> std::io::Result<()> {
+    if let Some(path) = summary_path {
+        actions::summary::append_summary(path, report)?;
+    }
+    if env.is_actions()
+        && let Some(path) = &env.output_path
+    {
+        actions::outputs::append_outputs(path, report)?;
+    }
+    Ok(())
+}
+
+/// The job-log lines for one finished task: a collapsible group with what it
+/// did, then an `::error::` or `::notice::` annotation. Everything that came
+/// from the task or the model is neutralised so it cannot start a command.
+pub fn task_log(r: &TaskResult, redactor: &Redactor) -> String {
+    let clean = |s: &str| neutralize(&redactor.redact(s));
+    let status = match r.status {
+        TaskStatus::Completed => "completed",
+        TaskStatus::Failed => "failed",
+        TaskStatus::Cancelled => "cancelled",
+        TaskStatus::Aborted => "closed by the server",
+    };
+    let mut out = group(&format!(
+        "{} — {status}",
+        r.title.chars().take(200).collect::<String>()
+    ));
+    out.push_str(&clean(&format!(
+        "task {} · worker {} · {} · {} turns · {} in / {} out tokens · cost {}\n",
+        r.task_id,
+        r.worker_id,
+        humantime::format_duration(std::time::Duration::from_secs(r.duration.as_secs())),
+        r.usage.turns,
+        r.usage.input_tokens,
+        r.usage.output_tokens,
+        r.usage
+            .cost_usd
+            .map_or("unknown".to_string(), |c| format!("${c:.4}")),
+    )));
+    for a in &r.recent_actions {
+        out.push_str(&clean(&format!("  · {a}\n")));
+    }
+    if let Some(s) = &r.summary {
+        out.push_str(&clean(&format!("{s}\n")));
+    }
+    if let Some(e) = &r.error {
+        out.push_str(&clean(&format!("error: {e}\n")));
+    }
+    out.push_str(&endgroup());
+    match r.status {
+        TaskStatus::Failed => out.push_str(&error(
+            &redactor.redact(r.error.as_deref().unwrap_or("failed")),
+            Some(&redactor.redact(&format!("Task failed: {}", r.title))),
+        )),
+        TaskStatus::Completed => out.push_str(&notice(
+            &redactor.redact(&format!("Task completed: {}", r.title)),
+            None,
+        )),
+        _ => {}
+    }
+    out
+}
+
+/// Print a task's job-log group to stdout.
+pub fn print_task_log(r: &TaskResult, redactor: &Redactor) {
+    let text = task_log(r, redactor);
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runner::Usage;
+    use std::time::Duration;
+
+    fn result(title: &str, status: TaskStatus, error: Option<&str>) -> TaskResult {
+        TaskResult {
+            worker_id: "wkr_1".into(),
+            task_id: "tsk_1".into(),
+            title: title.into(),
+            status,
+            error: error.map(str::to_string),
+            summary: Some("did it\n::set-output name=x::y".into()),
+            usage: Usage {
+                turns: 3,
+                cost_usd: Some(0.01234),
+                ..Default::default()
+            },
+            duration: Duration::from_secs(61),
+            reported: true,
+            config_error: false,
+            recent_actions: vec!["Running `ls`".into()],
+        }
+    }
+
+    #[test]
+    fn groups_balance_and_nothing_from_the_task_starts_a_command() {
+        let r = Redactor::new();
+        let log = task_log(
+            &result(
+                "::set-output name=a::b\nhello",
+                TaskStatus::Failed,
+                Some("boom\n::error::x"),
+            ),
+            &r,
+        );
+        let lines: Vec<&str> = log.lines().collect();
+        assert!(lines[0].starts_with("::group::"));
+        assert_eq!(
+            lines.iter().filter(|l| l.starts_with("::group::")).count(),
+            1
+        );
+        assert_eq!(lines.iter().filter(|l| **l == "::endgroup::").count(), 1);
+        let commands: Vec<&&str> = lines.iter().filter(|l| l.starts_with("::")).collect();
+        assert_eq!(
+            commands.len(),
+            3,
+            "group, endgroup, error only: {commands:?}"
+        );
+        assert!(log.contains("cost $0.0123"));
+    }
+}
