@@ -9,8 +9,10 @@ use crate::cli::LogFormat;
 use crate::redact::Redactor;
 
 /// Install the global subscriber. `RUST_LOG` wins; the seed's `DEBUG=*` (or
-/// any non-empty `DEBUG`) means debug; otherwise info.
-pub fn init(format: LogFormat, redactor: Redactor) {
+/// any non-empty `DEBUG`) means debug; otherwise info. On GitHub Actions
+/// (`actions`), log text is also neutralised: a task title with a newline and
+/// `::set-output` must not become a workflow command through stderr.
+pub fn init(format: LogFormat, redactor: Redactor, actions: bool) {
     let filter = match std::env::var("RUST_LOG") {
         Ok(v) if !v.trim().is_empty() => EnvFilter::new(v),
         _ => match std::env::var("DEBUG") {
@@ -20,7 +22,7 @@ pub fn init(format: LogFormat, redactor: Redactor) {
             _ => EnvFilter::new("info"),
         },
     };
-    let writer = RedactingStderr { redactor };
+    let writer = RedactingStderr { redactor, actions };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)
@@ -36,6 +38,7 @@ pub fn init(format: LogFormat, redactor: Redactor) {
 #[derive(Clone)]
 struct RedactingStderr {
     redactor: Redactor,
+    actions: bool,
 }
 
 impl<'a> MakeWriter<'a> for RedactingStderr {
@@ -43,6 +46,7 @@ impl<'a> MakeWriter<'a> for RedactingStderr {
     fn make_writer(&'a self) -> Self::Writer {
         RedactingWriter {
             redactor: self.redactor.clone(),
+            actions: self.actions,
         }
     }
 }
@@ -50,12 +54,18 @@ impl<'a> MakeWriter<'a> for RedactingStderr {
 /// One event's writer (see [`RedactingStderr`]).
 pub struct RedactingWriter {
     redactor: Redactor,
+    actions: bool,
 }
 
 impl Write for RedactingWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let text = String::from_utf8_lossy(buf);
-        io::stderr().write_all(self.redactor.redact(&text).as_bytes())?;
+        let text = self.redactor.redact(&text);
+        if self.actions {
+            io::stderr().write_all(crate::actions::commands::neutralize(&text).as_bytes())?;
+        } else {
+            io::stderr().write_all(text.as_bytes())?;
+        }
         Ok(buf.len())
     }
 

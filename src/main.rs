@@ -17,7 +17,8 @@ fn main() -> ExitCode {
         Err(e) => e.exit(),
     };
     let redactor = Redactor::new();
-    if std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true") {
+    let on_actions = std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true");
+    if on_actions {
         // Masks go out before anything else is printed, and for every secret
         // learned later (keys a claim hands over) as it is learned.
         redactor.on_new_secret(std::sync::Arc::new(|secret| {
@@ -35,7 +36,7 @@ fn main() -> ExitCode {
     if let Some(key) = &cli.api_key {
         redactor.add(key);
     }
-    buildd_agent::logging::init(cli.log_format, redactor.clone());
+    buildd_agent::logging::init(cli.log_format, redactor.clone(), on_actions);
 
     let env: HashMap<String, String> = std::env::vars().collect();
     let config = match Config::resolve(cli, &matches, env) {

@@ -1,0 +1,152 @@
+//! On GitHub Actions: masks first, the dispatched task claimed, balanced log
+//! groups, parseable outputs, a summary table, and no workflow-command
+//! injection from a task title.
+
+mod support;
+
+use std::collections::HashMap;
+
+use serde_json::json;
+use support::*;
+
+/// Parse `$GITHUB_OUTPUT` the way the runner does (`k=v` and heredoc `k<<D`).
+fn parse_outputs(text: &str) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        if let Some((k, delim)) = line.split_once("<<") {
+            let mut value = Vec::new();
+            for l in lines.by_ref() {
+                if l == delim {
+                    break;
+                }
+                value.push(l);
+            }
+            out.insert(k.to_string(), value.join("\n"));
+        } else if let Some((k, v)) = line.split_once('=') {
+            out.insert(k.to_string(), v.to_string());
+        }
+    }
+    out
+}
+
+#[test]
+fn dispatched_run_on_actions() {
+    let server = FakeBuildd::start();
+    server.add_task(task("Not this one"));
+    let evil = "Evil\n::set-output name=pwned::yes\n::error::injected | <b>bold</b>";
+    let wanted = server.add_task(TaskSeed {
+        title: evil.into(),
+        workspace_id: Some("ws_gh".into()),
+        ..Default::default()
+    });
+    let sb = Sandbox::new();
+    let gh = sb.dir.path().join("gh");
+    std::fs::create_dir_all(&gh).unwrap();
+    let event = gh.join("event.json");
+    std::fs::write(
+        &event,
+        serde_json::to_string(&json!({
+            "action": "buildd-task",
+            "client_payload": {"task_id": wanted, "title": evil, "workspace_id": "ws_gh", "mode": "execution", "priority": 1},
+            "repository": {"full_name": "acme/web"}
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    let (summary, output) = (gh.join("summary.md"), gh.join("output"));
+    std::fs::write(&summary, "# Earlier step\n").unwrap();
+
+    let out = run(sb
+        .agent(&server)
+        .arg("--once")
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_EVENT_NAME", "repository_dispatch")
+        .env("GITHUB_EVENT_PATH", &event)
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .env("GITHUB_OUTPUT", &output));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+
+    // Masks come before anything else and cover the keys we hold.
+    let first = stdout.lines().next().unwrap_or_default();
+    assert!(first.starts_with("::add-mask::"), "{stdout}");
+    assert!(stdout.contains(&format!("::add-mask::{DEFAULT_KEY}")));
+    assert!(stdout.contains(&format!("::add-mask::{OAUTH_TOKEN}")));
+
+    // The dispatched task, and only it, was claimed.
+    let claims = server.claims();
+    assert_eq!(claims[0].body["taskId"], json!(wanted));
+    assert_eq!(claims[0].body["workspaceId"], json!("ws_gh"));
+    assert_eq!(server.workers().len(), 1);
+    assert_eq!(server.workers()[0].task_id, wanted);
+
+    // Groups balance, and the only commands are ours.
+    let commands: Vec<&str> = stdout.lines().filter(|l| l.starts_with("::")).collect();
+    let opens = commands
+        .iter()
+        .filter(|l| l.starts_with("::group::"))
+        .count();
+    let closes = commands.iter().filter(|l| **l == "::endgroup::").count();
+    assert_eq!((opens, closes), (1, 1), "{commands:?}");
+    for l in stdout.lines().chain(stderr(&out).lines()) {
+        assert!(!l.trim_start().starts_with("::set-output"), "injected: {l}");
+        assert!(
+            !l.trim_start().starts_with("::error::injected"),
+            "injected: {l}"
+        );
+    }
+
+    // Outputs parse and say what happened.
+    let outputs = parse_outputs(&std::fs::read_to_string(&output).unwrap());
+    assert_eq!(outputs["tasks-claimed"], "1");
+    assert_eq!(outputs["tasks-completed"], "1");
+    assert_eq!(outputs["tasks-failed"], "0");
+    assert_eq!(outputs["cost-usd"], "0.0150");
+    assert!(!outputs.contains_key("pwned"));
+    let result: serde_json::Value = serde_json::from_str(&outputs["result-json"]).unwrap();
+    assert!(result.is_object());
+
+    // The summary was appended, not overwritten, and holds a table row.
+    let md = std::fs::read_to_string(&summary).unwrap();
+    assert!(md.starts_with("# Earlier step\n"));
+    assert!(md.contains("$0.0150"), "{md}");
+    assert!(
+        !md.contains("<b>bold</b>"),
+        "HTML from a title must be escaped: {md}"
+    );
+}
+
+#[test]
+fn summary_flag_works_outside_actions_and_on_failure() {
+    let server = FakeBuildd::start();
+    server.add_task(task("FAIL this one"));
+    let sb = Sandbox::new();
+    let summary = sb.dir.path().join("summary.md");
+    let out = run(sb
+        .agent(&server)
+        .args(["--once", "--summary"])
+        .arg(&summary));
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let md = std::fs::read_to_string(&summary).unwrap();
+    assert!(md.contains("API Error: 400 scripted failure"), "{md}");
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("::group::"),
+        "no workflow commands outside Actions"
+    );
+}
+
+#[test]
+fn summary_is_written_when_the_server_is_unusable() {
+    let server = FakeBuildd::start();
+    let sb = Sandbox::new();
+    let summary = sb.dir.path().join("summary.md");
+    let out = run(sb
+        .agent(&server)
+        .args(["--once", "--summary"])
+        .arg(&summary)
+        .env("BUILDD_API_KEY", "bld_rejected_key_000"));
+    assert_eq!(code(&out), 3);
+    let md = std::fs::read_to_string(&summary).unwrap();
+    assert!(md.contains("Invalid API key"), "{md}");
+}
