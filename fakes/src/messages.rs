@@ -113,13 +113,22 @@ pub struct RecordedRequest {
     pub body: Value,
 }
 
+/// What the fake has served that later requests must send back.
+#[derive(Debug, Default, Clone)]
+pub struct Served {
+    /// Every thinking / redacted_thinking block served, to check they come back unchanged.
+    pub thinking: Vec<Value>,
+    /// For a reply with thinking and tool calls: the tool_use id → that reply's thinking
+    /// blocks, which must lead the assistant turn when it is sent back.
+    pub thinking_by_tool_use: BTreeMap<String, Vec<Value>>,
+}
+
 #[derive(Debug, Default)]
 struct Inner {
     steps: VecDeque<Step>,
     requests: Vec<RecordedRequest>,
     violations: Vec<String>,
-    /// Every thinking / redacted_thinking block served, to check they come back unchanged.
-    sent_thinking: Vec<Value>,
+    served_blocks: Served,
     served: u64,
 }
 
@@ -245,7 +254,7 @@ async fn handle(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byt
     let parsed: Result<Value, _> = serde_json::from_slice(&body);
     let mut inner = shared.lock();
     let mut problems = match &parsed {
-        Ok(v) => validate(&header_map, v, &shared.api_key, &inner.sent_thinking),
+        Ok(v) => validate(&header_map, v, &shared.api_key, &inner.served_blocks),
         Err(e) => vec![format!("body is not JSON: {e}")],
     };
     inner.requests.push(RecordedRequest {
@@ -279,13 +288,21 @@ async fn handle(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byt
             usage,
             tiny_chunks,
         } => {
-            for block in &content {
-                if matches!(
-                    block["type"].as_str(),
-                    Some("thinking" | "redacted_thinking")
-                ) {
-                    inner.sent_thinking.push(block.clone());
+            let thinking: Vec<Value> = content
+                .iter()
+                .filter(|b| matches!(b["type"].as_str(), Some("thinking" | "redacted_thinking")))
+                .cloned()
+                .collect();
+            if !thinking.is_empty() {
+                for b in content.iter().filter(|b| b["type"] == "tool_use") {
+                    if let Some(id) = b["id"].as_str() {
+                        inner
+                            .served_blocks
+                            .thinking_by_tool_use
+                            .insert(id.to_string(), thinking.clone());
+                    }
                 }
+                inner.served_blocks.thinking.extend(thinking);
             }
             let events = reply_events(&id, &content, &stop_reason, usage);
             sse_response(events.concat().into_bytes(), tiny_chunks)
@@ -440,13 +457,14 @@ fn sse_response(bytes: Vec<u8>, tiny_chunks: bool) -> Response {
 
 /// Check one request against the rules the real API enforces. Returns every breach found.
 ///
-/// `sent_thinking` holds the thinking blocks the fake served so far: any thinking block in
-/// the request must be one of them, byte for byte.
+/// `served` holds the thinking blocks the fake served so far: any thinking block in the
+/// request must be one of them, byte for byte, and an assistant turn with tool calls that
+/// came with thinking must start with that thinking.
 pub fn validate(
     headers: &BTreeMap<String, String>,
     body: &Value,
     api_key: &str,
-    sent_thinking: &[Value],
+    served: &Served,
 ) -> Vec<String> {
     let mut v = Vec::new();
     match headers.get("x-api-key") {
@@ -637,7 +655,7 @@ pub fn validate(
                         v.push(format!(
                             "messages.{i}.content.{j}: thinking only in assistant turns"
                         ));
-                    } else if !sent_thinking.contains(b) {
+                    } else if !served.thinking.contains(b) {
                         v.push(format!(
                             "messages.{i}.content.{j}: thinking blocks must be passed back unmodified"
                         ));
@@ -645,6 +663,18 @@ pub fn validate(
                     seen_other = true;
                 }
                 _ => seen_other = true,
+            }
+        }
+        if role == "assistant" {
+            for b in blocks.iter().filter(|b| b["type"] == "tool_use") {
+                let id = b["id"].as_str().unwrap_or_default();
+                if let Some(thinking) = served.thinking_by_tool_use.get(id)
+                    && !blocks.starts_with(thinking)
+                {
+                    v.push(format!(
+                        "messages.{i}: assistant turn with tool_use {id} must start with the thinking blocks it was served with"
+                    ));
+                }
             }
         }
         for id in &pending_tool_uses {
@@ -710,10 +740,18 @@ mod tests {
             {"role":"user","content":[{"type":"tool_result","tool_use_id":"t1","content":"a"},
                 {"type":"text","text":"go on"}]}
         ]));
-        assert_eq!(
-            validate(&headers(), &b, "k", &[thinking]),
-            Vec::<String>::new()
-        );
+        let served = Served {
+            thinking: vec![thinking.clone()],
+            thinking_by_tool_use: [("t1".to_string(), vec![thinking])].into(),
+        };
+        assert_eq!(validate(&headers(), &b, "k", &served), Vec::<String>::new());
+        let mut dropped = b.clone();
+        dropped["messages"][1]["content"]
+            .as_array_mut()
+            .unwrap()
+            .remove(0);
+        let all = validate(&headers(), &dropped, "k", &served).join("\n");
+        assert!(all.contains("must start with the thinking"), "{all}");
     }
 
     #[test]
@@ -731,7 +769,7 @@ mod tests {
         b["temperature"] = json!(0.5);
         b["tool_choice"] = json!({"type":"any"});
         b["tools"][0]["input_schema"] = json!({"type":"string"});
-        let v = validate(&h, &b, "k", &[]);
+        let v = validate(&h, &b, "k", &Served::default());
         let all = v.join("\n");
         for needle in [
             "x-api-key",
@@ -758,7 +796,7 @@ mod tests {
             {"role":"user","content":[{"type":"text","text":"y","cache_control":cc},
                 {"type":"text","text":"z","cache_control":cc}]}
         ]});
-        let all = validate(&headers(), &b, "k", &[]).join("\n");
+        let all = validate(&headers(), &b, "k", &Served::default()).join("\n");
         assert!(all.contains("without tool_result"), "{all}");
         assert!(all.contains("maximum of 4"), "{all}");
     }

@@ -6,6 +6,8 @@
 //! progress into server updates, and the one terminal report. Runners never
 //! talk to the buildd server themselves.
 
+pub mod api;
+
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
