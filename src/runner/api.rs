@@ -18,7 +18,7 @@ use crate::anthropic::types::{
 };
 use crate::anthropic::{
     ApiError, Client, ClientConfig, DEFAULT_API_VERSION, DEFAULT_BASE_URL, DEFAULT_MODEL,
-    PriceTable, RetryConfig,
+    PriceError, PriceTable, RetryConfig,
 };
 use crate::secret::Secret;
 use crate::tools::{ToolConfig, Toolbox};
@@ -69,6 +69,38 @@ impl Default for ApiRunnerConfig {
             tool_shell_timeout: tools.shell_timeout,
             tool_output_cap: tools.output_cap,
         }
+    }
+}
+
+impl ApiRunnerConfig {
+    /// Defaults overridden by the environment: `ANTHROPIC_BASE_URL`, `ANTHROPIC_API_KEY`,
+    /// `ANTHROPIC_VERSION`, `ANTHROPIC_MODEL` and `BUILDD_PRICES` (see [`PriceTable::from_env`]).
+    pub fn from_env() -> Result<Self, PriceError> {
+        let mut config = Self::from_lookup(|name| std::env::var(name).ok());
+        config.prices = PriceTable::from_env()?;
+        Ok(config)
+    }
+
+    /// Like [`Self::from_env`] but reading variables through `get` (prices stay built-in),
+    /// so callers and tests can supply their own environment.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Self {
+        let get = |name: &str| {
+            get(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let mut config = Self::default();
+        if let Some(v) = get("ANTHROPIC_BASE_URL") {
+            config.base_url = v;
+        }
+        config.api_key = get("ANTHROPIC_API_KEY").map(Secret::new);
+        if let Some(v) = get("ANTHROPIC_VERSION") {
+            config.api_version = v;
+        }
+        if let Some(v) = get("ANTHROPIC_MODEL") {
+            config.model = v;
+        }
+        config
     }
 }
 
@@ -552,6 +584,25 @@ mod tests {
             .map(|(i, j, _)| (i, j))
             .collect();
         assert_eq!(marked, vec![(2, 1)]);
+    }
+
+    #[test]
+    fn environment_overrides_defaults_and_blank_values_are_ignored() {
+        let env = |name: &str| match name {
+            "ANTHROPIC_VERSION" => Some("2023-06-01".to_string()),
+            "ANTHROPIC_API_KEY" => Some("sk-ant-env".to_string()),
+            "ANTHROPIC_MODEL" => Some("  ".to_string()),
+            _ => None,
+        };
+        let c = ApiRunnerConfig::from_lookup(env);
+        assert_eq!(c.api_version, "2023-06-01");
+        assert_eq!(c.api_key.as_ref().map(Secret::expose), Some("sk-ant-env"));
+        assert_eq!(c.model, DEFAULT_MODEL);
+        assert_eq!(c.base_url, DEFAULT_BASE_URL);
+        assert_eq!(c.max_turns, 100);
+        let d = ApiRunnerConfig::from_lookup(|_| None);
+        assert_eq!(d.api_version, DEFAULT_API_VERSION);
+        assert!(d.api_key.is_none());
     }
 
     #[test]
