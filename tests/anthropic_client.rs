@@ -114,6 +114,22 @@ async fn an_event_over_the_size_cap_is_refused() {
 }
 
 #[tokio::test]
+async fn a_reply_over_the_total_size_cap_is_refused() {
+    let fake = fake(vec![Step::text(&"x".repeat(4096), ScriptUsage::default())]).await;
+    let mut c = config(fake.url());
+    c.max_response_bytes = 2048;
+    let client = Client::new(c).unwrap();
+    let err = client
+        .create_message(&request(), &CancellationToken::new())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ApiError::ResponseTooLarge { limit: 2048 }),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
 async fn connection_errors_are_retried_then_reported() {
     // A port that was just free: nothing listens there any more.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -70,6 +70,8 @@ pub struct ClientConfig {
     pub retry: RetryConfig,
     /// Refuse a single server-sent event larger than this.
     pub max_event_bytes: usize,
+    /// Refuse a whole reply stream larger than this (many small events add up too).
+    pub max_response_bytes: usize,
     /// Give up on a connection attempt after this long.
     pub connect_timeout: Duration,
     /// Give up on a stream that sends nothing (not even `ping`) for this long.
@@ -85,6 +87,7 @@ impl ClientConfig {
             api_version: super::DEFAULT_API_VERSION.to_string(),
             retry: RetryConfig::default(),
             max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
+            max_response_bytes: 4 * DEFAULT_MAX_EVENT_BYTES,
             connect_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(300),
         }
@@ -171,6 +174,7 @@ impl Client {
         let mut parser = SseParser::new(self.config.max_event_bytes);
         let mut assembler = MessageAssembler::new();
         let mut bytes = response.bytes_stream();
+        let mut received = 0usize;
         loop {
             let next = tokio::time::timeout(self.config.idle_timeout, bytes.next())
                 .await
@@ -182,6 +186,12 @@ impl Client {
                 })?;
             let Some(chunk) = next else { break };
             let chunk = chunk.map_err(|e| ApiError::DroppedStream(error_chain(&e)))?;
+            received = received.saturating_add(chunk.len());
+            if received > self.config.max_response_bytes {
+                return Err(ApiError::ResponseTooLarge {
+                    limit: self.config.max_response_bytes,
+                });
+            }
             for event in parser.push(&chunk)? {
                 assembler.handle(&event)?;
             }

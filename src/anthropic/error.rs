@@ -30,6 +30,9 @@ pub enum ApiError {
     /// One server-sent event exceeded the size cap.
     #[error(transparent)]
     EventTooLarge(#[from] super::sse::EventTooLarge),
+    /// The whole reply exceeded the size cap.
+    #[error("response stream larger than {limit} bytes")]
+    ResponseTooLarge { limit: usize },
     /// The caller's cancellation token fired.
     #[error("cancelled")]
     Cancelled,
@@ -53,6 +56,7 @@ impl ApiError {
             ApiError::Transport(_) | ApiError::DroppedStream(_) => true,
             ApiError::Protocol(_)
             | ApiError::EventTooLarge(_)
+            | ApiError::ResponseTooLarge { .. }
             | ApiError::Cancelled
             | ApiError::Config(_) => false,
         }

@@ -92,9 +92,16 @@ impl SseParser {
         while let Some(pos) = chunk.iter().position(|&b| b == b'\n' || b == b'\r') {
             let (head, rest) = chunk.split_at(pos);
             self.check_size(head.len())?;
-            self.line.extend_from_slice(head);
-            let line = std::mem::take(&mut self.line);
-            self.process_line(&line, out);
+            if self.line.is_empty() {
+                // The common case: the whole line is in this chunk, no copy needed.
+                self.process_line(head, out);
+            } else {
+                let mut line = std::mem::take(&mut self.line);
+                line.extend_from_slice(head);
+                self.process_line(&line, out);
+                line.clear();
+                self.line = line;
+            }
             let is_cr = rest[0] == b'\r';
             chunk = &rest[1..];
             if is_cr {

@@ -15,10 +15,31 @@ use super::types::{ContentBlock, MessageResponse, StopReason, Usage};
 #[derive(Debug)]
 struct PartialBlock {
     block: Map<String, Value>,
+    /// Concatenated `text_delta` / `thinking_delta` / `signature_delta` per field, applied
+    /// at block stop (appending to the JSON map per delta would be quadratic).
+    strings: Vec<(&'static str, String)>,
     /// Concatenated `input_json_delta` fragments.
     json: String,
     has_json: bool,
     done: bool,
+}
+
+impl PartialBlock {
+    /// Append a delta to one string field, starting from what `content_block_start` held.
+    fn append(&mut self, key: &'static str, add: &str) {
+        if let Some((_, s)) = self.strings.iter_mut().find(|(k, _)| *k == key) {
+            s.push_str(add);
+            return;
+        }
+        let mut s = self
+            .block
+            .get(key)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        s.push_str(add);
+        self.strings.push((key, s));
+    }
 }
 
 /// Builds a [`MessageResponse`] from events. Feed every event to [`Self::handle`], then
@@ -87,6 +108,7 @@ impl MessageAssembler {
                 }
                 self.blocks[index] = Some(PartialBlock {
                     block,
+                    strings: Vec::new(),
                     json: String::new(),
                     has_json: false,
                     done: false,
@@ -100,20 +122,11 @@ impl MessageAssembler {
                     .and_then(Option::as_mut)
                     .ok_or_else(|| protocol(format_args!("delta for unknown block {index}")))?;
                 let delta = &v["delta"];
-                let append = |block: &mut Map<String, Value>, key: &str, add: &str| {
-                    let mut s = block
-                        .get(key)
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_string();
-                    s.push_str(add);
-                    block.insert(key.to_string(), Value::String(s));
-                };
                 let field = |key: &str| delta[key].as_str().unwrap_or_default();
                 match delta["type"].as_str().unwrap_or_default() {
-                    "text_delta" => append(&mut part.block, "text", field("text")),
-                    "thinking_delta" => append(&mut part.block, "thinking", field("thinking")),
-                    "signature_delta" => append(&mut part.block, "signature", field("signature")),
+                    "text_delta" => part.append("text", field("text")),
+                    "thinking_delta" => part.append("thinking", field("thinking")),
+                    "signature_delta" => part.append("signature", field("signature")),
                     "input_json_delta" => {
                         part.json.push_str(field("partial_json"));
                         part.has_json = true;
@@ -128,6 +141,9 @@ impl MessageAssembler {
                     .get_mut(index)
                     .and_then(Option::as_mut)
                     .ok_or_else(|| protocol(format_args!("stop for unknown block {index}")))?;
+                for (key, value) in std::mem::take(&mut part.strings) {
+                    part.block.insert(key.to_string(), Value::String(value));
+                }
                 if part.has_json {
                     // A tool with no input may stream an empty string: that means `{}`.
                     let input = if part.json.trim().is_empty() {
