@@ -376,6 +376,41 @@ async fn max_cost_limit_fails_naming_the_limit() {
 }
 
 #[tokio::test]
+async fn a_tool_call_cut_off_by_max_tokens_is_answered_not_run() {
+    let h = Harness::new(vec![
+        Step::Reply {
+            content: vec![json!({"type":"tool_use","id":"tu_cut","name":"read_file",
+                "raw_input_json":"{\"path\": \"hello.t"})],
+            stop_reason: "max_tokens".into(),
+            usage: usage(10, 100, 0, 0),
+            tiny_chunks: false,
+        },
+        done("retried in smaller steps"),
+    ])
+    .await;
+    let (result, progress) = h.run().await;
+    assert_eq!(
+        result.expect("task continues").summary,
+        "retried in smaller steps"
+    );
+    h.assert_no_violations();
+    let requests = h.fake.requests();
+    assert_eq!(
+        requests[1].body["messages"][1]["content"][0]["input"],
+        json!({})
+    );
+    let r = tool_results(&requests[1].body);
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0]["tool_use_id"], "tu_cut");
+    assert_eq!(r[0]["is_error"], true);
+    assert!(r[0]["content"].as_str().unwrap().contains("not run"));
+    assert!(
+        !progress.iter().any(|p| matches!(p, Progress::Action(_))),
+        "the cut-off call was never run"
+    );
+}
+
+#[tokio::test]
 async fn refusal_fails_the_task() {
     let h = Harness::new(vec![Step::Reply {
         content: vec![json!({"type":"text","text":"I can't help with that."})],

@@ -39,7 +39,8 @@ pub struct ScriptUsage {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Step {
     /// A complete streamed reply. `content` holds API-shaped blocks (`text`, `tool_use`,
-    /// `thinking`, `redacted_thinking`, ...).
+    /// `thinking`, `redacted_thinking`, ...). A `tool_use` block may carry `raw_input_json`
+    /// to stream exactly that text as its input (for truncated or broken input).
     Reply {
         content: Vec<Value>,
         stop_reason: String,
@@ -372,7 +373,10 @@ fn reply_events(id: &str, content: &[Value], stop_reason: &str, usage: ScriptUsa
                     json!({"type":"tool_use","id":block["id"],"name":block["name"],"input":{}}),
                 ));
                 let input = block.get("input").cloned().unwrap_or(json!({}));
-                let text = if input.as_object().is_some_and(|m| m.is_empty()) {
+                // `raw_input_json` streams verbatim, e.g. to mimic input cut off by max_tokens.
+                let text = if let Some(raw) = block["raw_input_json"].as_str() {
+                    raw.to_string()
+                } else if input.as_object().is_some_and(|m| m.is_empty()) {
                     String::new()
                 } else {
                     input.to_string()

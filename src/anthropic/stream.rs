@@ -53,6 +53,7 @@ pub struct MessageAssembler {
     blocks: Vec<Option<PartialBlock>>,
     stop_reason: Option<StopReason>,
     usage: Usage,
+    malformed_tool_inputs: Vec<String>,
 }
 
 fn protocol(what: impl std::fmt::Display) -> ApiError {
@@ -149,9 +150,17 @@ impl MessageAssembler {
                     let input = if part.json.trim().is_empty() {
                         Value::Object(Map::new())
                     } else {
-                        serde_json::from_str(&part.json).map_err(|e| {
-                            protocol(format_args!("tool input of block {index} is not JSON: {e}"))
-                        })?
+                        match serde_json::from_str::<Value>(&part.json) {
+                            Ok(v @ Value::Object(_)) => v,
+                            // Cut off by max_tokens, usually: keep the turn valid with `{}`
+                            // and let the caller tell the model instead of failing the reply.
+                            _ => {
+                                if let Some(id) = part.block.get("id").and_then(Value::as_str) {
+                                    self.malformed_tool_inputs.push(id.to_string());
+                                }
+                                Value::Object(Map::new())
+                            }
+                        }
                     };
                     part.block.insert("input".into(), input);
                 }
@@ -245,6 +254,7 @@ impl MessageAssembler {
             content,
             stop_reason: self.stop_reason,
             usage: self.usage,
+            malformed_tool_inputs: self.malformed_tool_inputs,
         })
     }
 }
@@ -375,6 +385,37 @@ mod tests {
             ]
         );
         assert_eq!(m.text(), "Hello");
+    }
+
+    #[test]
+    fn truncated_tool_input_becomes_empty_and_is_flagged() {
+        let events = vec![
+            start(),
+            ev(
+                "content_block_start",
+                json!({"index":0,"content_block":{"type":"tool_use","id":"tu_9","name":"write","input":{}}}),
+            ),
+            ev(
+                "content_block_delta",
+                json!({"index":0,"delta":{"type":"input_json_delta","partial_json":"{\"content\": \"very long"}}),
+            ),
+            ev("content_block_stop", json!({"index":0})),
+            ev(
+                "message_delta",
+                json!({"delta":{"stop_reason":"max_tokens"},"usage":{"output_tokens":5}}),
+            ),
+            ev("message_stop", json!({})),
+        ];
+        let m = run(&events).unwrap();
+        assert_eq!(m.malformed_tool_inputs, vec!["tu_9".to_string()]);
+        assert_eq!(
+            m.content,
+            vec![ContentBlock::ToolUse {
+                id: "tu_9".into(),
+                name: "write".into(),
+                input: json!({})
+            }]
+        );
     }
 
     #[test]

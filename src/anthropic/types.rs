@@ -197,6 +197,9 @@ pub struct MessageResponse {
     pub content: Vec<ContentBlock>,
     pub stop_reason: Option<StopReason>,
     pub usage: Usage,
+    /// Ids of tool calls whose streamed input was not valid JSON (typically cut off by
+    /// `max_tokens`); their `input` is `{}` and they must not be executed.
+    pub malformed_tool_inputs: Vec<String>,
 }
 
 impl MessageResponse {

@@ -306,7 +306,9 @@ impl<'a> Session<'a> {
                 content,
             });
             if !tool_calls.is_empty() {
-                let results = self.run_tools(tool_calls, cancel).await?;
+                let results = self
+                    .run_tools(tool_calls, &reply.malformed_tool_inputs, cancel)
+                    .await?;
                 self.messages.push(Message {
                     role: Role::User,
                     content: results,
@@ -345,12 +347,26 @@ impl<'a> Session<'a> {
     async fn run_tools(
         &self,
         calls: Vec<(String, String, Value)>,
+        malformed: &[String],
         cancel: &CancellationToken,
     ) -> Result<Vec<ContentBlock>, RunError> {
         let mut results = Vec::with_capacity(calls.len());
         for (id, name, input) in calls {
             if cancel.is_cancelled() {
                 return Err(RunError::Cancelled { usage: self.usage });
+            }
+            if malformed.contains(&id) {
+                // Running a call with a half-received input could do real damage.
+                results.push(ContentBlock::ToolResult {
+                    tool_use_id: id,
+                    content: "This tool call was not run: its input was cut off (output token \
+                              limit) or was not a JSON object. Send it again, splitting large \
+                              content into smaller steps."
+                        .into(),
+                    is_error: true,
+                    cache_control: None,
+                });
+                continue;
             }
             self.progress.action(Toolbox::describe(&name, &input));
             let out = self.toolbox.call(&name, input, cancel).await;
