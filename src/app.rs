@@ -9,11 +9,13 @@ use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{info, warn};
 
+use crate::anthropic::PriceTable;
 use crate::buildd::BuilddClient;
 use crate::cli::RunnerChoice;
 use crate::config::{Config, Mode};
 use crate::redact::Redactor;
 use crate::runner::Runner;
+use crate::runner::api::{ApiRunner, ApiRunnerConfig};
 use crate::runner::cli::{CliRunner, CliRunnerConfig};
 use crate::scheduler::{RunRecord, Scheduler, SchedulerConfig, ServerProblem, Shutdown};
 use crate::secret::Secret;
@@ -344,10 +346,26 @@ fn build_runner(config: &Config) -> Result<Arc<dyn Runner>, (AppError, String)> 
                         .into(),
                 ));
             }
-            Err((
-                AppError::RunnerSetup("the api runner is not available in this build".into()),
-                "use --runner cli".into(),
-            ))
+            let mut api = ApiRunnerConfig::from_lookup(|k| config.env.get(k).cloned());
+            api.prices = PriceTable::from_env().map_err(|e| {
+                (
+                    AppError::RunnerSetup(format!("cannot read BUILDD_PRICES: {e}")),
+                    "BUILDD_PRICES is a JSON object {\"model-prefix\": {\"input\": 3, \"output\": 15, ...}} or a path to one".into(),
+                )
+            })?;
+            if let Some(model) = &config.model {
+                api.model = model.clone();
+            }
+            api.max_turns = config.max_turns;
+            api.max_tokens = config.max_tokens;
+            api.max_cost_usd = config.max_cost_usd;
+            if api.prices.cost(&api.model, &Default::default()).is_none() {
+                warn!(
+                    model = %api.model,
+                    "no price known for this model: cost will be reported as unknown (set BUILDD_PRICES)"
+                );
+            }
+            Ok(Arc::new(ApiRunner::new(api)))
         }
     }
 }

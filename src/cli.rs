@@ -90,7 +90,7 @@ pub struct Cli {
     pub max_turns: u32,
 
     /// Most tokens one model reply may use (API runner)
-    #[arg(long, env = "BUILDD_MAX_TOKENS", value_name = "N", default_value_t = 16_000,
+    #[arg(long, env = "BUILDD_MAX_TOKENS", value_name = "N", default_value_t = 32_000,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_tokens: u32,
 

@@ -310,7 +310,7 @@ pub async fn run(
         worker = %worker_id,
         status = ?result.status,
         turns = result.usage.turns,
-        cost_usd = ?result.usage.cost_usd,
+        cost_usd = %result.usage.cost_usd.map_or("unknown".into(), |c| format!("{c:.4}")),
         "task finished"
     );
     result

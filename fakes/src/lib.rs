@@ -2,4 +2,6 @@
 //! the integration tests and the demo (`buildd-dev`).
 
 pub mod buildd;
+pub mod demo;
+pub mod messages;
 pub mod static_files;

@@ -6,6 +6,7 @@
 //! progress into server updates, and the one terminal report. Runners never
 //! talk to the buildd server themselves.
 
+pub mod api;
 pub mod cli;
 pub mod stream_json;
 

@@ -5,9 +5,13 @@
 //! until Ctrl-C. `buildd-dev demo` (see `scripts/demo`) starts the stack, runs
 //! `buildd-agent --until-idle` against it and shows what the server saw.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
 
+use anyhow::{Context, bail};
 use buildd_fakes::buildd::{DEFAULT_KEY, FakeBuildd, TaskSeed};
+use buildd_fakes::demo;
+use buildd_fakes::messages::FakeMessages;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -31,28 +35,19 @@ enum Cmd {
         #[arg(long)]
         tasks: Option<PathBuf>,
     },
+    /// Run buildd-agent --until-idle against the fakes on a sample project and show the result
+    Demo {
+        /// The buildd-agent binary to run
+        #[arg(long, default_value = "target/debug/buildd-agent")]
+        agent: PathBuf,
+        /// Keep the sample project and state in this directory (default: a temp dir, removed)
+        #[arg(long)]
+        keep: Option<PathBuf>,
+    },
 }
 
 fn sample_tasks() -> Vec<TaskSeed> {
-    vec![
-        TaskSeed {
-            title: "Add a greeting to the README".into(),
-            description: Some("The README should say hello to new contributors.".into()),
-            priority: 2,
-            ..Default::default()
-        },
-        TaskSeed {
-            title: "Fix the off-by-one in the counter".into(),
-            description: Some("count.txt says 41; it should say 42.".into()),
-            priority: 1,
-            ..Default::default()
-        },
-        TaskSeed {
-            title: "Report the project's line count".into(),
-            description: Some("Run wc -l on the sources and summarise.".into()),
-            ..Default::default()
-        },
-    ]
+    demo::tasks()
 }
 
 fn load_tasks(path: Option<PathBuf>) -> anyhow::Result<Vec<TaskSeed>> {
@@ -69,6 +64,16 @@ fn load_tasks(path: Option<PathBuf>) -> anyhow::Result<Vec<TaskSeed>> {
 
 fn main() -> anyhow::Result<()> {
     match Args::parse().command {
+        Cmd::Demo { agent, keep } => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            let ok = rt.block_on(run_demo(&agent, keep))?;
+            if !ok {
+                bail!("the demo did not end as expected (see above)");
+            }
+            Ok(())
+        }
         Cmd::Serve { addr, tasks } => {
             let server = FakeBuildd::start_on(&addr);
             for t in load_tasks(tasks)? {
@@ -87,4 +92,131 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Start both fakes, run the agent on a fresh copy of the sample project, and
+/// print what happened. Returns whether everything ended as the script says.
+async fn run_demo(agent: &Path, keep: Option<PathBuf>) -> anyhow::Result<bool> {
+    let agent = std::fs::canonicalize(agent).with_context(|| {
+        format!(
+            "no buildd-agent at {} (build it with `cargo build`)",
+            agent.display()
+        )
+    })?;
+    let temp = tempfile::tempdir()?;
+    let root = match keep {
+        Some(dir) => {
+            std::fs::create_dir_all(&dir)?;
+            std::fs::canonicalize(dir)?
+        }
+        None => temp.path().to_path_buf(),
+    };
+    let project = root.join("project");
+    for (path, text) in demo::PROJECT_FILES {
+        let p = project.join(path);
+        std::fs::create_dir_all(p.parent().unwrap_or(&project))?;
+        std::fs::write(&p, text)?;
+    }
+
+    let server = FakeBuildd::start();
+    for t in demo::tasks() {
+        server.add_task(t);
+    }
+    let model = FakeMessages::start(demo::script()).await?;
+    println!("fake buildd server  {}", server.url());
+    println!("fake Messages API   {}", model.url());
+    println!("sample project      {}\n", project.display());
+
+    let summary = root.join("summary.md");
+    let status = tokio::process::Command::new(&agent)
+        .args([
+            "--until-idle",
+            "--max-tasks",
+            "1",
+            "--runner",
+            "api",
+            "--summary",
+        ])
+        .arg(&summary)
+        .current_dir(&project)
+        .env_remove("CLAUDE_CODE_OAUTH_TOKEN")
+        .env_remove("GITHUB_ACTIONS")
+        .env("BUILDD_SERVER", server.url())
+        .env("BUILDD_API_KEY", DEFAULT_KEY)
+        .env("BUILDD_CONFIG", root.join("no-config.json"))
+        .env("BUILDD_STATE_DIR", root.join("state"))
+        .env("ANTHROPIC_BASE_URL", model.url())
+        .env("ANTHROPIC_API_KEY", demo::DEMO_ANTHROPIC_KEY)
+        .env_remove("ANTHROPIC_MODEL")
+        .stdin(Stdio::null())
+        .status()
+        .await
+        .context("cannot start buildd-agent")?;
+
+    println!(
+        "\nbuildd-agent exited with {}\n",
+        status.code().map_or("a signal".into(), |c| c.to_string())
+    );
+    println!(
+        "{:<36} {:<10} {:>5} {:>8} {:>8} {:>9}  summary",
+        "task", "status", "turns", "in", "out", "cost"
+    );
+    for w in server.workers() {
+        let title = server
+            .tasks()
+            .into_iter()
+            .find(|t| t.id == w.task_id)
+            .map(|t| t.title)
+            .unwrap_or_default();
+        let f = |k: &str| w.fields.get(k).cloned().unwrap_or_default();
+        let n = |k: &str| f(k).as_u64().map_or("-".into(), |v| v.to_string());
+        println!(
+            "{:<36} {:<10} {:>5} {:>8} {:>8} {:>9}  {}",
+            title.chars().take(36).collect::<String>(),
+            w.status,
+            n("turns"),
+            n("inputTokens"),
+            n("outputTokens"),
+            f("costUsd")
+                .as_f64()
+                .map_or("-".into(), |c| format!("${c:.4}")),
+            f("summary").as_str().or(f("error").as_str()).unwrap_or("")
+        );
+    }
+    println!("\nproject files after the run:");
+    for (path, before) in demo::PROJECT_FILES {
+        let after = std::fs::read_to_string(project.join(path)).unwrap_or_default();
+        let mark = if after == *before {
+            "unchanged"
+        } else {
+            "changed"
+        };
+        println!("  {path} ({mark})");
+        if after != *before {
+            for line in after.lines() {
+                println!("    | {line}");
+            }
+        }
+    }
+    if temp.path() == root {
+        println!("\n(the project and job summary are removed on exit; --keep DIR keeps them)");
+    } else {
+        println!("\njob summary written to {}", summary.display());
+    }
+
+    let violations: Vec<String> = server
+        .violations()
+        .into_iter()
+        .chain(model.violations())
+        .collect();
+    for v in &violations {
+        println!("protocol violation: {v}");
+    }
+    let all_done = server.tasks().iter().all(|t| t.status == "completed");
+    let ok = status.success() && all_done && violations.is_empty() && model.remaining_steps() == 0;
+    if ok {
+        println!("demo OK: every task completed, no protocol violations");
+    }
+    model.shutdown().await;
+    Ok(ok)
 }

@@ -1,0 +1,207 @@
+//! The API runner through the real binary: claim, let the scripted model read,
+//! edit and run commands in the checkout, report. This is also the demo's
+//! scenario (`scripts/demo`), so the demo cannot rot.
+
+mod support;
+
+use buildd_fakes::demo;
+use buildd_fakes::messages::{FakeMessages, Script, Step};
+use serde_json::json;
+use support::*;
+
+/// A runtime that keeps the fake Messages API serving while the test blocks
+/// on the agent process.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn api_agent(sb: &Sandbox, server: &FakeBuildd, model: &FakeMessages) -> std::process::Command {
+    let mut cmd = sb.agent(server);
+    cmd.args(["--runner", "api"])
+        .env_remove("CLAUDE_CODE_OAUTH_TOKEN")
+        .env("ANTHROPIC_API_KEY", demo::DEMO_ANTHROPIC_KEY)
+        .env("ANTHROPIC_BASE_URL", model.url());
+    cmd
+}
+
+#[test]
+fn the_demo_scenario_edits_the_checkout_and_reports_usage() {
+    let rt = runtime();
+    let model = rt.block_on(FakeMessages::start(demo::script())).unwrap();
+    let server = FakeBuildd::start();
+    for t in demo::tasks() {
+        server.add_task(t);
+    }
+    let sb = Sandbox::new();
+    for (path, text) in demo::PROJECT_FILES {
+        let p = sb.work().join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    let out = run(api_agent(&sb, &server, &model).args(["--until-idle", "--max-tasks", "1"]));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(model.violations(), Vec::<String>::new());
+    assert!(server.violations().is_empty(), "{:?}", server.violations());
+    assert_eq!(model.remaining_steps(), 0);
+
+    // The files changed in the checkout.
+    let readme = std::fs::read_to_string(sb.work().join("README.md")).unwrap();
+    assert!(readme.contains("Hello, new contributors!"), "{readme}");
+    assert_eq!(
+        std::fs::read_to_string(sb.work().join("count.txt")).unwrap(),
+        "42\n"
+    );
+
+    // running → completed, with the script's turns, tokens and cost.
+    let workers = server.workers();
+    assert_eq!(workers.len(), 3);
+    for w in &workers {
+        assert_eq!(statuses(w), ["running", "completed"], "{}", w.id);
+    }
+    let first = &workers[0];
+    assert_eq!(first.fields["turns"], json!(3));
+    assert_eq!(first.fields["inputTokens"], json!(1200 + 150 + 120));
+    assert_eq!(first.fields["outputTokens"], json!(40 + 90 + 30));
+    // Sonnet 5.5 list prices: $2 in, $10 out, $2.50 cache write, $0.20 cache read per MTok.
+    let want = (1470.0 * 2.0 + 160.0 * 10.0 + 2048.0 * 2.5 + 4096.0 * 0.2) / 1e6;
+    let got = first.fields["costUsd"].as_f64().unwrap();
+    assert!((got - want).abs() < 1e-9, "{got} vs {want}");
+    assert_eq!(
+        first.fields["summary"],
+        json!("Added a greeting for new contributors to README.md.")
+    );
+    // The shell command's real output went back to the model.
+    let shell_result = model
+        .requests()
+        .iter()
+        .flat_map(|r| r.body["messages"].as_array().cloned().unwrap_or_default())
+        .flat_map(|m| m["content"].as_array().cloned().unwrap_or_default())
+        .find(|b| b["tool_use_id"] == "toolu_d2c")
+        .expect("the bash result was sent");
+    assert!(
+        shell_result["content"].to_string().contains("42"),
+        "{shell_result}"
+    );
+}
+
+#[test]
+fn secrets_never_reach_the_shell_tool() {
+    let rt = runtime();
+    let script = Script {
+        api_key: demo::DEMO_ANTHROPIC_KEY.into(),
+        steps: vec![
+            Step::Reply {
+                content: vec![
+                    json!({"type":"tool_use","id":"toolu_env","name":"bash","input":{"command":"env; echo END"}}),
+                ],
+                stop_reason: "tool_use".into(),
+                usage: Default::default(),
+                tiny_chunks: false,
+            },
+            Step::text("looked at the environment", Default::default()),
+        ],
+    };
+    let model = rt.block_on(FakeMessages::start(script)).unwrap();
+    let server = FakeBuildd::start();
+    server.add_task(task("Print the environment"));
+    let sb = Sandbox::new();
+    let gh_token = "ghp_0123456789abcdefghijklmnopqrstuvwxyzAB";
+    let out = run(api_agent(&sb, &server, &model)
+        .arg("--once")
+        .env("GITHUB_TOKEN", gh_token)
+        .env("GH_TOKEN", gh_token)
+        .env("SOME_SERVICE_SECRET", "very-secret-value-123"));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let result = model
+        .requests()
+        .iter()
+        .flat_map(|r| r.body["messages"].as_array().cloned().unwrap_or_default())
+        .flat_map(|m| m["content"].as_array().cloned().unwrap_or_default())
+        .find(|b| b["tool_use_id"] == "toolu_env")
+        .expect("the env output was sent")
+        .to_string();
+    assert!(
+        result.contains("END") && result.contains("PATH="),
+        "{result}"
+    );
+    for secret in [
+        DEFAULT_KEY,
+        demo::DEMO_ANTHROPIC_KEY,
+        gh_token,
+        "very-secret-value-123",
+        OAUTH_TOKEN,
+    ] {
+        assert!(
+            !result.contains(secret),
+            "{secret} reached the shell: {result}"
+        );
+    }
+    // And nothing the agent printed carries them either.
+    let printed = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    for secret in [DEFAULT_KEY, demo::DEMO_ANTHROPIC_KEY, gh_token] {
+        assert!(!printed.contains(secret), "{secret} was printed");
+    }
+}
+
+#[test]
+fn a_rejected_request_fails_the_task_with_the_apis_message() {
+    let rt = runtime();
+    let script = Script {
+        api_key: demo::DEMO_ANTHROPIC_KEY.into(),
+        steps: vec![Step::error(
+            400,
+            "invalid_request_error",
+            "prompt is too long: 210000 tokens > 200000 maximum",
+        )],
+    };
+    let model = rt.block_on(FakeMessages::start(script)).unwrap();
+    let server = FakeBuildd::start();
+    server.add_task(task("Too big"));
+    let sb = Sandbox::new();
+    let out = run(api_agent(&sb, &server, &model).arg("--once"));
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let w = &server.workers()[0];
+    assert_eq!(statuses(w), ["running", "failed"]);
+    let error = w.fields["error"].as_str().unwrap();
+    assert!(error.contains("prompt is too long"), "{error}");
+}
+
+#[test]
+fn api_runner_without_a_key_exits_two() {
+    let server = FakeBuildd::start();
+    let sb = Sandbox::new();
+    let out = run(sb
+        .agent(&server)
+        .args(["--once", "--runner", "api"])
+        .env_remove("ANTHROPIC_API_KEY"));
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("No authentication configured"));
+}
+
+#[test]
+fn auto_picks_the_api_runner_when_only_an_api_key_is_set() {
+    let rt = runtime();
+    let model = rt
+        .block_on(FakeMessages::start(Script {
+            api_key: demo::DEMO_ANTHROPIC_KEY.into(),
+            steps: vec![Step::text("done", Default::default())],
+        }))
+        .unwrap();
+    let server = FakeBuildd::start();
+    server.add_task(task("Anything"));
+    let sb = Sandbox::new();
+    // No --runner: auto. No OAuth token: the API runner.
+    let out = run(sb
+        .agent(&server)
+        .arg("--once")
+        .env_remove("CLAUDE_CODE_OAUTH_TOKEN")
+        .env("ANTHROPIC_API_KEY", demo::DEMO_ANTHROPIC_KEY)
+        .env("ANTHROPIC_BASE_URL", model.url()));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stderr(&out).contains(r#"runner="api""#), "{}", stderr(&out));
+    assert_eq!(model.requests().len(), 1);
+}
