@@ -153,6 +153,7 @@ async fn run_inner(config: &Config, redactor: &Redactor) -> Result<u8, Failure> 
             task_timeout: config.task_timeout,
             lease_interval: config.lease_interval,
             progress_interval: config.progress_interval,
+            status_poll_interval: config.status_poll_interval,
             retry: config.retry,
             outbox,
             server: config.server.clone(),

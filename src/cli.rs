@@ -139,6 +139,11 @@ pub struct Cli {
           value_parser = parse_duration, hide = true)]
     pub lease_interval: Duration,
 
+    /// Check a quiet task's worker status this often (notices server-side cancellation)
+    #[arg(long, env = "BUILDD_STATUS_POLL_INTERVAL", value_name = "DUR", default_value = "5s",
+          value_parser = parse_duration, hide = true)]
+    pub status_poll_interval: Duration,
+
     /// Coalesce progress updates to at most one per this period per task
     #[arg(long, env = "BUILDD_PROGRESS_INTERVAL", value_name = "DUR", default_value = "2s",
           value_parser = parse_duration, hide = true)]

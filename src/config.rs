@@ -82,6 +82,7 @@ pub struct Config {
     pub retry: RetryPolicy,
     pub lease_interval: Duration,
     pub progress_interval: Duration,
+    pub status_poll_interval: Duration,
     /// Where to append the Markdown run summary (flag, else $GITHUB_STEP_SUMMARY on Actions).
     pub summary_path: Option<PathBuf>,
     /// The GitHub Actions step environment (inactive outside Actions).
@@ -233,6 +234,7 @@ impl Config {
             },
             lease_interval: cli.lease_interval.max(Duration::from_millis(10)),
             progress_interval: cli.progress_interval.max(Duration::from_millis(10)),
+            status_poll_interval: cli.status_poll_interval.max(Duration::from_millis(10)),
             summary_path,
             actions,
             state_dir: cli

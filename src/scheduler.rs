@@ -448,6 +448,27 @@ mod tests {
         assert!(!valid_id(""));
     }
 
+    proptest::proptest! {
+        /// Whatever a hostile server sends, parsing and validating a claim never
+        /// panics, and what passes is safe to hand to git and to paths.
+        #[test]
+        fn hostile_claims_are_parsed_and_checked_without_panics(
+            id in ".{0,40}", task_id in ".{0,40}", branch in ".{0,80}", title in ".{0,100}",
+            junk in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+        ) {
+            let _ = serde_json::from_slice::<crate::buildd::types::ClaimResponse>(&junk);
+            let body = serde_json::json!({"workers":[{"id": id, "taskId": task_id, "branch": branch,
+                "task": {"id": task_id, "title": title}}]});
+            let parsed: crate::buildd::types::ClaimResponse = serde_json::from_value(body).unwrap();
+            let w = &parsed.workers[0];
+            if validate_claim(w).is_ok() {
+                proptest::prop_assert!(valid_id(&w.id) && !w.id.contains('/'));
+                proptest::prop_assert!(!w.branch.starts_with('-') && !w.branch.contains(".."));
+                proptest::prop_assert!(!w.branch.chars().any(char::is_whitespace));
+            }
+        }
+    }
+
     #[test]
     fn budget_wait_is_capped_and_ignored_when_work_was_claimed() {
         let far =

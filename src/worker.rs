@@ -44,6 +44,9 @@ pub struct WorkerContext {
     pub task_timeout: Option<Duration>,
     pub lease_interval: Duration,
     pub progress_interval: Duration,
+    /// With nothing else sent for this long, ask the server whether the
+    /// worker is still open (it may have been cancelled).
+    pub status_poll_interval: Duration,
     pub retry: RetryPolicy,
     /// The durable journal of reports (none if the state dir is unusable).
     pub outbox: Option<Outbox>,
@@ -181,6 +184,8 @@ pub async fn run(
     let mut dirty = false;
     let mut last_action = String::new();
     let mut last_sent = Instant::now();
+    // Last time we heard from the server about this worker (update or read).
+    let mut last_contact = Instant::now();
     let mut stop_reason: Option<(TaskStatus, String)> = None;
 
     let outcome = loop {
@@ -224,6 +229,7 @@ pub async fn run(
                     merge(&mut latest, &update);
                     ctx.journal(EntryKind::Active, &result, &latest);
                     last_sent = Instant::now();
+                    last_contact = last_sent;
                     if let Err(e) = ctx.client.update_worker(&worker_id, &update).await {
                         if e.is_worker_closed() && stop_reason.is_none() {
                             info!(worker = %worker_id, "server closed the worker: {}", ctx.redactor.redact(&e.to_string()));
@@ -232,6 +238,26 @@ pub async fn run(
                         } else {
                             debug!(worker = %worker_id, "progress update failed: {}", ctx.redactor.redact(&e.to_string()));
                         }
+                    }
+                } else if stop_reason.is_none() && last_contact.elapsed() >= ctx.status_poll_interval {
+                    // Quiet stretch (a long shell command): a cheap read notices a
+                    // cancellation within seconds instead of at the next lease renewal.
+                    last_contact = Instant::now();
+                    let closed = match ctx.client.worker_status(&worker_id).await {
+                        Ok(Some(status)) if matches!(status.as_str(), "completed" | "failed" | "error") => {
+                            Some(format!("the server reports the worker as {status}"))
+                        }
+                        Err(e) if e.is_worker_closed() => Some(e.to_string()),
+                        Ok(_) => None,
+                        Err(e) => {
+                            debug!(worker = %worker_id, "status check failed: {}", ctx.redactor.redact(&e.to_string()));
+                            None
+                        }
+                    };
+                    if let Some(why) = closed {
+                        info!(worker = %worker_id, "server closed the worker: {why}");
+                        stop_reason = Some((TaskStatus::Aborted, why));
+                        runner_cancel.cancel();
                     }
                 }
             }

@@ -42,6 +42,11 @@ pub enum Fault {
     RateLimited,
     /// Wait this long, then answer normally.
     Delay(Duration),
+    /// Cut the connection mid-response without acting on the request.
+    Drop,
+    /// Act on the request, then cut the connection mid-response (the
+    /// client never sees the acknowledgement and should retry).
+    DropAfter,
 }
 
 /// A task to seed the queue with.
@@ -122,6 +127,10 @@ struct Inner {
     faults: HashMap<Route, VecDeque<Fault>>,
     max_concurrent: Option<usize>,
     next_worker: u64,
+    /// Until this instant every request is dropped (the server "went away").
+    outage_until: Option<std::time::Instant>,
+    /// Workers whose terminal report was applied but never acknowledged.
+    ack_lost: std::collections::HashSet<String>,
 }
 
 type Shared = Arc<Mutex<Inner>>;
@@ -273,6 +282,11 @@ impl FakeBuildd {
             .push_back(fault);
     }
 
+    /// Drop every connection for `d` from now, as if the server went away.
+    pub fn outage(&self, d: Duration) {
+        lock(&self.state).outage_until = Some(std::time::Instant::now() + d);
+    }
+
     /// Drop every queued fault (the outage is over).
     pub fn clear_faults(&self) {
         lock(&self.state).faults.clear();
@@ -371,21 +385,35 @@ fn authenticate(s: &Inner, headers: &HeaderMap) -> Option<Key> {
     s.keys.get(key).cloned()
 }
 
-async fn take_fault(state: &Shared, route: Route) -> Option<Response> {
-    let fault = lock(state)
-        .faults
-        .get_mut(&route)
-        .and_then(|q| q.pop_front());
-    match fault? {
-        Fault::Delay(d) => {
+/// What to do with a request before handling it.
+enum Before {
+    Normal,
+    Answer(Response),
+    /// Handle it, then cut the response.
+    CutAfter,
+}
+
+async fn take_fault(state: &Shared, route: Route) -> Before {
+    let fault = {
+        let mut s = lock(state);
+        if s.outage_until
+            .is_some_and(|t| std::time::Instant::now() < t)
+        {
+            return Before::Answer(cut_response());
+        }
+        s.faults.get_mut(&route).and_then(|q| q.pop_front())
+    };
+    match fault {
+        None => Before::Normal,
+        Some(Fault::Delay(d)) => {
             tokio::time::sleep(d).await;
-            None
+            Before::Normal
         }
-        Fault::Status(code) => {
+        Some(Fault::Status(code)) => {
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            Some(err(status, "injected fault"))
+            Before::Answer(err(status, "injected fault"))
         }
-        Fault::RateLimited => Some(
+        Some(Fault::RateLimited) => Before::Answer(
             (
                 StatusCode::TOO_MANY_REQUESTS,
                 axum::Json(
@@ -394,7 +422,25 @@ async fn take_fault(state: &Shared, route: Route) -> Option<Response> {
             )
                 .into_response(),
         ),
+        Some(Fault::Drop) => Before::Answer(cut_response()),
+        Some(Fault::DropAfter) => Before::CutAfter,
     }
+}
+
+/// A 200 whose body stops half-way with an error: hyper resets the
+/// connection, so the client sees a broken response, not a status.
+fn cut_response() -> Response {
+    let chunks: Vec<Result<Bytes, std::io::Error>> = vec![
+        Ok(Bytes::from_static(b"{\"workers\": [")),
+        Err(std::io::Error::other("connection cut by the fake")),
+    ];
+    let body = axum::body::Body::from_stream(futures_util::stream::iter(chunks));
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "application/json")
+        .header("content-length", "4096")
+        .body(body)
+        .unwrap_or_else(|_| err(StatusCode::INTERNAL_SERVER_ERROR, "cut"))
 }
 
 fn parse_body(
@@ -430,18 +476,22 @@ async fn claim(
     body: Bytes,
 ) -> Response {
     let path = "/api/workers/claim";
-    if let Some(resp) = take_fault(&state, Route::Claim).await {
-        let mut s = lock(&state);
-        let v = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        record(&mut s, &method, path, &headers, &v, resp.status().as_u16());
-        return resp;
-    }
+    let cut_after = match take_fault(&state, Route::Claim).await {
+        Before::Answer(resp) => {
+            let mut s = lock(&state);
+            let v = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            record(&mut s, &method, path, &headers, &v, resp.status().as_u16());
+            return resp;
+        }
+        Before::CutAfter => true,
+        Before::Normal => false,
+    };
     let mut s = lock(&state);
     let parsed = parse_body(&mut s, &headers, &body, "claim");
     let v = parsed.clone().unwrap_or(Value::Null);
     let resp = claim_inner(&mut s, &headers, parsed);
     record(&mut s, &method, path, &headers, &v, resp.status().as_u16());
-    resp
+    if cut_after { cut_response() } else { resp }
 }
 
 fn claim_inner(s: &mut Inner, headers: &HeaderMap, body: Result<Value, String>) -> Response {
@@ -617,18 +667,35 @@ async fn update(
     body: Bytes,
 ) -> Response {
     let path = format!("/api/workers/{id}");
-    if let Some(resp) = take_fault(&state, Route::Update).await {
-        let mut s = lock(&state);
-        let v = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        record(&mut s, &method, &path, &headers, &v, resp.status().as_u16());
-        return resp;
-    }
+    let cut_after = match take_fault(&state, Route::Update).await {
+        Before::Answer(resp) => {
+            let mut s = lock(&state);
+            let v = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            record(&mut s, &method, &path, &headers, &v, resp.status().as_u16());
+            return resp;
+        }
+        Before::CutAfter => true,
+        Before::Normal => false,
+    };
     let mut s = lock(&state);
     let parsed = parse_body(&mut s, &headers, &body, "update");
     let v = parsed.clone().unwrap_or(Value::Null);
     let resp = update_inner(&mut s, &id, &headers, parsed);
     record(&mut s, &method, &path, &headers, &v, resp.status().as_u16());
-    resp
+    if cut_after {
+        // The agent will retry what it never saw acknowledged; that retry is
+        // expected, not a second report.
+        if resp.status().is_success()
+            && v.get("status")
+                .and_then(Value::as_str)
+                .is_some_and(is_terminal)
+        {
+            s.ack_lost.insert(id.clone());
+        }
+        cut_response()
+    } else {
+        resp
+    }
 }
 
 fn update_inner(
@@ -668,7 +735,7 @@ fn update_inner(
     if is_terminal(&current) {
         // A second terminal report from the agent is a bug; an update after a
         // server-side close is expected (the agent learns of it this way).
-        if s.workers[wi].terminal_reports > 0 {
+        if s.workers[wi].terminal_reports > 0 && !s.ack_lost.contains(id) {
             s.violations.push(format!(
                 "update {id}: sent after the agent's own terminal report"
             ));
@@ -770,7 +837,7 @@ async fn read(
     headers: HeaderMap,
 ) -> Response {
     let path = format!("/api/workers/{id}");
-    if let Some(resp) = take_fault(&state, Route::Get).await {
+    if let Before::Answer(resp) = take_fault(&state, Route::Get).await {
         let mut s = lock(&state);
         record(
             &mut s,

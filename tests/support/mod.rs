@@ -3,8 +3,9 @@
 //!
 //! The fake `claude` decides what to do from the task prompt it reads on stdin:
 //! a title containing `HANG` sleeps (with a grandchild) until killed, `FAIL`
-//! replays the recorded API-error run, `CRASH` exits 3 with a stderr message,
-//! anything else replays the recorded successful run. It records its
+//! replays the recorded API-error run, `CRASH` exits 3 with a stderr message
+//! that quotes its OAuth token (the agent must redact it), `SLOW` waits a
+//! second first, anything else replays the recorded successful run. It records its
 //! arguments, stdin and environment per invocation for assertions.
 
 #![allow(dead_code, unused_imports)]
@@ -72,8 +73,11 @@ if grep -q HANG "$calls/stdin.$n"; then
   exit 0
 fi
 if grep -q CRASH "$calls/stdin.$n"; then
-  echo "claude: fatal: something broke badly" >&2
+  echo "claude: fatal: something broke badly (token $CLAUDE_CODE_OAUTH_TOKEN)" >&2
   exit 3
+fi
+if grep -q SLOW "$calls/stdin.$n"; then
+  sleep 1
 fi
 if grep -q FAIL "$calls/stdin.$n"; then
   cat '{fail}'
@@ -139,22 +143,42 @@ pub fn run(cmd: &mut Command) -> Output {
     wait_output(child, Duration::from_secs(120))
 }
 
-/// Wait for a spawned agent, killing it if it outlives `limit`.
+/// Wait for a spawned agent, killing it if it outlives `limit`. Its pipes
+/// are drained while it runs: a chatty agent must never block on a full pipe.
 pub fn wait_output(mut child: Child, limit: Duration) -> Output {
+    fn drain<R: std::io::Read + Send + 'static>(
+        pipe: Option<R>,
+    ) -> std::thread::JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut buf);
+            }
+            buf
+        })
+    }
+    let out = drain(child.stdout.take());
+    let err = drain(child.stderr.take());
     let start = Instant::now();
-    loop {
+    let status = loop {
         match child.try_wait().expect("try_wait") {
-            Some(_) => return child.wait_with_output().expect("output"),
+            Some(status) => break status,
             None if start.elapsed() > limit => {
                 let _ = child.kill();
-                let out = child.wait_with_output().expect("output");
+                let _ = child.wait();
+                let stderr = err.join().unwrap_or_default();
                 panic!(
                     "agent did not exit within {limit:?}\nstderr:\n{}",
-                    String::from_utf8_lossy(&out.stderr)
+                    String::from_utf8_lossy(&stderr)
                 );
             }
             None => std::thread::sleep(Duration::from_millis(20)),
         }
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
     }
 }
 
