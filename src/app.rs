@@ -320,6 +320,12 @@ fn build_runner(config: &Config) -> Result<Arc<dyn Runner>, (AppError, String)> 
                 max_turns: config.max_turns,
                 oauth_token,
                 api_key,
+                // A cancelled CI job gives us seconds, not a minute: --once and
+                // --until-idle must report within 5 s of the first signal.
+                kill_grace: match config.mode {
+                    Mode::Daemon { .. } => Duration::from_secs(10),
+                    Mode::Once | Mode::UntilIdle => Duration::from_secs(2),
+                },
                 ..Default::default()
             })
             .with_parent_env(
