@@ -90,6 +90,14 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// `buildd-agent/<hostname>`, sent as the claim's `runner`.
     pub runner_id: String,
+    /// Repository cache and per-task worktrees.
+    pub work_dir: PathBuf,
+    /// Push task branches.
+    pub push: bool,
+    /// Open pull requests for pushed branches.
+    pub pr: bool,
+    /// Author and committer of task commits.
+    pub git_author: crate::git::Author,
     /// Environment the agent started with (read once; children get filtered copies).
     pub env: HashMap<String, String>,
 }
@@ -239,6 +247,12 @@ impl Config {
                 .state_dir
                 .unwrap_or_else(|| home_dir(&env).join(".buildd").join("agent")),
             runner_id: format!("buildd-agent/{}", hostname()),
+            work_dir: cli
+                .work_dir
+                .unwrap_or_else(|| home_dir(&env).join(".buildd").join("workspaces")),
+            push: !cli.no_push,
+            pr: !cli.no_push && !cli.no_pr,
+            git_author: cli.git_author.unwrap_or_default(),
             env,
         })
     }

@@ -46,7 +46,7 @@ fn task_report(r: &TaskResult, redactor: &Redactor) -> TaskReport {
         input_tokens: r.usage.input_tokens,
         output_tokens: r.usage.output_tokens,
         cost_usd: r.usage.cost_usd,
-        pr_url: None,
+        pr_url: r.pr_url.clone(),
         error: r.error.as_deref().map(|e| redactor.redact(e).into_owned()),
         summary: r.summary.clone(),
     }
@@ -111,10 +111,18 @@ pub fn task_log(r: &TaskResult, redactor: &Redactor) -> String {
             &redactor.redact(r.error.as_deref().unwrap_or("failed")),
             Some(&redactor.redact(&format!("Task failed: {}", r.title))),
         )),
-        TaskStatus::Completed => out.push_str(&notice(
-            &redactor.redact(&format!("Task completed: {}", r.title)),
-            None,
-        )),
+        TaskStatus::Completed => {
+            out.push_str(&notice(
+                &redactor.redact(&format!("Task completed: {}", r.title)),
+                None,
+            ));
+            if let Some(url) = &r.pr_url {
+                out.push_str(&notice(
+                    &redactor.redact(&format!("Pull request: {url}")),
+                    Some(&redactor.redact(&format!("Pull request for {}", r.title))),
+                ));
+            }
+        }
         _ => {}
     }
     out
@@ -151,6 +159,7 @@ mod tests {
             reported: true,
             config_error: false,
             recent_actions: vec!["Running `ls`".into()],
+            pr_url: None,
         }
     }
 

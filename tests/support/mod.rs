@@ -4,8 +4,10 @@
 //! The fake `claude` decides what to do from the task prompt it reads on stdin:
 //! a title containing `HANG` sleeps (with a grandchild) until killed, `FAIL`
 //! replays the recorded API-error run, `CRASH` exits 3 with a stderr message,
-//! anything else replays the recorded successful run. It records its
-//! arguments, stdin and environment per invocation for assertions.
+//! anything else replays the recorded successful run (a title with `WRITE`
+//! also writes `out.txt` in its working directory first, so the task has a
+//! change to commit). It records its arguments, stdin, environment and
+//! working directory per invocation for assertions.
 
 #![allow(dead_code, unused_imports)]
 
@@ -64,6 +66,7 @@ n=$$
 printf '%s\n' "$@" > "$calls/args.$n"
 cat > "$calls/stdin.$n"
 env > "$calls/env.$n"
+pwd > "$calls/cwd.$n"
 if grep -q HANG "$calls/stdin.$n"; then
   sleep 300 &
   echo $! > "$calls/grandchild.$n"
@@ -78,6 +81,9 @@ fi
 if grep -q FAIL "$calls/stdin.$n"; then
   cat '{fail}'
   exit 1
+fi
+if grep -q WRITE "$calls/stdin.$n"; then
+  echo marker > out.txt
 fi
 cat '{ok}'
 "#,
