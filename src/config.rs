@@ -426,4 +426,32 @@ mod tests {
             }
         );
     }
+
+    #[test]
+    fn git_flags() {
+        // (clap reads env vars from the process, so tests/git_flow.rs covers BUILDD_NO_PUSH.)
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().to_str().unwrap();
+        let r = |args: &[&str]| {
+            let mut a = vec!["--api-key", "k"];
+            a.extend_from_slice(args);
+            resolve(&a, &[("HOME", home)]).unwrap()
+        };
+        let cfg = r(&[]);
+        assert_eq!(cfg.work_dir, dir.path().join(".buildd/workspaces"));
+        assert!(cfg.push && cfg.pr);
+        assert_eq!(cfg.git_author, crate::git::Author::default());
+        let cfg = r(&[
+            "--no-pr",
+            "--git-author",
+            "Bot <bot@x.y>",
+            "--work-dir",
+            "/w",
+        ]);
+        assert!(cfg.push && !cfg.pr);
+        assert_eq!(cfg.work_dir, PathBuf::from("/w"));
+        assert_eq!(cfg.git_author.email, "bot@x.y");
+        let cfg = r(&["--no-push"]);
+        assert!(!cfg.push && !cfg.pr, "no push means no PR either");
+    }
 }

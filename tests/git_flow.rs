@@ -500,3 +500,62 @@ fn worktrees_left_by_a_dead_agent_are_swept_at_start_up() {
         "{listed}"
     );
 }
+
+#[test]
+fn a_failed_pr_fails_the_task_but_keeps_the_pushed_branch() {
+    let server = FakeBuildd::start();
+    let o = Origin::new();
+    o.github.fail_create(502);
+    let sb = Sandbox::new();
+    let task = o.seed(&server, "tsk_prfail01", "WRITE it");
+    let out = run(agent(&sb, &server, &o).arg("--once"));
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let ws = server.workers();
+    let w = worker_for(&ws, &task);
+    assert_eq!(statuses(w), ["running", "failed"]);
+    let error = w.fields["error"].as_str().unwrap();
+    assert!(
+        error.contains("pull request could not be opened"),
+        "{error}"
+    );
+    assert!(error.contains("502"), "{error}");
+    assert!(
+        error.contains(&format!("from {} into main", w.branch)),
+        "{error}"
+    );
+    assert!(o.branches().contains(&w.branch));
+    assert_no_token(&sb, &o, &server, &out);
+}
+
+#[test]
+fn no_pr_and_no_token_push_without_a_pr_and_no_push_pushes_nothing() {
+    let server = FakeBuildd::start();
+    let o = Origin::new();
+    let sb = Sandbox::new();
+    let a = o.seed(&server, "tsk_nopr0001", "WRITE one");
+    let out = run(agent(&sb, &server, &o).arg("--once").arg("--no-pr"));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let b = o.seed(&server, "tsk_notok001", "WRITE two");
+    let out = run(agent(&sb, &server, &o)
+        .arg("--once")
+        .env_remove("GITHUB_TOKEN"));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stderr(&out).contains("no GITHUB_TOKEN"), "{}", stderr(&out));
+    let c = o.seed(&server, "tsk_nopush01", "WRITE three");
+    let out = run(agent(&sb, &server, &o)
+        .arg("--once")
+        .env("BUILDD_NO_PUSH", "1"));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+
+    let ws = server.workers();
+    for t in [&a, &b] {
+        let w = worker_for(&ws, t);
+        assert!(o.branches().contains(&w.branch), "{t}");
+        assert_eq!(w.fields["commitCount"], json!(1));
+        assert!(!w.fields.contains_key("prUrl"));
+    }
+    let w = worker_for(&ws, &c);
+    assert!(!o.branches().contains(&w.branch));
+    assert_eq!(w.fields["commitCount"], json!(1));
+    assert!(o.github.requests().is_empty(), "{:?}", o.github.requests());
+}
