@@ -62,6 +62,9 @@ impl Git {
         let repo_dir = self.repository(&spec).await?;
         let lock = self.lock_for(&repo_dir).await;
         let _guard = lock.lock().await;
+        // Other agents may share the work dir (and the cache): git's own ref
+        // locks would make their concurrent fetches fail rather than wait.
+        let _flock = self.file_lock(&repo_dir).await;
 
         let base = match base_branch {
             Some(b) => b.to_string(),
@@ -275,11 +278,39 @@ impl Git {
             &["clone", "--quiet", "--no-checkout", "--", &spec.url, &tmp_s],
         )
         .await?;
-        std::fs::rename(&tmp, &dir).map_err(|source| GitError::Io {
-            path: dir.clone(),
-            source,
-        })?;
+        if let Err(source) = std::fs::rename(&tmp, &dir) {
+            let _ = std::fs::remove_dir_all(&tmp);
+            // Another agent sharing the work dir cloned it first: use theirs.
+            if !dir.join(".git").exists() {
+                return Err(GitError::Io { path: dir, source });
+            }
+        }
         Ok(dir)
+    }
+
+    /// An exclusive advisory lock on the repository, across agent processes.
+    /// `None` (and a debug line) when locking is not possible: the in-process
+    /// lock still holds, and git's own ref locks catch the rest.
+    async fn file_lock(&self, repo_dir: &Path) -> Option<nix::fcntl::Flock<std::fs::File>> {
+        let locks = self.settings.work_dir.join("locks");
+        let path = locks.join(format!("{}.lock", cache_name(&repo_dir.to_string_lossy())));
+        let taken = tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&locks).ok()?;
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .ok()?;
+            nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).ok()
+        })
+        .await
+        .ok()
+        .flatten();
+        if taken.is_none() {
+            debug!("cannot take the file lock for {}", repo_dir.display());
+        }
+        taken
     }
 
     /// The remote's default branch (`HEAD`), asked of the remote itself.
