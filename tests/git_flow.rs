@@ -232,6 +232,8 @@ fn a_change_is_committed_pushed_and_opened_as_a_pr_and_the_cache_is_reused() {
         .unwrap()
         .collect();
     assert!(worktrees.is_empty(), "{worktrees:?}");
+    // The cross-process lock file is there (and holds nothing).
+    assert_eq!(std::fs::read_dir(cache.join("locks")).unwrap().count(), 1);
     let repos: Vec<PathBuf> = std::fs::read_dir(cache.join("repos"))
         .unwrap()
         .flatten()
