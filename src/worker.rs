@@ -350,7 +350,11 @@ pub async fn run(
             let summary = bounded(&ctx.redactor.redact(&done.summary));
             result.summary = Some(summary.clone());
             let git = match &prepared {
-                Some(p) => finish_git(&ctx, p, &claimed, &summary, &done.usage).await,
+                // A shutdown stops a slow push: the server can hand the task out again.
+                Some(p) => tokio::select! {
+                    r = finish_git(&ctx, p, &claimed, &summary, &done.usage) => r.map_err(|e| (TaskStatus::Failed, e)),
+                    _ = stop.cancelled() => Err((TaskStatus::Cancelled, SHUTDOWN_REASON.to_string())),
+                },
                 None => Ok(None),
             };
             match git {
@@ -369,8 +373,8 @@ pub async fn run(
                     apply_usage(&mut u, &done.usage);
                     u
                 }
-                Err(reason) => {
-                    result.status = TaskStatus::Failed;
+                Err((status, reason)) => {
+                    result.status = status;
                     let reason = bounded(&ctx.redactor.redact(&reason));
                     result.error = Some(reason.clone());
                     failed_update(reason, &result.usage)

@@ -561,3 +561,26 @@ fn no_pr_and_no_token_push_without_a_pr_and_no_push_pushes_nothing() {
     assert_eq!(w.fields["commitCount"], json!(1));
     assert!(o.github.requests().is_empty(), "{:?}", o.github.requests());
 }
+
+#[test]
+fn hooks_the_model_plants_never_run() {
+    let server = FakeBuildd::start();
+    let o = Origin::new();
+    let sb = Sandbox::new();
+    let task = o.seed(&server, "tsk_hooks001", "WRITE and HOOK");
+    let out = run(agent(&sb, &server, &o).arg("--once"));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let ws = server.workers();
+    let w = worker_for(&ws, &task);
+    assert_eq!(statuses(w), ["running", "completed"]);
+    assert!(o.branches().contains(&w.branch));
+    // The hooks were planted (else this test proves nothing) but none ran.
+    assert!(sb.recorded("stdin")[0].contains("HOOK"));
+    let ran: Vec<_> = std::fs::read_dir(sb.calls())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("hook-ran"))
+        .map(|e| e.file_name())
+        .collect();
+    assert!(ran.is_empty(), "hooks ran: {ran:?}");
+}

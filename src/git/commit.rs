@@ -46,7 +46,13 @@ impl Git {
     pub async fn finish(&self, p: &Prepared, task: &TaskInfo) -> Result<GitOutcome, GitError> {
         // The model could have pointed `.git` at a repository of its own
         // (with hooks or an fsmonitor in its config); put ours back first.
-        std::fs::write(p.worktree.join(".git"), &p.dot_git).map_err(|source| GitError::Io {
+        let dot_git = p.worktree.join(".git");
+        if dot_git.is_dir() && !dot_git.is_symlink() {
+            let _ = std::fs::remove_dir_all(&dot_git);
+        } else {
+            let _ = std::fs::remove_file(&dot_git);
+        }
+        std::fs::write(&dot_git, &p.dot_git).map_err(|source| GitError::Io {
             path: p.worktree.join(".git"),
             source,
         })?;
@@ -117,8 +123,10 @@ impl Git {
             return Ok(outcome);
         }
         let refspec = format!("HEAD:refs/heads/{}", p.branch);
+        // To the claim's URL, not `origin`: the model can rewrite the
+        // repository's config, and must not redirect our push (or its token).
         let (ok, _, output) = self
-            .output(wt, &["push", "--quiet", "origin", &refspec])
+            .output(wt, &["push", "--quiet", "--", &p.spec.url, &refspec])
             .await?;
         if !ok {
             return Err(GitError::Push {

@@ -184,6 +184,11 @@ impl Git {
             "commit.gpgsign=false",
             "-c",
             "protocol.ext.allow=never",
+            // A stalled transfer fails instead of holding the task forever.
+            "-c",
+            "http.lowSpeedLimit=1000",
+            "-c",
+            "http.lowSpeedTime=120",
         ]);
         cmd.args(args);
         let mut config: Vec<(String, String)> = Vec::new();

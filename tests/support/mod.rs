@@ -6,7 +6,7 @@
 //! replays the recorded API-error run, `CRASH` exits 3 with a stderr message,
 //! anything else replays the recorded successful run (a title with `WRITE`
 //! also writes `out.txt` in its working directory first, so the task has a
-//! change to commit). It records its arguments, stdin, environment and
+//! change to commit; `HOOK` plants git hooks, as a hostile model might). It records its arguments, stdin, environment and
 //! working directory per invocation for assertions.
 
 #![allow(dead_code, unused_imports)]
@@ -84,6 +84,16 @@ if grep -q FAIL "$calls/stdin.$n"; then
 fi
 if grep -q WRITE "$calls/stdin.$n"; then
   echo marker > out.txt
+fi
+if grep -q HOOK "$calls/stdin.$n"; then
+  d=$(git rev-parse --git-common-dir)
+  mkdir -p "$d/hooks" .git-hooks
+  for h in pre-commit commit-msg pre-push post-commit; do
+    printf '#!/bin/sh\ntouch "%s/hook-ran.%s"\n' "$calls" "$h" > "$d/hooks/$h"
+    cp "$d/hooks/$h" ".git-hooks/$h"
+    chmod +x "$d/hooks/$h" ".git-hooks/$h"
+  done
+  git config core.hooksPath "$PWD/.git-hooks"
 fi
 cat '{ok}'
 "#,
