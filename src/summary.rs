@@ -189,4 +189,24 @@ mod tests {
         );
         assert!(log.contains("cost $0.0123"));
     }
+
+    #[test]
+    fn an_opened_pr_gets_a_notice_and_a_summary_link() {
+        let r = Redactor::new();
+        let mut done = result("Fix it", TaskStatus::Completed, None);
+        done.pr_url = Some("https://github.com/acme/web/pull/42".into());
+        let log = task_log(&done, &r);
+        let notices: Vec<&str> = log.lines().filter(|l| l.starts_with("::notice")).collect();
+        assert_eq!(notices.len(), 2, "{notices:?}");
+        assert!(notices[1].ends_with("::Pull request: https://github.com/acme/web/pull/42"));
+        let record = RunRecord {
+            results: vec![done],
+            ..Default::default()
+        };
+        let report = run_report(&record, false, &r);
+        assert_eq!(
+            report.tasks[0].pr_url.as_deref(),
+            Some("https://github.com/acme/web/pull/42")
+        );
+    }
 }
