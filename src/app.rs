@@ -13,6 +13,7 @@ use crate::anthropic::PriceTable;
 use crate::buildd::BuilddClient;
 use crate::cli::RunnerChoice;
 use crate::config::{Config, Mode};
+use crate::git::{Git, GitSettings};
 use crate::redact::Redactor;
 use crate::runner::Runner;
 use crate::runner::api::{ApiRunner, ApiRunnerConfig};
@@ -120,6 +121,10 @@ async fn run_inner(config: &Config, redactor: &Redactor) -> Result<u8, Failure> 
         crate::replay::replay(ob, &client, &config.server, redactor).await;
     }
 
+    let git = build_git(config, &checkout, redactor);
+    // Worktrees a crashed agent left behind would otherwise pile up.
+    git.sweep().await;
+
     let shutdown = Shutdown::default();
     let signalled =
         watch_signals(shutdown.clone()).map_err(|e| (AppError::Signals(e), None, EXIT_USAGE))?;
@@ -150,6 +155,7 @@ async fn run_inner(config: &Config, redactor: &Redactor) -> Result<u8, Failure> 
             runner,
             redactor: redactor.clone(),
             checkout,
+            git,
             task_timeout: config.task_timeout,
             lease_interval: config.lease_interval,
             progress_interval: config.progress_interval,
@@ -281,6 +287,47 @@ fn watch_signals(shutdown: Shutdown) -> std::io::Result<Arc<std::sync::OnceLock<
         }
     });
     Ok(first)
+}
+
+/// Git settings from the config and the GitHub environment variables.
+fn build_git(config: &Config, cwd: &std::path::Path, redactor: &Redactor) -> Git {
+    let env = |k: &str| {
+        config
+            .env
+            .get(k)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+    };
+    let token = env("GITHUB_TOKEN")
+        .or_else(|| env("GH_TOKEN"))
+        .map(Secret::new);
+    let work_dir = if config.work_dir.is_absolute() {
+        config.work_dir.clone()
+    } else {
+        cwd.join(&config.work_dir)
+    };
+    Git::new(
+        GitSettings {
+            work_dir,
+            cwd: cwd.to_path_buf(),
+            push: config.push,
+            pr: config.pr,
+            author: config.git_author.clone(),
+            token,
+            server_url: env("GITHUB_SERVER_URL")
+                .map(|u| u.trim_end_matches('/').to_string())
+                .unwrap_or_else(|| "https://github.com".into()),
+            api_url: env("GITHUB_API_URL").unwrap_or_else(|| "https://api.github.com".into()),
+            buildd_server: config.server.clone(),
+            parent_env: config
+                .env
+                .iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        },
+        redactor.clone(),
+    )
 }
 
 /// The message (and fix) when no Claude credential is configured, worded as

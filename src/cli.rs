@@ -124,6 +124,22 @@ pub struct Cli {
     #[arg(long, env = "BUILDD_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
 
+    /// Repository cache and per-task worktrees [default: ~/.buildd/workspaces]
+    #[arg(long, env = "BUILDD_WORK_DIR", value_name = "DIR")]
+    pub work_dir: Option<PathBuf>,
+
+    /// Commit task changes but do not push the branch (implies no pull request)
+    #[arg(long, env = "BUILDD_NO_PUSH", value_parser = clap::builder::FalseyValueParser::new())]
+    pub no_push: bool,
+
+    /// Push the branch but do not open a pull request
+    #[arg(long, env = "BUILDD_NO_PR", value_parser = clap::builder::FalseyValueParser::new())]
+    pub no_pr: bool,
+
+    /// Author and committer of task commits [default: buildd-agent <buildd-agent@users.noreply.github.com>]
+    #[arg(long, env = "BUILDD_GIT_AUTHOR", value_name = "NAME <EMAIL>", value_parser = parse_author)]
+    pub git_author: Option<crate::git::Author>,
+
     /// First retry delay after a server error (doubles up to --retry-max-delay)
     #[arg(long, env = "BUILDD_RETRY_BASE_DELAY", value_name = "DUR", default_value = "1s",
           value_parser = parse_duration, hide = true)]
@@ -172,6 +188,10 @@ pub enum LogFormat {
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s.trim()).map_err(|e| format!("{e} (examples: 500ms, 10s, 2m, 1h)"))
+}
+
+fn parse_author(s: &str) -> Result<crate::git::Author, String> {
+    crate::git::Author::parse(s)
 }
 
 fn parse_cost(s: &str) -> Result<f64, String> {

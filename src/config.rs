@@ -91,6 +91,14 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// `buildd-agent/<hostname>`, sent as the claim's `runner`.
     pub runner_id: String,
+    /// Repository cache and per-task worktrees.
+    pub work_dir: PathBuf,
+    /// Push task branches.
+    pub push: bool,
+    /// Open pull requests for pushed branches.
+    pub pr: bool,
+    /// Author and committer of task commits.
+    pub git_author: crate::git::Author,
     /// Environment the agent started with (read once; children get filtered copies).
     pub env: HashMap<String, String>,
 }
@@ -241,6 +249,12 @@ impl Config {
                 .state_dir
                 .unwrap_or_else(|| home_dir(&env).join(".buildd").join("agent")),
             runner_id: format!("buildd-agent/{}", hostname()),
+            work_dir: cli
+                .work_dir
+                .unwrap_or_else(|| home_dir(&env).join(".buildd").join("workspaces")),
+            push: !cli.no_push,
+            pr: !cli.no_push && !cli.no_pr,
+            git_author: cli.git_author.unwrap_or_default(),
             env,
         })
     }
@@ -413,5 +427,33 @@ mod tests {
                 idle_timeout: Some(Duration::from_secs(1))
             }
         );
+    }
+
+    #[test]
+    fn git_flags() {
+        // (clap reads env vars from the process, so tests/git_flow.rs covers BUILDD_NO_PUSH.)
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().to_str().unwrap();
+        let r = |args: &[&str]| {
+            let mut a = vec!["--api-key", "k"];
+            a.extend_from_slice(args);
+            resolve(&a, &[("HOME", home)]).unwrap()
+        };
+        let cfg = r(&[]);
+        assert_eq!(cfg.work_dir, dir.path().join(".buildd/workspaces"));
+        assert!(cfg.push && cfg.pr);
+        assert_eq!(cfg.git_author, crate::git::Author::default());
+        let cfg = r(&[
+            "--no-pr",
+            "--git-author",
+            "Bot <bot@x.y>",
+            "--work-dir",
+            "/w",
+        ]);
+        assert!(cfg.push && !cfg.pr);
+        assert_eq!(cfg.work_dir, PathBuf::from("/w"));
+        assert_eq!(cfg.git_author.email, "bot@x.y");
+        let cfg = r(&["--no-push"]);
+        assert!(!cfg.push && !cfg.pr, "no push means no PR either");
     }
 }

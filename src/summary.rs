@@ -46,7 +46,7 @@ fn task_report(r: &TaskResult, redactor: &Redactor) -> TaskReport {
         input_tokens: r.usage.input_tokens,
         output_tokens: r.usage.output_tokens,
         cost_usd: r.usage.cost_usd,
-        pr_url: None,
+        pr_url: r.pr_url.clone(),
         error: r.error.as_deref().map(|e| redactor.redact(e).into_owned()),
         summary: r.summary.clone(),
     }
@@ -111,10 +111,18 @@ pub fn task_log(r: &TaskResult, redactor: &Redactor) -> String {
             &redactor.redact(r.error.as_deref().unwrap_or("failed")),
             Some(&redactor.redact(&format!("Task failed: {}", r.title))),
         )),
-        TaskStatus::Completed => out.push_str(&notice(
-            &redactor.redact(&format!("Task completed: {}", r.title)),
-            None,
-        )),
+        TaskStatus::Completed => {
+            out.push_str(&notice(
+                &redactor.redact(&format!("Task completed: {}", r.title)),
+                None,
+            ));
+            if let Some(url) = &r.pr_url {
+                out.push_str(&notice(
+                    &redactor.redact(&format!("Pull request: {url}")),
+                    Some(&redactor.redact(&format!("Pull request for {}", r.title))),
+                ));
+            }
+        }
         _ => {}
     }
     out
@@ -151,6 +159,7 @@ mod tests {
             reported: true,
             config_error: false,
             recent_actions: vec!["Running `ls`".into()],
+            pr_url: None,
         }
     }
 
@@ -179,5 +188,25 @@ mod tests {
             "group, endgroup, error only: {commands:?}"
         );
         assert!(log.contains("cost $0.0123"));
+    }
+
+    #[test]
+    fn an_opened_pr_gets_a_notice_and_a_summary_link() {
+        let r = Redactor::new();
+        let mut done = result("Fix it", TaskStatus::Completed, None);
+        done.pr_url = Some("https://github.com/acme/web/pull/42".into());
+        let log = task_log(&done, &r);
+        let notices: Vec<&str> = log.lines().filter(|l| l.starts_with("::notice")).collect();
+        assert_eq!(notices.len(), 2, "{notices:?}");
+        assert!(notices[1].ends_with("::Pull request: https://github.com/acme/web/pull/42"));
+        let record = RunRecord {
+            results: vec![done],
+            ..Default::default()
+        };
+        let report = run_report(&record, false, &r);
+        assert_eq!(
+            report.tasks[0].pr_url.as_deref(),
+            Some("https://github.com/acme/web/pull/42")
+        );
     }
 }

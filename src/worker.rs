@@ -18,6 +18,7 @@ use crate::backoff::Backoff;
 use crate::buildd::types::{ClaimedWorker, WorkerStatus, WorkerUpdate};
 use crate::buildd::{BuilddClient, BuilddError};
 use crate::config::RetryPolicy;
+use crate::git::{Git, GitOutcome, Prepared, TaskInfo};
 use crate::outbox::{EntryKind, Outbox};
 use crate::redact::Redactor;
 use crate::runner::{Progress, ProgressSink, RunError, RunRequest, Runner, Usage};
@@ -39,8 +40,10 @@ pub struct WorkerContext {
     pub client: BuilddClient,
     pub runner: Arc<dyn Runner>,
     pub redactor: Redactor,
-    /// Where tasks work until per-task checkouts exist.
+    /// Where tasks whose claim names no repository work (the agent's directory).
     pub checkout: PathBuf,
+    /// Checkouts, commits, pushes and pull requests for tasks that name a repository.
+    pub git: Git,
     pub task_timeout: Option<Duration>,
     pub lease_interval: Duration,
     pub progress_interval: Duration,
@@ -104,6 +107,8 @@ pub struct TaskResult {
     pub config_error: bool,
     /// The last few things the runner said it was doing (for the job log).
     pub recent_actions: Vec<String>,
+    /// The pull request opened or updated for the task.
+    pub pr_url: Option<String>,
 }
 
 /// How many progress lines a result keeps for the job log.
@@ -131,6 +136,7 @@ pub async fn run(
         reported: false,
         config_error: false,
         recent_actions: Vec::new(),
+        pr_url: None,
     };
     info!(worker = %worker_id, task = %claimed.task_id, title = %claimed.task.title, "task claimed");
 
@@ -154,11 +160,64 @@ pub async fn run(
     };
     ctx.journal(EntryKind::Active, &result, &latest);
 
+    // A claim that names a repository works in its own worktree of it.
+    let branch = if claimed.branch.is_empty() {
+        format!("buildd/{}", claimed.task_id)
+    } else {
+        claimed.branch.clone()
+    };
+    let prepared = match task_repo(&claimed) {
+        None => None,
+        Some(repo) => {
+            let context = |k: &str| {
+                claimed
+                    .task
+                    .context
+                    .as_ref()
+                    .and_then(|c| c.get(k))
+                    .and_then(|v| v.as_str())
+                    .filter(|v| !v.is_empty())
+            };
+            let prepare = ctx.git.prepare(
+                &repo,
+                &worker_id,
+                &branch,
+                context("baseBranch"),
+                context("resumeBranch"),
+            );
+            let outcome = tokio::select! {
+                r = prepare => r.map_err(|e| (TaskStatus::Failed, format!("cannot prepare the checkout: {e}"))),
+                _ = stop.cancelled() => Err((TaskStatus::Cancelled, SHUTDOWN_REASON.to_string())),
+            };
+            match outcome {
+                Ok(p) => Some(p),
+                Err((status, reason)) => {
+                    result.status = status;
+                    let reason = bounded(&ctx.redactor.redact(&reason));
+                    warn!(worker = %worker_id, "{reason}");
+                    result.error = Some(reason.clone());
+                    result.duration = started.elapsed();
+                    result.reported = report_terminal(
+                        &ctx,
+                        failed_update(reason, &result.usage),
+                        &mut result,
+                        &stop,
+                        &hard_stop,
+                    )
+                    .await;
+                    return result;
+                }
+            }
+        }
+    };
+
     let request = RunRequest {
         task: claimed.task.clone(),
         worker_id: worker_id.clone(),
-        branch: claimed.branch.clone(),
-        checkout: ctx.checkout.clone(),
+        branch: branch.clone(),
+        checkout: prepared
+            .as_ref()
+            .map_or_else(|| ctx.checkout.clone(), |p| p.worktree.clone()),
         server_api_key: claimed.server_api_key.clone(),
         server_oauth_token: claimed.server_oauth_token.clone(),
     };
@@ -302,6 +361,9 @@ pub async fn run(
 
     let final_update = match ended {
         Err((TaskStatus::Aborted, why)) => {
+            if let Some(p) = &prepared {
+                ctx.git.cleanup(p).await;
+            }
             ctx.forget(&worker_id);
             result.error = Some(why);
             result.status = TaskStatus::Aborted;
@@ -310,18 +372,40 @@ pub async fn run(
             return result;
         }
         Ok(done) => {
-            result.status = TaskStatus::Completed;
             result.usage = done.usage;
             let summary = bounded(&ctx.redactor.redact(&done.summary));
             result.summary = Some(summary.clone());
-            let mut u = WorkerUpdate {
-                status: Some(WorkerStatus::Completed),
-                summary: Some(summary),
-                current_action: Some("Completed".into()),
-                ..Default::default()
+            let git = match &prepared {
+                // A shutdown stops a slow push: the server can hand the task out again.
+                Some(p) => tokio::select! {
+                    r = finish_git(&ctx, p, &claimed, &summary, &done.usage) => r.map_err(|e| (TaskStatus::Failed, e)),
+                    _ = stop.cancelled() => Err((TaskStatus::Cancelled, SHUTDOWN_REASON.to_string())),
+                },
+                None => Ok(None),
             };
-            apply_usage(&mut u, &done.usage);
-            u
+            match git {
+                Ok(git) => {
+                    result.status = TaskStatus::Completed;
+                    let mut u = WorkerUpdate {
+                        status: Some(WorkerStatus::Completed),
+                        summary: Some(summary),
+                        current_action: Some("Completed".into()),
+                        ..Default::default()
+                    };
+                    if let Some(g) = git {
+                        result.pr_url = g.pr_url.clone();
+                        apply_git(&mut u, g);
+                    }
+                    apply_usage(&mut u, &done.usage);
+                    u
+                }
+                Err((status, reason)) => {
+                    result.status = status;
+                    let reason = bounded(&ctx.redactor.redact(&reason));
+                    result.error = Some(reason.clone());
+                    failed_update(reason, &result.usage)
+                }
+            }
         }
         Err((status, reason)) => {
             result.status = status;
@@ -330,6 +414,9 @@ pub async fn run(
             failed_update(reason, &result.usage)
         }
     };
+    if let Some(p) = &prepared {
+        ctx.git.cleanup(p).await;
+    }
     result.duration = started.elapsed();
     result.reported = report_terminal(&ctx, final_update, &mut result, &stop, &hard_stop).await;
     info!(
@@ -340,6 +427,60 @@ pub async fn run(
         "task finished"
     );
     result
+}
+
+/// The repository the claim names, if any.
+fn task_repo(claimed: &ClaimedWorker) -> Option<String> {
+    claimed
+        .task
+        .workspace
+        .as_ref()?
+        .repo
+        .as_deref()
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .map(str::to_string)
+}
+
+/// Commit, push and open the PR; `Err` is the task's failure reason.
+async fn finish_git(
+    ctx: &WorkerContext,
+    prepared: &Prepared,
+    claimed: &ClaimedWorker,
+    summary: &str,
+    usage: &Usage,
+) -> Result<Option<GitOutcome>, String> {
+    let info = TaskInfo {
+        task_id: claimed.task_id.clone(),
+        title: claimed.task.title.clone(),
+        summary: summary.to_string(),
+        turns: usage.turns,
+        cost_usd: usage.cost_usd,
+    };
+    match ctx.git.finish(prepared, &info).await {
+        Ok(outcome) => {
+            if let Some(note) = &outcome.note {
+                info!(worker = %claimed.id, branch = %outcome.branch, "{note}");
+            }
+            Ok(Some(outcome))
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The git results the protocol lists, on the `completed` update.
+fn apply_git(update: &mut WorkerUpdate, g: GitOutcome) {
+    if g.no_changes() {
+        update.current_action = Some("Completed: no changes".into());
+    }
+    update.branch = Some(g.branch);
+    update.commit_count = Some(g.commit_count);
+    update.files_changed = Some(g.files_changed);
+    update.lines_added = Some(g.lines_added);
+    update.lines_removed = Some(g.lines_removed);
+    update.last_commit_sha = g.last_commit_sha;
+    update.pr_url = g.pr_url;
+    update.pr_number = g.pr_number;
 }
 
 fn failed_update(reason: String, usage: &Usage) -> WorkerUpdate {

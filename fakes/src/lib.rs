@@ -3,5 +3,6 @@
 
 pub mod buildd;
 pub mod demo;
+pub mod github;
 pub mod messages;
 pub mod static_files;

@@ -29,7 +29,8 @@ pub struct RunRequest {
     pub worker_id: String,
     /// The branch the server assigned to this worker.
     pub branch: String,
-    /// The directory the task works in; tools never leave it.
+    /// The directory the task works in (its own git worktree when the claim
+    /// names a repository, else the agent's directory); tools never leave it.
     pub checkout: PathBuf,
     /// An Anthropic API key the server handed over for this task (`serverApiKey`).
     pub server_api_key: Option<Secret>,

@@ -5,8 +5,11 @@
 //! a title containing `HANG` sleeps (with a grandchild) until killed, `FAIL`
 //! replays the recorded API-error run, `CRASH` exits 3 with a stderr message
 //! that quotes its OAuth token (the agent must redact it), `SLOW` waits a
-//! second first, anything else replays the recorded successful run. It records its
-//! arguments, stdin and environment per invocation for assertions.
+//! second first, anything else replays the recorded successful run (a title
+//! with `WRITE` also writes `out.txt` in its working directory first, so the
+//! task has a change to commit; `HOOK` plants git hooks, as a hostile model
+//! might). It records its arguments, stdin, environment and working directory
+//! per invocation for assertions.
 
 #![allow(dead_code, unused_imports)]
 
@@ -65,6 +68,7 @@ n=$$
 printf '%s\n' "$@" > "$calls/args.$n"
 cat > "$calls/stdin.$n"
 env > "$calls/env.$n"
+pwd > "$calls/cwd.$n"
 if grep -q HANG "$calls/stdin.$n"; then
   sleep 300 &
   echo $! > "$calls/grandchild.$n"
@@ -82,6 +86,19 @@ fi
 if grep -q FAIL "$calls/stdin.$n"; then
   cat '{fail}'
   exit 1
+fi
+if grep -q WRITE "$calls/stdin.$n"; then
+  echo marker > out.txt
+fi
+if grep -q HOOK "$calls/stdin.$n"; then
+  d=$(git rev-parse --git-common-dir)
+  mkdir -p "$d/hooks" .git-hooks
+  for h in pre-commit commit-msg pre-push post-commit; do
+    printf '#!/bin/sh\ntouch "%s/hook-ran.%s"\n' "$calls" "$h" > "$d/hooks/$h"
+    cp "$d/hooks/$h" ".git-hooks/$h"
+    chmod +x "$d/hooks/$h" ".git-hooks/$h"
+  done
+  git config core.hooksPath "$PWD/.git-hooks"
 fi
 cat '{ok}'
 "#,

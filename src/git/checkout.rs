@@ -1,0 +1,378 @@
+//! The repository a task works on and its own worktree.
+//!
+//! The repository is the agent's working directory when that is a checkout of
+//! the task's repository (GitHub Actions: `actions/checkout`, then the agent),
+//! otherwise a clone cached under `<work-dir>/repos/`, fetched instead of
+//! re-cloned next time. Each task gets `git worktree add` on its own branch
+//! under `<work-dir>/worktrees/<worker id>`, so concurrent tasks never share a
+//! working tree; a `<worker id>.pid` file next to it says which agent process
+//! owns it, so the start-up sweep only removes worktrees whose agent is gone.
+
+use std::path::{Path, PathBuf};
+
+use tracing::{debug, info, warn};
+
+use super::{Git, GitError, RepoSpec, check_ref_name, normalize_remote};
+
+/// A task's worktree, ready for the runner.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// Where the runner works.
+    pub worktree: PathBuf,
+    /// The repository the worktree belongs to (the cache or the agent's checkout).
+    pub repo_dir: PathBuf,
+    /// The worker's branch.
+    pub branch: String,
+    /// The branch the pull request targets.
+    pub base: String,
+    /// The commit the worktree started from; changes are counted from here.
+    pub start_sha: String,
+    pub spec: RepoSpec,
+    /// What the worktree's `.git` file said at creation (restored before we
+    /// run git there again, in case the model rewrote it).
+    pub(super) dot_git: Vec<u8>,
+}
+
+impl Git {
+    /// Make the repository available and create the task's worktree on
+    /// `branch`, based on `base_branch` (else the remote's default branch), or
+    /// on the remote's copy of the branch when it already exists (a resumed task).
+    pub async fn prepare(
+        &self,
+        repo: &str,
+        worker_id: &str,
+        branch: &str,
+        base_branch: Option<&str>,
+        resume_branch: Option<&str>,
+    ) -> Result<Prepared, GitError> {
+        check_ref_name(branch)?;
+        for b in [base_branch, resume_branch].into_iter().flatten() {
+            check_ref_name(b)?;
+        }
+        if worker_id.is_empty()
+            || !worker_id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c))
+        {
+            return Err(GitError::Invalid(format!(
+                "{worker_id:?} is not a usable worker id"
+            )));
+        }
+        let spec = RepoSpec::parse(repo, &self.settings.server_url).map_err(GitError::Invalid)?;
+        let repo_dir = self.repository(&spec).await?;
+        let lock = self.lock_for(&repo_dir).await;
+        let _guard = lock.lock().await;
+        // Other agents may share the work dir (and the cache): git's own ref
+        // locks would make their concurrent fetches fail rather than wait.
+        let _flock = self.file_lock(&repo_dir).await;
+
+        let base = match base_branch {
+            Some(b) => b.to_string(),
+            None => self.default_branch(&repo_dir).await?,
+        };
+        let mut start_ref = format!("refs/remotes/origin/{base}");
+        self.run(
+            &repo_dir,
+            &[
+                "fetch",
+                "--quiet",
+                "--no-tags",
+                "origin",
+                "--",
+                &format!("+refs/heads/{base}:{start_ref}"),
+            ],
+        )
+        .await?;
+        for candidate in [resume_branch, Some(branch)].into_iter().flatten() {
+            let listed = self
+                .run(
+                    &repo_dir,
+                    &[
+                        "ls-remote",
+                        "--heads",
+                        "origin",
+                        "--",
+                        &format!("refs/heads/{candidate}"),
+                    ],
+                )
+                .await?;
+            if !listed.trim().is_empty() {
+                let r = format!("refs/remotes/origin/{candidate}");
+                self.run(
+                    &repo_dir,
+                    &[
+                        "fetch",
+                        "--quiet",
+                        "--no-tags",
+                        "origin",
+                        "--",
+                        &format!("+refs/heads/{candidate}:{r}"),
+                    ],
+                )
+                .await?;
+                info!(branch = candidate, "resuming from the remote branch");
+                start_ref = r;
+                break;
+            }
+        }
+        let start_sha = self
+            .run(
+                &repo_dir,
+                &[
+                    "rev-parse",
+                    "--verify",
+                    "--quiet",
+                    &format!("{start_ref}^{{commit}}"),
+                ],
+            )
+            .await?
+            .trim()
+            .to_string();
+
+        let worktrees = self.settings.work_dir.join("worktrees");
+        std::fs::create_dir_all(&worktrees).map_err(|source| GitError::Io {
+            path: worktrees.clone(),
+            source,
+        })?;
+        let worktree = worktrees.join(worker_id);
+        if worktree.exists() {
+            // A leftover from a crash with the same worker id: start clean.
+            self.remove_worktree(&repo_dir, &worktree).await;
+        }
+        let pid_file = worktrees.join(format!("{worker_id}.pid"));
+        std::fs::write(&pid_file, std::process::id().to_string()).map_err(|source| {
+            GitError::Io {
+                path: pid_file,
+                source,
+            }
+        })?;
+        let path = worktree.to_string_lossy().into_owned();
+        self.run(
+            &repo_dir,
+            &[
+                "worktree",
+                "add",
+                "--quiet",
+                "--force",
+                "--no-track",
+                "-B",
+                branch,
+                "--",
+                &path,
+                &start_sha,
+            ],
+        )
+        .await?;
+        let dot_git = std::fs::read(worktree.join(".git")).map_err(|source| GitError::Io {
+            path: worktree.join(".git"),
+            source,
+        })?;
+        debug!(worktree = %worktree.display(), %branch, %base, "worktree ready");
+        Ok(Prepared {
+            worktree,
+            repo_dir,
+            branch: branch.into(),
+            base,
+            start_sha,
+            spec,
+            dot_git,
+        })
+    }
+
+    /// Remove a task's worktree (its commits stay on the branch in the repository).
+    pub async fn cleanup(&self, prepared: &Prepared) {
+        let lock = self.lock_for(&prepared.repo_dir).await;
+        let _guard = lock.lock().await;
+        self.remove_worktree(&prepared.repo_dir, &prepared.worktree)
+            .await;
+    }
+
+    async fn remove_worktree(&self, repo_dir: &Path, worktree: &Path) {
+        if let Err(e) = std::fs::remove_dir_all(worktree)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            warn!("cannot remove the worktree {}: {e}", worktree.display());
+        }
+        if let Some(name) = worktree.file_name() {
+            let _ = std::fs::remove_file(
+                worktree.with_file_name(format!("{}.pid", name.to_string_lossy())),
+            );
+        }
+        if let Err(e) = self.run(repo_dir, &["worktree", "prune"]).await {
+            debug!("git worktree prune: {e}");
+        }
+    }
+
+    /// Remove worktrees whose agent process is gone (a crash), then prune
+    /// every cached repository's worktree list. Safe while other agents run.
+    pub async fn sweep(&self) {
+        let worktrees = self.settings.work_dir.join("worktrees");
+        if let Ok(rd) = std::fs::read_dir(&worktrees) {
+            for e in rd.flatten() {
+                let path = e.path();
+                if !path.is_dir() {
+                    continue;
+                }
+                let pid_file =
+                    path.with_file_name(format!("{}.pid", e.file_name().to_string_lossy()));
+                let alive = std::fs::read_to_string(&pid_file)
+                    .ok()
+                    .and_then(|p| p.trim().parse::<i32>().ok())
+                    .is_some_and(|pid| pid != std::process::id() as i32 && process_alive(pid));
+                if !alive {
+                    info!(worktree = %path.display(), "removing a stale worktree");
+                    let _ = std::fs::remove_dir_all(&path);
+                    let _ = std::fs::remove_file(&pid_file);
+                }
+            }
+        }
+        let mut repos: Vec<PathBuf> = std::fs::read_dir(self.settings.work_dir.join("repos"))
+            .map(|rd| rd.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        if self.settings.cwd.join(".git").exists() {
+            repos.push(self.settings.cwd.clone());
+        }
+        for repo in repos {
+            if let Err(e) = self.run(&repo, &["worktree", "prune"]).await {
+                debug!("git worktree prune in {}: {e}", repo.display());
+            }
+        }
+    }
+
+    /// The agent's own checkout when its `origin` is the task's repository,
+    /// else the cache (cloned on first use, under the repository's lock).
+    async fn repository(&self, spec: &RepoSpec) -> Result<PathBuf, GitError> {
+        let cwd = &self.settings.cwd;
+        if let Ok(origin) = self
+            .run(cwd, &["config", "--get", "remote.origin.url"])
+            .await
+            && normalize_remote(origin.trim()) == normalize_remote(&spec.url)
+            && let Ok(top) = self.run(cwd, &["rev-parse", "--show-toplevel"]).await
+        {
+            debug!("working in the existing checkout {}", top.trim());
+            return Ok(PathBuf::from(top.trim()));
+        }
+        let repos = self.settings.work_dir.join("repos");
+        let dir = repos.join(cache_name(&spec.url));
+        let lock = self.lock_for(&dir).await;
+        let _guard = lock.lock().await;
+        if dir.join(".git").exists() {
+            return Ok(dir);
+        }
+        std::fs::create_dir_all(&repos).map_err(|source| GitError::Io {
+            path: repos.clone(),
+            source,
+        })?;
+        // Clone beside the final place and rename, so a crash mid-clone leaves
+        // no half repository that later runs would trust.
+        let tmp = repos.join(format!(
+            ".{}.{}.tmp",
+            cache_name(&spec.url),
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&tmp);
+        info!(repo = %self.redact(&spec.url), "cloning into {}", dir.display());
+        let tmp_s = tmp.to_string_lossy().into_owned();
+        self.run(
+            &repos,
+            &["clone", "--quiet", "--no-checkout", "--", &spec.url, &tmp_s],
+        )
+        .await?;
+        if let Err(source) = std::fs::rename(&tmp, &dir) {
+            let _ = std::fs::remove_dir_all(&tmp);
+            // Another agent sharing the work dir cloned it first: use theirs.
+            if !dir.join(".git").exists() {
+                return Err(GitError::Io { path: dir, source });
+            }
+        }
+        Ok(dir)
+    }
+
+    /// An exclusive advisory lock on the repository, across agent processes.
+    /// `None` (and a debug line) when locking is not possible: the in-process
+    /// lock still holds, and git's own ref locks catch the rest.
+    async fn file_lock(&self, repo_dir: &Path) -> Option<nix::fcntl::Flock<std::fs::File>> {
+        let locks = self.settings.work_dir.join("locks");
+        let path = locks.join(format!("{}.lock", cache_name(&repo_dir.to_string_lossy())));
+        let taken = tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&locks).ok()?;
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .ok()?;
+            nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).ok()
+        })
+        .await
+        .ok()
+        .flatten();
+        if taken.is_none() {
+            debug!("cannot take the file lock for {}", repo_dir.display());
+        }
+        taken
+    }
+
+    /// The remote's default branch (`HEAD`), asked of the remote itself.
+    async fn default_branch(&self, repo_dir: &Path) -> Result<String, GitError> {
+        let out = self
+            .run(repo_dir, &["ls-remote", "--symref", "origin", "HEAD"])
+            .await?;
+        let branch = out
+            .lines()
+            .find_map(|l| l.strip_prefix("ref: refs/heads/"))
+            .and_then(|l| l.split('\t').next())
+            .map(str::to_string)
+            .ok_or_else(|| {
+                GitError::Invalid("the remote has no default branch (is it empty?)".into())
+            })?;
+        check_ref_name(&branch)?;
+        Ok(branch)
+    }
+}
+
+/// A directory name for a repository URL: readable, and distinct per URL.
+fn cache_name(url: &str) -> String {
+    let norm = normalize_remote(url);
+    let mut name: String = norm
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let keep = name.len().saturating_sub(80);
+    name.drain(..keep);
+    // A short hash keeps two long URLs with the same tail apart.
+    let hash = norm.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100000001b3)
+    });
+    format!("{}-{:08x}", name.trim_start_matches('_'), hash as u32)
+}
+
+fn process_alive(pid: i32) -> bool {
+    use nix::sys::signal::kill;
+    use nix::unistd::Pid;
+    // EPERM means it exists but belongs to someone else.
+    !matches!(
+        kill(Pid::from_raw(pid), None),
+        Err(nix::errno::Errno::ESRCH)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_names_are_stable_and_distinct() {
+        let a = cache_name("https://github.com/acme/web.git");
+        assert_eq!(a, cache_name("git@github.com:acme/web"));
+        assert!(a.starts_with("github_com_acme_web-"), "{a}");
+        assert_ne!(a, cache_name("https://github.com/acme/web2"));
+        assert!(!cache_name("/x/../../etc").contains('/'));
+    }
+}

@@ -1,0 +1,218 @@
+//! After the runner: commit what is left uncommitted, measure the change,
+//! push the branch and open (or update) its pull request.
+
+use tracing::{info, warn};
+
+use super::github::{PrRequest, PullRequests};
+use super::{Git, GitError, Prepared};
+
+/// What reached the repository.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GitOutcome {
+    pub branch: String,
+    /// Commits on the branch since the worktree was created (the model's and ours).
+    pub commit_count: u32,
+    pub last_commit_sha: Option<String>,
+    pub files_changed: u32,
+    pub lines_added: u32,
+    pub lines_removed: u32,
+    pub pushed: bool,
+    pub pr_url: Option<String>,
+    pub pr_number: Option<u64>,
+    /// Set when the PR was skipped, for the logs and the summary.
+    pub note: Option<String>,
+}
+
+impl GitOutcome {
+    /// Whether the task changed nothing at all.
+    pub fn no_changes(&self) -> bool {
+        self.commit_count == 0
+    }
+}
+
+/// What the PR says about the task.
+#[derive(Debug, Clone, Default)]
+pub struct TaskInfo {
+    pub task_id: String,
+    pub title: String,
+    pub summary: String,
+    pub turns: u32,
+    pub cost_usd: Option<f64>,
+}
+
+impl Git {
+    /// Commit, push and open the PR, as the settings allow. A failed push or
+    /// PR is an error that says where the commits are and how to push them.
+    pub async fn finish(&self, p: &Prepared, task: &TaskInfo) -> Result<GitOutcome, GitError> {
+        // The model could have pointed `.git` at a repository of its own
+        // (with hooks or an fsmonitor in its config); put ours back first.
+        let dot_git = p.worktree.join(".git");
+        if dot_git.is_dir() && !dot_git.is_symlink() {
+            let _ = std::fs::remove_dir_all(&dot_git);
+        } else {
+            let _ = std::fs::remove_file(&dot_git);
+        }
+        std::fs::write(&dot_git, &p.dot_git).map_err(|source| GitError::Io {
+            path: p.worktree.join(".git"),
+            source,
+        })?;
+        let wt = &p.worktree;
+        self.run(wt, &["add", "--all"]).await?;
+        let (clean, _, _) = self.output(wt, &["diff", "--cached", "--quiet"]).await?;
+        if !clean {
+            let a = &self.settings.author;
+            let message = format!(
+                "{}\n\nBuildd-Task: {}\n",
+                commit_subject(&task.title),
+                task.task_id
+            );
+            let mut cmd_args = vec!["-c".to_string(), format!("user.name={}", a.name)];
+            cmd_args.extend(["-c".into(), format!("user.email={}", a.email)]);
+            cmd_args.extend(["commit", "--quiet", "--no-verify", "-m", &message].map(String::from));
+            let args: Vec<&str> = cmd_args.iter().map(String::as_str).collect();
+            let mut cmd = self.command(wt, &args);
+            cmd.env("GIT_AUTHOR_NAME", &a.name)
+                .env("GIT_AUTHOR_EMAIL", &a.email)
+                .env("GIT_COMMITTER_NAME", &a.name)
+                .env("GIT_COMMITTER_EMAIL", &a.email);
+            let out = cmd.output().await.map_err(GitError::Spawn)?;
+            if !out.status.success() {
+                return Err(GitError::Command {
+                    command: "commit".into(),
+                    output: self.redact(&String::from_utf8_lossy(&out.stderr)),
+                });
+            }
+        }
+        let range = format!("{}..HEAD", p.start_sha);
+        let count: u32 = self
+            .run(wt, &["rev-list", "--count", &range])
+            .await?
+            .trim()
+            .parse()
+            .unwrap_or(0);
+        let mut outcome = GitOutcome {
+            branch: p.branch.clone(),
+            commit_count: count,
+            ..Default::default()
+        };
+        if count == 0 {
+            info!(branch = %p.branch, "the task changed nothing: no push, no pull request");
+            outcome.note = Some("no changes".into());
+            return Ok(outcome);
+        }
+        outcome.last_commit_sha = Some(
+            self.run(wt, &["rev-parse", "HEAD"])
+                .await?
+                .trim()
+                .to_string(),
+        );
+        let numstat = self
+            .run(wt, &["diff", "--numstat", &p.start_sha, "HEAD"])
+            .await?;
+        for line in numstat.lines() {
+            let mut cols = line.split('\t');
+            let (added, removed) = (cols.next(), cols.next());
+            outcome.files_changed += 1;
+            // Binary files show `-`; they count as a changed file only.
+            outcome.lines_added += added.and_then(|n| n.parse::<u32>().ok()).unwrap_or(0);
+            outcome.lines_removed += removed.and_then(|n| n.parse::<u32>().ok()).unwrap_or(0);
+        }
+
+        if !self.settings.push {
+            outcome.note = Some("--no-push: the branch was not pushed".into());
+            return Ok(outcome);
+        }
+        let refspec = format!("HEAD:refs/heads/{}", p.branch);
+        // To the claim's URL, not `origin`: the model can rewrite the
+        // repository's config, and must not redirect our push (or its token).
+        let (ok, _, output) = self
+            .output(wt, &["push", "--quiet", "--", &p.spec.url, &refspec])
+            .await?;
+        if !ok {
+            return Err(GitError::Push {
+                branch: p.branch.clone(),
+                repo: p.repo_dir.clone(),
+                output,
+            });
+        }
+        outcome.pushed = true;
+        info!(branch = %p.branch, commits = count, "pushed");
+
+        if !self.settings.pr {
+            outcome.note = Some("--no-pr: no pull request opened".into());
+            return Ok(outcome);
+        }
+        let Some((owner, name)) = p.spec.github.clone() else {
+            outcome.note = Some("the repository is not on GitHub: no pull request".into());
+            return Ok(outcome);
+        };
+        let Some(token) = self.settings.token.clone() else {
+            warn!(
+                "no GITHUB_TOKEN or GH_TOKEN: the branch was pushed but no pull request was opened"
+            );
+            outcome.note = Some("no GITHUB_TOKEN: no pull request opened".into());
+            return Ok(outcome);
+        };
+        let prs = PullRequests::new(&self.settings.api_url, token).map_err(|e| {
+            GitError::PullRequest {
+                branch: p.branch.clone(),
+                base: p.base.clone(),
+                reason: self.redact(&e.to_string()),
+            }
+        })?;
+        let request = PrRequest {
+            owner,
+            repo: name,
+            head: p.branch.clone(),
+            base: p.base.clone(),
+            title: commit_subject(&task.title),
+            body: pr_body(task, &self.settings.buildd_server, &outcome),
+        };
+        let pr = prs
+            .open_or_update(&request)
+            .await
+            .map_err(|e| GitError::PullRequest {
+                branch: p.branch.clone(),
+                base: p.base.clone(),
+                reason: self.redact(&e.to_string()),
+            })?;
+        info!(url = %pr.url, number = pr.number, updated = pr.existed, "pull request ready");
+        outcome.pr_url = Some(pr.url);
+        outcome.pr_number = Some(pr.number);
+        Ok(outcome)
+    }
+}
+
+/// The task title as one line of at most 72 characters.
+fn commit_subject(title: &str) -> String {
+    let line = title
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("");
+    let line: String = line.chars().take(72).collect();
+    if line.is_empty() {
+        "buildd task".into()
+    } else {
+        line
+    }
+}
+
+fn pr_body(task: &TaskInfo, server: &str, o: &GitOutcome) -> String {
+    let cost = task
+        .cost_usd
+        .map_or("unknown".to_string(), |c| format!("${c:.4}"));
+    format!(
+        "{}\n\n---\n{} commit(s), {} file(s) changed (+{} −{}) · {} turns · cost {}\n\n\
+         Task: {}/app/tasks/{} · opened by buildd-agent\n",
+        task.summary.trim().chars().take(60_000).collect::<String>(),
+        o.commit_count,
+        o.files_changed,
+        o.lines_added,
+        o.lines_removed,
+        task.turns,
+        cost,
+        server.trim_end_matches('/'),
+        task.task_id,
+    )
+}

@@ -1,0 +1,369 @@
+//! Getting a task's changes into the repository: a checkout, a worktree per
+//! task, a commit, a push and a pull request.
+//!
+//! The worker calls [`Git::prepare`] before the runner (the runner then works
+//! in the worktree) and [`Git::finish`] after a successful run; [`Git::sweep`]
+//! runs once at start-up to remove worktrees a crashed agent left behind.
+//! `git` itself runs as a child process (every runner has it, and it handles
+//! auth and protocols): with a scrubbed environment, no prompts, and hooks
+//! switched off, because the model can write files in the worktree. The GitHub
+//! token travels to git only in environment variables, never in argv, a URL or
+//! `.git/config`, and everything git prints passes through the [`Redactor`].
+//!
+//! This is a leaf: it knows nothing of the scheduler or the buildd server.
+
+mod checkout;
+mod commit;
+pub mod github;
+mod remote;
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use base64::Engine as _;
+use tokio::process::Command;
+use tokio::sync::Mutex;
+
+use crate::redact::Redactor;
+use crate::secret::Secret;
+
+pub use checkout::Prepared;
+pub use commit::{GitOutcome, TaskInfo};
+pub use remote::{RepoSpec, normalize_remote};
+
+/// The default commit author and committer.
+pub const DEFAULT_AUTHOR: &str = "buildd-agent <buildd-agent@users.noreply.github.com>";
+
+/// Who commits a task's changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Author {
+    pub name: String,
+    pub email: String,
+}
+
+impl Author {
+    /// Parse `Name <email>`.
+    pub fn parse(s: &str) -> Result<Author, String> {
+        let s = s.trim();
+        let (name, rest) = s
+            .split_once('<')
+            .ok_or_else(|| format!("expected \"Name <email>\", got {s:?}"))?;
+        let email = rest
+            .strip_suffix('>')
+            .ok_or_else(|| format!("expected \"Name <email>\", got {s:?}"))?;
+        let (name, email) = (name.trim(), email.trim());
+        if name.is_empty() || email.is_empty() || email.contains(['<', '>', '\n']) {
+            return Err(format!("expected \"Name <email>\", got {s:?}"));
+        }
+        Ok(Author {
+            name: name.into(),
+            email: email.into(),
+        })
+    }
+}
+
+impl Default for Author {
+    fn default() -> Self {
+        Author::parse(DEFAULT_AUTHOR).unwrap_or(Author {
+            name: "buildd-agent".into(),
+            email: "buildd-agent@users.noreply.github.com".into(),
+        })
+    }
+}
+
+/// How the agent handles git for tasks whose claim names a repository.
+#[derive(Debug, Clone)]
+pub struct GitSettings {
+    /// The repository cache and per-task worktrees (`--work-dir`).
+    pub work_dir: PathBuf,
+    /// Where the agent was started: used when it is a checkout of the task's repository.
+    pub cwd: PathBuf,
+    /// Push the branch after committing (`--no-push` switches off).
+    pub push: bool,
+    /// Open or update a pull request after pushing (`--no-pr` switches off).
+    pub pr: bool,
+    pub author: Author,
+    /// `GITHUB_TOKEN` or `GH_TOKEN`.
+    pub token: Option<Secret>,
+    /// `GITHUB_SERVER_URL`, default `https://github.com` (where `owner/name` repos live).
+    pub server_url: String,
+    /// `GITHUB_API_URL`, default `https://api.github.com`.
+    pub api_url: String,
+    /// The buildd server, for the link back to the task in PR bodies.
+    pub buildd_server: String,
+    /// The agent's environment; git gets a filtered copy.
+    pub parent_env: Vec<(OsString, OsString)>,
+}
+
+/// A git step that failed. Messages are redacted before they are built.
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    #[error("cannot run git: {0}")]
+    Spawn(#[source] std::io::Error),
+    #[error("`git {command}` failed: {output}")]
+    Command { command: String, output: String },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("cannot prepare {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "pushing branch {branch} failed: {output}. The commits are on local branch {branch} in {repo}; \
+         push them by hand with: git -C {repo} push origin {branch}"
+    )]
+    Push {
+        branch: String,
+        repo: PathBuf,
+        output: String,
+    },
+    #[error(
+        "the branch {branch} was pushed but the pull request could not be opened: {reason}. \
+         Open it by hand from {branch} into {base}"
+    )]
+    PullRequest {
+        branch: String,
+        base: String,
+        reason: String,
+    },
+}
+
+/// The git side of the agent: settings plus per-repository locks so concurrent
+/// tasks never clone or fetch into one cache at the same time.
+#[derive(Clone)]
+pub struct Git {
+    settings: Arc<GitSettings>,
+    redactor: Redactor,
+    locks: Arc<Mutex<std::collections::HashMap<PathBuf, Arc<Mutex<()>>>>>,
+}
+
+impl Git {
+    pub fn new(settings: GitSettings, redactor: Redactor) -> Git {
+        if let Some(t) = &settings.token {
+            // The header git sends carries the token base64-encoded: hide that too.
+            redactor.add(&basic_auth(t.expose()));
+        }
+        Git {
+            settings: Arc::new(settings),
+            redactor,
+            locks: Arc::default(),
+        }
+    }
+
+    pub fn settings(&self) -> &GitSettings {
+        &self.settings
+    }
+
+    /// The lock for one repository directory.
+    async fn lock_for(&self, dir: &Path) -> Arc<Mutex<()>> {
+        let mut map = self.locks.lock().await;
+        map.entry(dir.to_path_buf()).or_default().clone()
+    }
+
+    /// A git command in `dir` with the scrubbed environment, no prompts, no
+    /// hooks, no fsmonitor and — for remotes on the GitHub host — the token
+    /// as an HTTP header passed through `GIT_CONFIG_*` variables.
+    fn command(&self, dir: &Path, args: &[&str]) -> Command {
+        let s = &self.settings;
+        let mut cmd = Command::new("git");
+        cmd.env_clear()
+            .envs(crate::tools::shell::child_env(s.parent_env.iter().cloned()))
+            .current_dir(dir)
+            .kill_on_drop(true)
+            .stdin(std::process::Stdio::null());
+        // Whatever the worktree contains, git must not run it.
+        cmd.args([
+            "-c",
+            "core.hooksPath=/dev/null",
+            "-c",
+            "core.fsmonitor=false",
+            "-c",
+            "commit.gpgsign=false",
+            "-c",
+            "protocol.ext.allow=never",
+            // A stalled transfer fails instead of holding the task forever.
+            "-c",
+            "http.lowSpeedLimit=1000",
+            "-c",
+            "http.lowSpeedTime=120",
+        ]);
+        cmd.args(args);
+        let mut config: Vec<(String, String)> = Vec::new();
+        if let Some(token) = &s.token
+            && s.server_url.starts_with("https://")
+        {
+            let prefix = format!("{}/", s.server_url.trim_end_matches('/'));
+            config.push((
+                format!("http.{prefix}.extraHeader"),
+                format!("Authorization: Basic {}", basic_auth(token.expose())),
+            ));
+        }
+        cmd.env("GIT_CONFIG_COUNT", config.len().to_string());
+        for (i, (k, v)) in config.into_iter().enumerate() {
+            cmd.env(format!("GIT_CONFIG_KEY_{i}"), k);
+            cmd.env(format!("GIT_CONFIG_VALUE_{i}"), v);
+        }
+        cmd.env("GIT_TERMINAL_PROMPT", "0")
+            .env("GIT_ASKPASS", "true")
+            .env("GIT_CONFIG_NOSYSTEM", "1");
+        cmd
+    }
+
+    /// Run git; stdout on success, a redacted error with its output otherwise.
+    async fn run(&self, dir: &Path, args: &[&str]) -> Result<String, GitError> {
+        let out = self.output(dir, args).await?;
+        if out.0 {
+            Ok(out.1)
+        } else {
+            Err(GitError::Command {
+                command: self.redact(&args.join(" ")),
+                output: out.2,
+            })
+        }
+    }
+
+    /// Run git; (success, stdout, redacted stderr+stdout for messages).
+    async fn output(&self, dir: &Path, args: &[&str]) -> Result<(bool, String, String), GitError> {
+        let out = self
+            .command(dir, args)
+            .output()
+            .await
+            .map_err(GitError::Spawn)?;
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let text = format!("{}\n{}", stderr.trim(), stdout.trim());
+        Ok((
+            out.status.success(),
+            stdout,
+            self.redact(text.trim()).chars().take(2000).collect(),
+        ))
+    }
+
+    fn redact(&self, s: &str) -> String {
+        self.redactor.redact(s).into_owned()
+    }
+}
+
+fn basic_auth(token: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(format!("x-access-token:{token}"))
+}
+
+/// A ref name we will pass to git: a subset of `git check-ref-format` that
+/// also refuses anything option-like.
+pub fn check_ref_name(name: &str) -> Result<(), GitError> {
+    let bad = name.is_empty()
+        || name.len() > 200
+        || name.starts_with(['-', '/', '.'])
+        || name.ends_with(['/', '.'])
+        || name.ends_with(".lock")
+        || name.contains("..")
+        || name.contains("//")
+        || name.contains("@{")
+        || name.contains("/.")
+        || name
+            .chars()
+            .any(|c| c.is_control() || " ~^:?*[\\".contains(c));
+    if bad {
+        Err(GitError::Invalid(format!(
+            "{name:?} is not a usable branch name"
+        )))
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authors_parse_name_and_email() {
+        assert_eq!(
+            Author::default(),
+            Author {
+                name: "buildd-agent".into(),
+                email: "buildd-agent@users.noreply.github.com".into()
+            }
+        );
+        assert_eq!(Author::parse(" A B <a@b.c> ").unwrap().name, "A B");
+        assert!(Author::parse("no email").is_err());
+        assert!(Author::parse("<a@b>").is_err());
+        assert!(Author::parse("x <a<b>").is_err());
+    }
+
+    #[test]
+    fn ref_names_refuse_options_and_odd_characters() {
+        check_ref_name("buildd/tsk_1-fix").unwrap();
+        check_ref_name("main").unwrap();
+        for bad in [
+            "-x",
+            "--upload-pack=x",
+            "a..b",
+            "a b",
+            "a:b",
+            "x.lock",
+            "",
+            "a/.b",
+        ] {
+            assert!(check_ref_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_token_goes_into_env_not_argv() {
+        let git = Git::new(
+            GitSettings {
+                work_dir: "/tmp".into(),
+                cwd: "/tmp".into(),
+                push: true,
+                pr: true,
+                author: Author::default(),
+                token: Some(Secret::new("ghs_secret123")),
+                server_url: "https://github.com".into(),
+                api_url: "https://api.github.com".into(),
+                buildd_server: "http://x".into(),
+                parent_env: vec![("GITHUB_TOKEN".into(), "ghs_secret123".into())],
+            },
+            Redactor::new(),
+        );
+        let cmd = git.command(Path::new("/tmp"), &["fetch", "origin"]);
+        let std = cmd.as_std();
+        let argv: Vec<String> = std
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            !argv
+                .iter()
+                .any(|a| a.contains("ghs_") || a.contains("Basic"))
+        );
+        let env: Vec<(String, String)> = std
+            .get_envs()
+            .filter_map(|(k, v)| {
+                Some((
+                    k.to_string_lossy().into_owned(),
+                    v?.to_string_lossy().into_owned(),
+                ))
+            })
+            .collect();
+        assert!(!env.iter().any(|(k, _)| k == "GITHUB_TOKEN"));
+        let header = env
+            .iter()
+            .find(|(k, _)| k == "GIT_CONFIG_VALUE_0")
+            .map(|(_, v)| v.clone())
+            .unwrap();
+        assert_eq!(
+            header,
+            format!("Authorization: Basic {}", basic_auth("ghs_secret123"))
+        );
+        assert!(env.contains(&(
+            "GIT_CONFIG_KEY_0".into(),
+            "http.https://github.com/.extraHeader".into()
+        )));
+        // Git could echo the header; the encoded token is a known secret too.
+        assert!(!git.redact(&header).contains(&basic_auth("ghs_secret123")));
+    }
+}
