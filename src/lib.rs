@@ -8,6 +8,7 @@ pub mod backoff;
 pub mod buildd;
 pub mod cli;
 pub mod config;
+pub mod http;
 pub mod logging;
 pub mod outbox;
 pub mod process;
