@@ -108,7 +108,7 @@ fn binary_size(agent: &Path) -> anyhow::Result<Row> {
     Ok(Row {
         figure: "release binary, stripped, linux x86_64",
         target: "< 10 MB",
-        measured: format!("{:.2} MB ({len} bytes)", len as f64 / 1e6),
+        measured: format!("{:.3} MB ({len} bytes)", len as f64 / 1e6),
         met: Some(len < 10_000_000),
     })
 }
