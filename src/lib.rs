@@ -9,6 +9,7 @@ pub mod buildd;
 pub mod cli;
 pub mod config;
 pub mod git;
+pub mod http;
 pub mod logging;
 pub mod outbox;
 pub mod process;

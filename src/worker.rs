@@ -237,7 +237,13 @@ pub async fn run(
     });
 
     let deadline = ctx.task_timeout.map(|t| tokio::time::Instant::now() + t);
-    let mut tick = tokio::time::interval(ctx.progress_interval);
+    // The first tick one interval from now, not at once: `running` was just sent, and an
+    // immediate tick would send the runner's first action straight after it, one extra
+    // request per task (found by the requests-per-task benchmark).
+    let mut tick = tokio::time::interval_at(
+        tokio::time::Instant::now() + ctx.progress_interval,
+        ctx.progress_interval,
+    );
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut pending = WorkerUpdate::default();
     let mut dirty = false;

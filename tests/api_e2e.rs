@@ -5,7 +5,7 @@
 mod support;
 
 use buildd_fakes::demo;
-use buildd_fakes::messages::{FakeMessages, Script, Step};
+use buildd_fakes::messages::{FakeMessages, Pick, Script, ScriptUsage, Step};
 use serde_json::json;
 use support::*;
 
@@ -204,4 +204,63 @@ fn auto_picks_the_api_runner_when_only_an_api_key_is_set() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert!(stderr(&out).contains(r#"runner="api""#), "{}", stderr(&out));
     assert_eq!(model.requests().len(), 1);
+}
+
+/// The fake's per-conversation mode (what the benchmarks use): concurrent tasks each get the
+/// whole script, step by step, whatever order their requests arrive in.
+#[test]
+fn concurrent_tasks_each_follow_the_whole_script_per_conversation() {
+    let rt = runtime();
+    let script = Script {
+        api_key: demo::DEMO_ANTHROPIC_KEY.into(),
+        steps: vec![
+            Step::Reply {
+                content: vec![
+                    json!({"type":"tool_use","id":"toolu_v","name":"str_replace_based_edit_tool",
+                    "input":{"command":"view","path":"notes.txt"}}),
+                ],
+                stop_reason: "tool_use".into(),
+                usage: ScriptUsage::default(),
+                tiny_chunks: false,
+            },
+            Step::text("Read the notes.", ScriptUsage::default()),
+        ],
+    };
+    let model = rt
+        .block_on(FakeMessages::start_with(script, Pick::PerConversation))
+        .unwrap();
+    let server = FakeBuildd::start();
+    for t in ["one", "two", "three"] {
+        server.add_task(task(t));
+    }
+    let sb = Sandbox::new();
+    std::fs::write(sb.work().join("notes.txt"), "remember the milk\n").unwrap();
+    let out = run(api_agent(&sb, &server, &model).args(["--until-idle", "--max-tasks", "3"]));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(model.violations(), Vec::<String>::new());
+    assert!(server.violations().is_empty(), "{:?}", server.violations());
+    // Steps are not used up: three conversations of two requests each.
+    assert_eq!(model.requests().len(), 6);
+    assert_eq!(model.remaining_steps(), 2);
+    for w in server.workers() {
+        assert_eq!(statuses(&w), ["running", "completed"], "{}", w.id);
+        assert_eq!(w.fields["summary"], json!("Read the notes."));
+    }
+    // Each second request carried that task's own tool result.
+    let results: Vec<String> = model
+        .requests()
+        .iter()
+        .filter_map(|r| {
+            r.body["messages"]
+                .as_array()
+                .and_then(|m| m.get(2))
+                .cloned()
+        })
+        .map(|m| m.to_string())
+        .collect();
+    assert_eq!(results.len(), 3);
+    assert!(
+        results.iter().all(|m| m.contains("remember the milk")),
+        "{results:?}"
+    );
 }

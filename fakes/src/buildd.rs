@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -73,6 +73,9 @@ pub struct Recorded {
     pub authorization: Option<String>,
     pub body: Value,
     pub status: u16,
+    /// When the fake finished handling it (benchmarks time the agent's first claim by it).
+    #[serde(skip)]
+    pub at: Instant,
 }
 
 /// The server's view of one worker.
@@ -375,6 +378,7 @@ fn record(
             .map(str::to_string),
         body: body.clone(),
         status,
+        at: Instant::now(),
     });
 }
 

@@ -1,6 +1,7 @@
 //! Strict local stand-ins for the services buildd-agent talks to, shared by
 //! the integration tests and the demo (`buildd-dev`).
 
+pub mod bench;
 pub mod buildd;
 pub mod demo;
 pub mod github;

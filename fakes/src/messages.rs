@@ -124,8 +124,22 @@ pub struct Served {
     pub thinking_by_tool_use: BTreeMap<String, Vec<Value>>,
 }
 
+/// How the fake picks the step that answers a request.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum Pick {
+    /// Each request consumes the next step, in arrival order (one conversation at a time).
+    #[default]
+    InOrder,
+    /// Every conversation follows the whole script: a request that already holds `n`
+    /// assistant turns gets step `n`, and steps are never used up. This is what many
+    /// concurrent tasks need (benchmarks), where arrival order says nothing about which
+    /// conversation is asking.
+    PerConversation,
+}
+
 #[derive(Debug, Default)]
 struct Inner {
+    pick: Pick,
     steps: VecDeque<Step>,
     requests: Vec<RecordedRequest>,
     violations: Vec<String>,
@@ -154,11 +168,17 @@ pub struct FakeMessages {
 }
 
 impl FakeMessages {
-    /// Bind `127.0.0.1:0` and serve `script`.
+    /// Bind `127.0.0.1:0` and serve `script`, one step per request in arrival order.
     pub async fn start(script: Script) -> std::io::Result<Self> {
+        Self::start_with(script, Pick::InOrder).await
+    }
+
+    /// Bind `127.0.0.1:0` and serve `script`, choosing steps as `pick` says.
+    pub async fn start_with(script: Script, pick: Pick) -> std::io::Result<Self> {
         let shared = Arc::new(Shared {
             api_key: script.api_key,
             inner: Mutex::new(Inner {
+                pick,
                 steps: script.steps.into(),
                 ..Inner::default()
             }),
@@ -199,7 +219,8 @@ impl FakeMessages {
         self.shared.lock().violations.clone()
     }
 
-    /// Steps not yet served.
+    /// Steps not yet served ([`Pick::InOrder`]; with [`Pick::PerConversation`] steps are
+    /// never used up, so this stays the script's length).
     pub fn remaining_steps(&self) -> usize {
         self.shared.lock().steps.len()
     }
@@ -258,14 +279,20 @@ async fn handle(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byt
         Ok(v) => validate(&header_map, v, &shared.api_key, &inner.served_blocks),
         Err(e) => vec![format!("body is not JSON: {e}")],
     };
+    let step = match inner.pick {
+        Pick::InOrder => inner.steps.pop_front(),
+        Pick::PerConversation => {
+            let turns = parsed.as_ref().map_or(0, assistant_turns);
+            inner.steps.get(turns).cloned()
+        }
+    };
+    if step.is_none() {
+        problems.push("request after the script ran out of steps".into());
+    }
     inner.requests.push(RecordedRequest {
         headers: header_map,
         body: parsed.unwrap_or(Value::Null),
     });
-    let step = inner.steps.pop_front();
-    if step.is_none() {
-        problems.push("request after the script ran out of steps".into());
-    }
     if !problems.is_empty() {
         let message = problems.join("; ");
         inner.violations.extend(problems);
@@ -328,6 +355,13 @@ async fn handle(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byt
             sse_response(text.into_bytes(), false)
         }
     }
+}
+
+/// How many assistant turns a request's conversation already holds.
+fn assistant_turns(body: &Value) -> usize {
+    body["messages"]
+        .as_array()
+        .map_or(0, |m| m.iter().filter(|m| m["role"] == "assistant").count())
 }
 
 fn sse(name: &str, data: &Value) -> String {

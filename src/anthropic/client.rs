@@ -59,6 +59,9 @@ impl RetryConfig {
     }
 }
 
+/// How long a connection attempt may take unless configured otherwise.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Where and how to call the API.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
@@ -88,10 +91,20 @@ impl ClientConfig {
             retry: RetryConfig::default(),
             max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
             max_response_bytes: 4 * DEFAULT_MAX_EVENT_BYTES,
-            connect_timeout: Duration::from_secs(30),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             idle_timeout: Duration::from_secs(300),
         }
     }
+}
+
+/// The HTTP client for a Messages API at `base_url`: building one costs milliseconds (see
+/// [`crate::http`]), so build it once and share it with [`Client::with_http`].
+pub fn http_client(base_url: &str, connect_timeout: Duration) -> Result<reqwest::Client, ApiError> {
+    crate::http::client_builder(base_url)
+        .connect_timeout(connect_timeout)
+        .user_agent(concat!("buildd-agent/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| ApiError::Config(e.to_string()))
 }
 
 /// A Messages API client.
@@ -103,8 +116,16 @@ pub struct Client {
 }
 
 impl Client {
-    /// Build a client; fails on an unusable base URL or key.
+    /// Build a client with its own HTTP client; fails on an unusable base URL or key.
     pub fn new(config: ClientConfig) -> Result<Self, ApiError> {
+        let http = http_client(&config.base_url, config.connect_timeout)?;
+        Self::with_http(config, http)
+    }
+
+    /// Build a client over a shared HTTP client (from [`http_client`]): what the API runner
+    /// does for every task, so that trust roots are loaded and connections pooled once per
+    /// process, not once per task. Fails on an unusable base URL or key.
+    pub fn with_http(config: ClientConfig, http: reqwest::Client) -> Result<Self, ApiError> {
         let base = config.base_url.trim_end_matches('/');
         let url = format!("{base}/v1/messages");
         reqwest::Url::parse(&url)
@@ -114,11 +135,6 @@ impl Client {
         }
         reqwest::header::HeaderValue::from_str(config.api_key.expose())
             .map_err(|_| ApiError::Config("the API key contains invalid characters".into()))?;
-        let http = reqwest::Client::builder()
-            .connect_timeout(config.connect_timeout)
-            .user_agent(concat!("buildd-agent/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| ApiError::Config(e.to_string()))?;
         Ok(Self { http, url, config })
     }
 

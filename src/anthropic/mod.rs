@@ -11,7 +11,7 @@ pub mod sse;
 pub mod stream;
 pub mod types;
 
-pub use client::{Client, ClientConfig, RetryConfig};
+pub use client::{Client, ClientConfig, DEFAULT_CONNECT_TIMEOUT, RetryConfig, http_client};
 pub use error::ApiError;
 pub use prices::{ModelPrice, PriceError, PriceTable};
 

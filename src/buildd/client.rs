@@ -82,7 +82,7 @@ pub struct BuilddClient {
 impl BuilddClient {
     /// A client for `base` (no trailing slash) authenticating with `key`.
     pub fn new(base: &str, key: Secret, user_agent: &str) -> Result<Self, BuilddError> {
-        let http = reqwest::Client::builder()
+        let http = crate::http::client_builder(base)
             .user_agent(user_agent)
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(60))

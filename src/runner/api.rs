@@ -6,9 +6,11 @@
 //! HTTP, streaming and retries live in [`crate::anthropic`]; this module only decides what
 //! to send next and keeps the accounts.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
+use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
 use super::{ProgressSink, RunError, RunFuture, RunOutcome, RunRequest, Runner, Usage};
@@ -17,8 +19,8 @@ use crate::anthropic::types::{
     SystemBlock, Usage as ApiUsage,
 };
 use crate::anthropic::{
-    ApiError, Client, ClientConfig, DEFAULT_API_VERSION, DEFAULT_BASE_URL, DEFAULT_MODEL,
-    PriceError, PriceTable, RetryConfig,
+    ApiError, Client, ClientConfig, DEFAULT_API_VERSION, DEFAULT_BASE_URL, DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_MODEL, PriceError, PriceTable, RetryConfig, http_client,
 };
 use crate::secret::Secret;
 use crate::tools::{ToolConfig, Toolbox};
@@ -108,11 +110,18 @@ impl ApiRunnerConfig {
 #[derive(Debug, Clone)]
 pub struct ApiRunner {
     config: ApiRunnerConfig,
+    /// One HTTP client for every task, built when the first task needs it (an agent that
+    /// finds an empty queue never pays for it). Per task it cost ~5 ms of CPU to load the
+    /// trust roots again, and a new connection (and TLS handshake) to the API every time.
+    http: Arc<OnceCell<reqwest::Client>>,
 }
 
 impl ApiRunner {
     pub fn new(config: ApiRunnerConfig) -> Self {
-        Self { config }
+        Self {
+            config,
+            http: Arc::default(),
+        }
     }
 }
 
@@ -128,7 +137,14 @@ impl Runner for ApiRunner {
         cancel: CancellationToken,
     ) -> RunFuture<'a> {
         Box::pin(async move {
-            Session::new(&self.config, &request, progress)?
+            let http = self
+                .http
+                .get_or_try_init(|| async {
+                    http_client(&self.config.base_url, DEFAULT_CONNECT_TIMEOUT)
+                })
+                .await
+                .map_err(|e| RunError::Config(e.to_string()))?;
+            Session::new(&self.config, &request, progress, http.clone())?
                 .run(&cancel)
                 .await
         })
@@ -156,6 +172,7 @@ impl<'a> Session<'a> {
         config: &'a ApiRunnerConfig,
         request: &RunRequest,
         progress: ProgressSink,
+        http: reqwest::Client,
     ) -> Result<Self, RunError> {
         let key = request
             .server_api_key
@@ -173,7 +190,8 @@ impl<'a> Session<'a> {
         let mut client_config = ClientConfig::new(config.base_url.clone(), key);
         client_config.api_version = config.api_version.clone();
         client_config.retry = config.retry.clone();
-        let client = Client::new(client_config).map_err(|e| RunError::Config(e.to_string()))?;
+        let client =
+            Client::with_http(client_config, http).map_err(|e| RunError::Config(e.to_string()))?;
         let toolbox = Toolbox::new(
             request.checkout.clone(),
             ToolConfig {

@@ -10,8 +10,8 @@ use std::process::Stdio;
 
 use anyhow::{Context, bail};
 use buildd_fakes::buildd::{DEFAULT_KEY, FakeBuildd, TaskSeed};
-use buildd_fakes::demo;
 use buildd_fakes::messages::FakeMessages;
+use buildd_fakes::{bench, demo};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -44,6 +44,19 @@ enum Cmd {
         #[arg(long)]
         keep: Option<PathBuf>,
     },
+    /// Measure buildd-agent as whole processes against the fakes and print one table
+    /// (see scripts/bench and BENCHMARKS.md)
+    Bench {
+        /// The buildd-agent binary to measure (the stripped release build)
+        #[arg(long, default_value = "target/release/buildd-agent")]
+        agent: PathBuf,
+        /// Fewer runs and shorter waits: a smoke test of the harness, not numbers to record
+        #[arg(long)]
+        quick: bool,
+        /// Run only one figure: size, startup, idle, twenty, cpu or thousand
+        #[arg(long, value_name = "FIGURE")]
+        only: Option<String>,
+    },
 }
 
 fn sample_tasks() -> Vec<TaskSeed> {
@@ -72,6 +85,17 @@ fn main() -> anyhow::Result<()> {
             if !ok {
                 bail!("the demo did not end as expected (see above)");
             }
+            Ok(())
+        }
+        Cmd::Bench { agent, quick, only } => {
+            // One worker thread serves the fake Messages API; the fake buildd server has its
+            // own. The agent gets the rest of the machine.
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()?;
+            let rows = bench::run_all(&bench::Options { agent, quick, only }, &rt)?;
+            bench::print_table(&rows);
             Ok(())
         }
         Cmd::Serve { addr, tasks } => {

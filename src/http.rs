@@ -1,0 +1,42 @@
+//! The one place HTTP clients are built, so both servers' clients set up TLS the same way.
+//!
+//! Building a reqwest client with the platform verifier reads every trust root the system
+//! has (on Debian the bundle plus ~150 files under `/etc/ssl/certs`) and parses them: about
+//! 10 ms of CPU, measured in BENCHMARKS.md. That is most of the agent's startup, and it was
+//! paid again for every task when each task built its own Messages API client. So: a plain
+//! `http://` base URL (the local fakes, a server on a private network) gets a client with no
+//! trust roots at all, which cannot be tricked into trusting anything (a redirect to https
+//! fails verification); an `https://` one gets the platform verifier as before. Callers build
+//! a client once and share it (reqwest clients are cheap to clone and pool connections).
+
+/// A client builder for talking to `base_url`, with the trust roots it needs and no more.
+pub fn client_builder(base_url: &str) -> reqwest::ClientBuilder {
+    let builder = reqwest::Client::builder();
+    if is_plain_http(base_url) {
+        builder.tls_certs_only(std::iter::empty())
+    } else {
+        builder
+    }
+}
+
+/// Whether `base_url` is plain `http://` (case-insensitive, as URL schemes are).
+fn is_plain_http(base_url: &str) -> bool {
+    base_url
+        .trim_start()
+        .get(..7)
+        .is_some_and(|s| s.eq_ignore_ascii_case("http://"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_http_skips_the_trust_roots() {
+        assert!(is_plain_http("http://127.0.0.1:3000"));
+        assert!(is_plain_http("HTTP://buildd.internal"));
+        assert!(!is_plain_http("https://buildd.dev"));
+        assert!(!is_plain_http("httpx://odd"));
+        assert!(!is_plain_http("http"));
+    }
+}
