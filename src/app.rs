@@ -186,7 +186,8 @@ async fn run_inner(config: &Config, redactor: &Redactor) -> Result<u8, Failure> 
 
     let code = exit_code(&record, signalled.get().copied(), config.mode);
     // Written on success, failure and interruption alike.
-    let report = crate::summary::run_report(&record, signalled.get().is_some(), redactor);
+    let report =
+        crate::summary::run_report(&record, signalled.get().is_some(), redactor, &config.server);
     if let Err(e) = crate::summary::write(&report, config.summary_path.as_deref(), &config.actions)
     {
         warn!("cannot write the run summary: {e}");

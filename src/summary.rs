@@ -14,12 +14,17 @@ use crate::scheduler::RunRecord;
 use crate::worker::{TaskResult, TaskStatus};
 
 /// The report for a finished run.
-pub fn run_report(record: &RunRecord, interrupted: bool, redactor: &Redactor) -> RunReport {
+pub fn run_report(
+    record: &RunRecord,
+    interrupted: bool,
+    redactor: &Redactor,
+    server: &str,
+) -> RunReport {
     RunReport {
         tasks: record
             .results
             .iter()
-            .map(|r| task_report(r, redactor))
+            .map(|r| task_report(r, redactor, server))
             .collect(),
         wall_time: record.wall_time,
         interrupted,
@@ -30,7 +35,7 @@ pub fn run_report(record: &RunRecord, interrupted: bool, redactor: &Redactor) ->
     }
 }
 
-fn task_report(r: &TaskResult, redactor: &Redactor) -> TaskReport {
+fn task_report(r: &TaskResult, redactor: &Redactor, server: &str) -> TaskReport {
     let status = match r.status {
         TaskStatus::Completed => actions::TaskStatus::Completed,
         TaskStatus::Failed => actions::TaskStatus::Failed,
@@ -39,7 +44,7 @@ fn task_report(r: &TaskResult, redactor: &Redactor) -> TaskReport {
     TaskReport {
         task_id: r.task_id.clone(),
         title: r.title.clone(),
-        task_url: None,
+        task_url: Some(crate::buildd::task_url(server, &r.task_id)),
         status,
         duration: r.duration,
         turns: r.usage.turns,
@@ -203,7 +208,7 @@ mod tests {
             results: vec![done],
             ..Default::default()
         };
-        let report = run_report(&record, false, &r);
+        let report = run_report(&record, false, &r, "http://buildd.test");
         assert_eq!(
             report.tasks[0].pr_url.as_deref(),
             Some("https://github.com/acme/web/pull/42")

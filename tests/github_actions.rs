@@ -111,6 +111,11 @@ fn dispatched_run_on_actions() {
     let md = std::fs::read_to_string(&summary).unwrap();
     assert!(md.starts_with("# Earlier step\n"));
     assert!(md.contains("$0.0150"), "{md}");
+    // The title links to the task's page in the buildd app.
+    assert!(
+        md.contains(&format!("]({}/app/tasks/{wanted})", server.url())),
+        "{md}"
+    );
     assert!(
         !md.contains("<b>bold</b>"),
         "HTML from a title must be escaped: {md}"

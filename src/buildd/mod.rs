@@ -5,3 +5,9 @@ pub mod client;
 pub mod types;
 
 pub use client::{BuilddClient, BuilddError};
+
+/// The task's page in the buildd web app (`/app/tasks/{id}`), for links in
+/// pull requests and job summaries.
+pub fn task_url(server: &str, task_id: &str) -> String {
+    format!("{}/app/tasks/{}", server.trim_end_matches('/'), task_id)
+}

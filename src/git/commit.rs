@@ -204,7 +204,7 @@ fn pr_body(task: &TaskInfo, server: &str, o: &GitOutcome) -> String {
         .map_or("unknown".to_string(), |c| format!("${c:.4}"));
     format!(
         "{}\n\n---\n{} commit(s), {} file(s) changed (+{} −{}) · {} turns · cost {}\n\n\
-         Task: {}/app/tasks/{} · opened by buildd-agent\n",
+         Task: {} · opened by buildd-agent\n",
         task.summary.trim().chars().take(60_000).collect::<String>(),
         o.commit_count,
         o.files_changed,
@@ -212,7 +212,6 @@ fn pr_body(task: &TaskInfo, server: &str, o: &GitOutcome) -> String {
         o.lines_removed,
         task.turns,
         cost,
-        server.trim_end_matches('/'),
-        task.task_id,
+        crate::buildd::task_url(server, &task.task_id),
     )
 }
