@@ -142,8 +142,7 @@ type Shared = Arc<Mutex<Inner>>;
 pub struct FakeBuildd {
     addr: SocketAddr,
     state: Shared,
-    _stop: tokio::sync::oneshot::Sender<()>,
-    _thread: Option<std::thread::JoinHandle<()>>,
+    _served: crate::serve::Served,
 }
 
 const WORKER_FIELDS: &[&str] = &[
@@ -201,32 +200,11 @@ impl FakeBuildd {
                 level: "worker".into(),
             },
         );
-        let listener = std::net::TcpListener::bind(addr).expect("bind fake buildd server");
-        listener
-            .set_nonblocking(true)
-            .expect("nonblocking listener");
-        let bound = listener.local_addr().expect("local addr");
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let app = router(state.clone());
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                let _ = axum::serve(listener, app)
-                    .with_graceful_shutdown(async {
-                        let _ = rx.await;
-                    })
-                    .await;
-            });
-        });
+        let served = crate::serve::in_thread(addr, router(state.clone()), "the fake buildd server");
         FakeBuildd {
-            addr: bound,
+            addr: served.addr,
             state,
-            _stop: tx,
-            _thread: Some(thread),
+            _served: served,
         }
     }
 

@@ -67,7 +67,7 @@ fn lock(s: &Shared) -> MutexGuard<'_, Inner> {
 pub struct FakeGithub {
     addr: SocketAddr,
     state: Shared,
-    _stop: tokio::sync::oneshot::Sender<()>,
+    _served: crate::serve::Served,
 }
 
 impl FakeGithub {
@@ -77,33 +77,16 @@ impl FakeGithub {
             token: token.into(),
             ..Default::default()
         }));
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind fake github");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let addr = listener.local_addr().expect("addr");
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let app = Router::new()
             .route("/repos/{owner}/{repo}/pulls", post(create).get(list))
             .route("/repos/{owner}/{repo}/pulls/{number}", patch(update))
             .fallback(unknown)
             .with_state(state.clone());
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                let _ = axum::serve(listener, app)
-                    .with_graceful_shutdown(async {
-                        let _ = rx.await;
-                    })
-                    .await;
-            });
-        });
+        let served = crate::serve::in_thread("127.0.0.1:0", app, "the fake GitHub API");
         FakeGithub {
-            addr,
+            addr: served.addr,
             state,
-            _stop: tx,
+            _served: served,
         }
     }
 

@@ -6,4 +6,5 @@ pub mod buildd;
 pub mod demo;
 pub mod github;
 pub mod messages;
+pub mod serve;
 pub mod static_files;
