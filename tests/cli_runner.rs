@@ -14,7 +14,7 @@ use buildd_agent::runner::{
     Progress, ProgressSink, RunError, RunOutcome, RunRequest, Runner, Usage,
 };
 use buildd_agent::secret::Secret;
-use fake_claude::{Behaviour, FakeClaude, alive};
+use fake_claude::{Behaviour, FakeClaude, alive, gone_soon};
 use tempfile::TempDir;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
@@ -282,8 +282,8 @@ async fn hang_then_cancel(ignore_term: bool) {
         matches!(result, Err(RunError::Cancelled { .. })),
         "{result:?}"
     );
-    assert!(!alive(leader), "claude survived cancellation");
-    assert!(!alive(grandchild), "grandchild survived cancellation");
+    assert!(gone_soon(leader), "claude survived cancellation");
+    assert!(gone_soon(grandchild), "grandchild survived cancellation");
 }
 
 #[tokio::test]

@@ -152,6 +152,18 @@ fi
 
 /// Whether `pid` names a live process. A zombie counts as gone: it has exited
 /// and only waits for a parent to reap it (in a container, PID 1 may never).
+/// Whether `pid` is gone within a bounded wait: SIGKILL is delivered
+/// asynchronously, so a process killed a moment ago may still be exiting.
+pub fn gone_soon(pid: i32) -> bool {
+    for _ in 0..500 {
+        if !alive(pid) {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    false
+}
+
 pub fn alive(pid: i32) -> bool {
     use nix::sys::signal::kill;
     use nix::unistd::Pid;
