@@ -5,8 +5,8 @@
 #     -v buildd-state:/home/buildd/.buildd -v buildd-work:/home/buildd/work buildd-agent
 #
 # Stage "build" compiles a fully static musl binary natively on Alpine (musl
-# gcc and kernel headers are what aws-lc-sys, under rustls, needs for its C
-# build). Stage "binary" holds only that file: the release workflow extracts
+# gcc is what ring, rustls's crypto provider, needs for its C and assembly
+# parts). Stage "binary" holds only that file: the release workflow extracts
 # it with `docker build --target binary --output type=local,dest=DIR .`, so the
 # released Linux binaries and this image are built the same way. The final
 # stage is the runtime image.
@@ -33,9 +33,9 @@ FROM scratch AS binary
 COPY --from=build /out/buildd-agent /buildd-agent
 
 FROM ${RUNTIME_IMAGE}
-# git: tasks check out and push repositories. ca-certificates: git over HTTPS
-# (the agent itself carries its own roots through rustls). openssh-client:
-# git over SSH remotes.
+# git: tasks check out and push repositories. ca-certificates: the trust
+# roots for HTTPS, read by the agent (rustls's platform verifier) and by git.
+# openssh-client: git over SSH remotes.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates git openssh-client \
     && rm -rf /var/lib/apt/lists/*

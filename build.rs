@@ -14,6 +14,14 @@ fn main() {
         .unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=BUILDD_AGENT_COMMIT={commit}");
 
+    // Relative relocations as a compact RELR table instead of 24-byte RELA
+    // entries: about 0.5 MB less binary and less for the loader to read at
+    // start-up. GNU ld only emits RELR where the C library can apply it (glibc
+    // 2.36+, musl 1.2.4+), and lld likewise; older tool chains warn and ignore it.
+    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
+        println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
+    }
+
     // Rebuild when HEAD moves, wherever the git dir is (worktrees too).
     if let Some(dir) = git(&["rev-parse", "--git-dir"]) {
         println!("cargo:rerun-if-changed={dir}/HEAD");

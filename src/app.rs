@@ -98,6 +98,9 @@ pub async fn run(config: Config, redactor: Redactor) -> u8 {
     }
 }
 
+/// How long an exiting agent waits for the start-up sweep of stale worktrees.
+const SWEEP_WAIT: Duration = Duration::from_secs(5);
+
 type Failure = (AppError, Option<String>, u8);
 
 async fn run_inner(config: &Config, redactor: &Redactor) -> Result<u8, Failure> {
@@ -122,8 +125,12 @@ async fn run_inner(config: &Config, redactor: &Redactor) -> Result<u8, Failure> 
     }
 
     let git = build_git(config, &checkout, redactor);
-    // Worktrees a crashed agent left behind would otherwise pile up.
-    git.sweep().await;
+    // Worktrees a crashed agent left behind would otherwise pile up. The sweep runs
+    // beside the first claim, not before it: it spawns git for every repository,
+    // which would otherwise delay each start-up (a GitHub job's checkout is one).
+    let stale = git.stale_worktrees();
+    let sweeper = git.clone();
+    let sweep = tokio::spawn(async move { sweeper.sweep(stale).await });
 
     let shutdown = Shutdown::default();
     let signalled =
@@ -184,6 +191,9 @@ async fn run_inner(config: &Config, redactor: &Redactor) -> Result<u8, Failure> 
         }
     };
 
+    // Finish the sweep rather than let the runtime's shutdown cut it off mid-way
+    // (bounded: a hung git must not hold up an exit).
+    let _ = tokio::time::timeout(SWEEP_WAIT, sweep).await;
     let code = exit_code(&record, signalled.get().copied(), config.mode);
     // Written on success, failure and interruption alike.
     let report =

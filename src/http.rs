@@ -8,15 +8,33 @@
 //! trust roots at all, which cannot be tricked into trusting anything (a redirect to https
 //! fails verification); an `https://` one gets the platform verifier as before. Callers build
 //! a client once and share it (reqwest clients are cheap to clone and pool connections).
+//!
+//! TLS uses rustls with *ring* as its crypto provider (installed here, once, before any
+//! client is built): it is far smaller than aws-lc-rs, which reqwest and octocrab would
+//! otherwise each pull in, and it builds for static musl targets with a plain C compiler.
+//! GitHub's client (octocrab) runs over a client from here too, so there is one HTTP stack.
+
+use std::sync::Once;
 
 /// A client builder for talking to `base_url`, with the trust roots it needs and no more.
 pub fn client_builder(base_url: &str) -> reqwest::ClientBuilder {
+    install_crypto_provider();
     let builder = reqwest::Client::builder();
     if is_plain_http(base_url) {
         builder.tls_certs_only(std::iter::empty())
     } else {
         builder
     }
+}
+
+/// Make *ring* the process's rustls provider. reqwest is built without one of its own
+/// and would panic at the first https client otherwise. Another provider already
+/// installed (none is, in this binary) would do just as well, so that error is ignored.
+fn install_crypto_provider() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
 }
 
 /// Whether `base_url` is plain `http://` (case-insensitive, as URL schemes are).
@@ -38,5 +56,15 @@ mod tests {
         assert!(!is_plain_http("https://buildd.dev"));
         assert!(!is_plain_http("httpx://odd"));
         assert!(!is_plain_http("http"));
+    }
+
+    #[test]
+    fn https_clients_build_with_the_ring_provider() {
+        // Building loads the platform verifier and the installed provider; a missing
+        // provider would panic here rather than at the first real https request.
+        client_builder("https://api.github.com")
+            .build()
+            .expect("an https client builds");
+        assert!(rustls::crypto::CryptoProvider::get_default().is_some());
     }
 }

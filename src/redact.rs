@@ -7,6 +7,7 @@
 use std::borrow::Cow;
 use std::sync::{Arc, OnceLock, RwLock};
 
+use aho_corasick::AhoCorasick;
 use regex::Regex;
 
 /// Shortest value treated as a secret; shorter ones would redact ordinary words.
@@ -28,11 +29,46 @@ impl std::fmt::Debug for Redactor {
     }
 }
 
+/// Literals that every token shape starts with (ASCII case is ignored, a superset of the
+/// shapes' own rules). Compiling [`token_shapes`] costs about 2.5 million instructions, a
+/// millisecond or more — most of the agent's start-up work when the first log line paid
+/// for it — while almost no text contains one of these, so the regex is built only for
+/// text that does.
+const TOKEN_PREFIXES: &[&str] = &[
+    "sk-ant-",
+    "ghp_",
+    "gho_",
+    "ghu_",
+    "ghs_",
+    "ghr_",
+    "github_pat_",
+    "bld_",
+    "buildd_",
+    "bearer",
+    "token",
+];
+
+fn may_hold_token(text: &str) -> bool {
+    static PREFIXES: OnceLock<Option<AhoCorasick>> = OnceLock::new();
+    match PREFIXES.get_or_init(|| {
+        AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .build(TOKEN_PREFIXES)
+            .ok()
+    }) {
+        Some(ac) => ac.is_match(text),
+        // Cannot happen for these few literals; if it did, scan everything.
+        None => true,
+    }
+}
+
+/// Token shapes, in ASCII terms (`(?-u)`): tokens and HTTP headers are ASCII, and
+/// Unicode case folding would let `token` match text [`TOKEN_PREFIXES`] does not.
 fn token_shapes() -> &'static Regex {
     static RE: OnceLock<Regex> = OnceLock::new();
     RE.get_or_init(|| {
         Regex::new(concat!(
-            r"(?:sk-ant-[A-Za-z0-9_\-]{8,})",
+            r"(?-u)(?:sk-ant-[A-Za-z0-9_\-]{8,})",
             r"|(?:gh[pousr]_[A-Za-z0-9]{20,})",
             r"|(?:github_pat_[A-Za-z0-9_]{20,})",
             r"|(?:bld_[A-Za-z0-9_\-]{8,})",
@@ -103,10 +139,11 @@ impl Redactor {
                 }
             }
         }
-        if token_shapes().is_match(&out) {
+        if may_hold_token(&out) && token_shapes().is_match(&out) {
             out = Cow::Owned(token_shapes().replace_all(&out, "***").into_owned());
         }
-        if url_credentials().is_match(&out) {
+        // Credentials in a URL need `://` and `@`; most text has neither.
+        if out.contains("://") && out.contains('@') && url_credentials().is_match(&out) {
             out = Cow::Owned(url_credentials().replace_all(&out, "${1}***@").into_owned());
         }
         out
@@ -164,6 +201,42 @@ mod tests {
             r.redact("fetch https://x-access-token:abc123@github.com/a/b.git failed"),
             "fetch https://***@github.com/a/b.git failed"
         );
+    }
+
+    #[test]
+    fn every_token_shape_passes_the_prefix_check() {
+        // The prefilter must never skip text the regex would redact: each
+        // alternative's sample, in any ASCII case the regex accepts.
+        for sample in [
+            "sk-ant-api03-abcdefgh",
+            "ghp_abcdefghijklmnopqrst",
+            "gho_abcdefghijklmnopqrst",
+            "ghu_abcdefghijklmnopqrst",
+            "ghs_abcdefghijklmnopqrst",
+            "ghr_abcdefghijklmnopqrst",
+            "github_pat_abcdefghijklmnopqrst",
+            "bld_abcdefgh",
+            "buildd_abcdefghijklmnop",
+            "Authorization: BEARER abcdefghijklmnop",
+            "ToKeN\tabcdefghijklmnop",
+        ] {
+            assert!(token_shapes().is_match(sample), "{sample}");
+            assert!(may_hold_token(sample), "{sample}");
+            assert_eq!(Redactor::new().redact(sample).matches("***").count(), 1);
+        }
+        assert!(!may_hold_token("Fixed the login redirect in src/auth.rs"));
+    }
+
+    proptest::proptest! {
+        /// The prefilters change how fast redaction is, never what it hides.
+        #[test]
+        fn prefilters_never_change_the_result(
+            text in "((sk-ant-|gh[pousr]_|github_pat_|bld_|buildd_|[Bb]earer |TOKEN |https://u:p@h|[a-z0-9_ :/@.-]){0,12})"
+        ) {
+            let unfiltered = token_shapes().replace_all(&text, "***").into_owned();
+            let unfiltered = url_credentials().replace_all(&unfiltered, "${1}***@").into_owned();
+            proptest::prop_assert_eq!(Redactor::new().redact(&text).into_owned(), unfiltered);
+        }
     }
 
     #[test]

@@ -203,28 +203,24 @@ impl Git {
         }
     }
 
+    /// The worktrees under `<work_dir>/worktrees` whose agent process is gone (a
+    /// crash). A quick scan, meant for start-up, before any task of this agent.
+    pub fn stale_worktrees(&self) -> StaleWorktrees {
+        StaleWorktrees(stale_worktrees(&self.settings.work_dir))
+    }
+
     /// Remove worktrees whose agent process is gone (a crash), then prune
-    /// every cached repository's worktree list. Safe while other agents run.
-    pub async fn sweep(&self) {
-        let worktrees = self.settings.work_dir.join("worktrees");
-        if let Ok(rd) = std::fs::read_dir(&worktrees) {
-            for e in rd.flatten() {
-                let path = e.path();
-                if !path.is_dir() {
-                    continue;
-                }
-                let pid_file =
-                    path.with_file_name(format!("{}.pid", e.file_name().to_string_lossy()));
-                let alive = std::fs::read_to_string(&pid_file)
-                    .ok()
-                    .and_then(|p| p.trim().parse::<i32>().ok())
-                    .is_some_and(|pid| pid != std::process::id() as i32 && process_alive(pid));
-                if !alive {
-                    info!(worktree = %path.display(), "removing a stale worktree");
-                    let _ = std::fs::remove_dir_all(&path);
-                    let _ = std::fs::remove_file(&pid_file);
-                }
-            }
+    /// every cached repository's worktree list. Safe while other agents run,
+    /// and while this agent's own tasks start: each prune holds that
+    /// repository's lock, and git marks a worktree it is still adding as locked.
+    ///
+    /// `stale` comes from [`Git::stale_worktrees`], taken before this agent starts
+    /// any task of its own (its pid marks none of them yet).
+    pub async fn sweep(&self, stale: StaleWorktrees) {
+        let StaleWorktrees(stale) = stale;
+        if !stale.is_empty() {
+            // Deleting big trees is slow blocking I/O: keep it off the runtime.
+            let _ = tokio::task::spawn_blocking(move || remove_worktree_dirs(&stale)).await;
         }
         let mut repos: Vec<PathBuf> = std::fs::read_dir(self.settings.work_dir.join("repos"))
             .map(|rd| rd.flatten().map(|e| e.path()).collect())
@@ -233,6 +229,8 @@ impl Git {
             repos.push(self.settings.cwd.clone());
         }
         for repo in repos {
+            let lock = self.lock_for(&repo).await;
+            let _guard = lock.lock().await;
             if let Err(e) = self.run(&repo, &["worktree", "prune"]).await {
                 debug!("git worktree prune in {}: {e}", repo.display());
             }
@@ -351,6 +349,40 @@ fn cache_name(url: &str) -> String {
         (h ^ b as u64).wrapping_mul(0x100000001b3)
     });
     format!("{}-{:08x}", name.trim_start_matches('_'), hash as u32)
+}
+
+/// Worktrees (each with its pid file) that a dead agent left behind.
+#[derive(Debug, Default)]
+pub struct StaleWorktrees(Vec<(PathBuf, PathBuf)>);
+
+/// The worktrees under `<work_dir>/worktrees` whose owning agent is gone, each with
+/// its pid file. This process's own pid counts as gone: a task's worktree cannot
+/// exist yet when this runs, so one marked with our pid is a dead agent's (pid reuse).
+fn stale_worktrees(work_dir: &Path) -> Vec<(PathBuf, PathBuf)> {
+    let Ok(rd) = std::fs::read_dir(work_dir.join("worktrees")) else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .map(|e| e.path())
+        .filter(|path| path.is_dir())
+        .filter_map(|path| {
+            let name = path.file_name()?.to_string_lossy().into_owned();
+            let pid_file = path.with_file_name(format!("{name}.pid"));
+            let alive = std::fs::read_to_string(&pid_file)
+                .ok()
+                .and_then(|p| p.trim().parse::<i32>().ok())
+                .is_some_and(|pid| pid != std::process::id() as i32 && process_alive(pid));
+            (!alive).then_some((path, pid_file))
+        })
+        .collect()
+}
+
+fn remove_worktree_dirs(stale: &[(PathBuf, PathBuf)]) {
+    for (path, pid_file) in stale {
+        info!(worktree = %path.display(), "removing a stale worktree");
+        let _ = std::fs::remove_dir_all(path);
+        let _ = std::fs::remove_file(pid_file);
+    }
 }
 
 fn process_alive(pid: i32) -> bool {

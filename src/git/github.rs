@@ -5,6 +5,8 @@
 //! exists" (a re-run, or a resumed task), the open PR for the branch is looked
 //! up and its body updated instead.
 
+use std::time::Duration;
+
 use octocrab::Octocrab;
 use octocrab::params::State;
 
@@ -45,6 +47,10 @@ pub enum GithubError {
     Other(String),
 }
 
+/// How long to wait for GitHub to accept a connection, and for a whole call.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// A client for one API base URL and token.
 pub struct PullRequests {
     client: Octocrab,
@@ -56,11 +62,18 @@ impl PullRequests {
             url: api_url.into(),
             message,
         };
+        // Our own reqwest client, so GitHub calls share the agent's TLS set-up and
+        // timeouts instead of a second HTTP stack inside octocrab.
+        let http = crate::http::client_builder(api_url)
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
+            .build()
+            .map_err(|e| setup(e.to_string()))?;
         let client = Octocrab::builder()
             .base_uri(api_url)
             .map_err(|e| setup(e.to_string()))?
             .personal_token(token.expose().to_string())
-            .build()
+            .build_with_reqwest(http)
             .map_err(|e| setup(e.to_string()))?;
         Ok(PullRequests { client })
     }

@@ -28,7 +28,7 @@ use tokio::sync::Mutex;
 use crate::redact::Redactor;
 use crate::secret::Secret;
 
-pub use checkout::Prepared;
+pub use checkout::{Prepared, StaleWorktrees};
 pub use commit::{GitOutcome, TaskInfo};
 pub use remote::{RepoSpec, normalize_remote};
 
