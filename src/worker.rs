@@ -27,6 +27,9 @@ use crate::runner::{Progress, ProgressSink, RunError, RunRequest, Runner, Usage}
 /// hand them out again.
 pub const SHUTDOWN_REASON: &str = "agent shut down";
 
+/// The action lease renewals carry while the task's checkout is being prepared.
+const PREPARING: &str = "Preparing the checkout";
+
 /// How long a final report may keep retrying once the agent is stopping.
 const REPORT_DEADLINE_WHEN_STOPPING: Duration = Duration::from_secs(3);
 
@@ -185,9 +188,36 @@ pub async fn run(
                 context("baseBranch"),
                 context("resumeBranch"),
             );
-            let outcome = tokio::select! {
-                r = prepare => r.map_err(|e| (TaskStatus::Failed, format!("cannot prepare the checkout: {e}"))),
-                _ = stop.cancelled() => Err((TaskStatus::Cancelled, SHUTDOWN_REASON.to_string())),
+            tokio::pin!(prepare);
+            // A first clone of a big repository can outlast the server's lease: keep
+            // renewing it, and stop when the server has closed the worker meanwhile.
+            let mut lease = tokio::time::interval_at(
+                tokio::time::Instant::now() + ctx.lease_interval,
+                ctx.lease_interval,
+            );
+            lease.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let outcome = loop {
+                tokio::select! {
+                    r = &mut prepare => break r.map_err(|e| (TaskStatus::Failed, format!("cannot prepare the checkout: {e}"))),
+                    _ = stop.cancelled() => break Err((TaskStatus::Cancelled, SHUTDOWN_REASON.to_string())),
+                    _ = lease.tick() => {
+                        let renewal = WorkerUpdate {
+                            current_action: Some(PREPARING.to_string()),
+                            ..Default::default()
+                        };
+                        merge(&mut latest, &renewal);
+                        ctx.journal(EntryKind::Active, &result, &latest);
+                        match ctx.client.update_worker(&worker_id, &renewal).await {
+                            // Dropping `prepare` kills its git process; nothing is left to report.
+                            Err(e) if e.is_worker_closed() => {
+                                ctx.forget(&worker_id);
+                                return aborted(result, &e, started);
+                            }
+                            Err(e) => debug!(worker = %worker_id, "lease renewal failed: {}", ctx.redactor.redact(&e.to_string())),
+                            Ok(()) => {}
+                        }
+                    }
+                }
             };
             match outcome {
                 Ok(p) => Some(p),

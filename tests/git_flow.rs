@@ -584,3 +584,95 @@ fn hooks_the_model_plants_never_run() {
         .collect();
     assert!(ran.is_empty(), "hooks ran: {ran:?}");
 }
+
+/// A `git` first on PATH that announces a clone in `<dir>/clone-started` and then
+/// sleeps `secs` before running the real git: a big repository's first clone.
+fn slow_clone_git(dir: &Path, secs: u32) -> String {
+    let real = Command::new("sh")
+        .args(["-c", "command -v git"])
+        .output()
+        .expect("find git");
+    let real = String::from_utf8_lossy(&real.stdout).trim().to_string();
+    assert!(!real.is_empty(), "git on PATH");
+    let bin = dir.join("slow-git");
+    std::fs::create_dir_all(&bin).unwrap();
+    let marker = dir.join("clone-started");
+    let script = format!(
+        "#!/bin/sh\nfor a in \"$@\"; do\n  if [ \"$a\" = clone ]; then : > '{}'; sleep {secs}; break; fi\ndone\nexec '{real}' \"$@\"\n",
+        marker.display()
+    );
+    let path = bin.join("git");
+    std::fs::write(&path, script).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+#[test]
+fn the_lease_is_renewed_while_a_slow_first_clone_runs() {
+    let server = FakeBuildd::start();
+    let o = Origin::new();
+    let sb = Sandbox::new();
+    let task = o.seed(&server, "tsk_slowclone1", "Look around");
+    let path = slow_clone_git(sb.dir.path(), 2);
+    let out = run(agent(&sb, &server, &o)
+        .env("PATH", path)
+        .env("BUILDD_LEASE_INTERVAL", "100ms")
+        .arg("--once"));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let ws = server.workers();
+    let w = worker_for(&ws, &task);
+    assert_eq!(statuses(w), ["running", "completed"]);
+    let renewals = w
+        .updates
+        .iter()
+        .filter(|u| u["currentAction"] == json!("Preparing the checkout"))
+        .count();
+    assert!(
+        renewals >= 1,
+        "no renewal during the clone: {:?}",
+        w.updates
+    );
+}
+
+#[test]
+fn a_worker_closed_during_the_clone_stops_the_clone_and_reports_nothing() {
+    let server = FakeBuildd::start();
+    let o = Origin::new();
+    let sb = Sandbox::new();
+    o.seed(&server, "tsk_slowclone2", "Look around");
+    // Far longer than the test waits: only the agent giving up ends it early.
+    let path = slow_clone_git(sb.dir.path(), 30);
+    let child = agent(&sb, &server, &o)
+        .env("PATH", path)
+        .env("BUILDD_LEASE_INTERVAL", "100ms")
+        .arg("--once")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let marker = sb.dir.path().join("clone-started");
+    wait_for("the clone to start", || marker.exists());
+    server.close_worker(&server.workers()[0].id, "failed");
+    let out = wait_output(child, std::time::Duration::from_secs(25));
+    let w = &server.workers()[0];
+    assert_eq!(w.terminal_reports, 0, "{:?}", w.updates);
+    assert!(
+        stderr(&out).contains("server closed the worker"),
+        "{}",
+        stderr(&out)
+    );
+    // Nothing is left for a later start-up to report.
+    let outbox = sb.home().join(".buildd/agent/outbox");
+    let left: Vec<_> = std::fs::read_dir(&outbox)
+        .map(|rd| rd.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        left.iter().all(|n| n.to_string_lossy().starts_with('.')),
+        "{left:?}"
+    );
+}
