@@ -223,6 +223,13 @@ fn problem_hint(problem: &ServerProblem, config: &Config) -> String {
         ServerProblem::ClaimRejected { .. } => {
             "check --task and --workspace name a task and workspace this key can claim".into()
         }
+        ServerProblem::Unreachable { last_error, .. } if last_error.contains("certificate") => {
+            format!(
+                "the TLS certificate of {} is not trusted; if a private CA signs it, point \
+                 SSL_CERT_FILE at that CA's PEM file",
+                config.server
+            )
+        }
         ServerProblem::Unreachable { .. } => format!(
             "check that {} is up and reachable; --retry-budget sets how long to keep trying",
             config.server
@@ -232,7 +239,12 @@ fn problem_hint(problem: &ServerProblem, config: &Config) -> String {
 
 fn log_totals(record: &RunRecord) {
     let count = |s: TaskStatus| record.results.iter().filter(|r| r.status == s).count();
-    let cost: f64 = record.results.iter().filter_map(|r| r.usage.cost_usd).sum();
+    // `fold` from +0.0: `sum()` of no floats is -0.0, which prints as "-0.0000".
+    let cost = record
+        .results
+        .iter()
+        .filter_map(|r| r.usage.cost_usd)
+        .fold(0.0, |a, c| a + c);
     info!(
         claimed = record.results.len(),
         completed = count(TaskStatus::Completed),

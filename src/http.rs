@@ -37,6 +37,20 @@ fn install_crypto_provider() {
     });
 }
 
+/// `e` and every error under it, joined with `: `. reqwest's own message is only
+/// "error sending request"; the cause a user can act on (connection refused, a
+/// certificate not trusted) is further down the chain.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        s.push_str(": ");
+        s.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    s
+}
+
 /// Whether `base_url` is plain `http://` (case-insensitive, as URL schemes are).
 fn is_plain_http(base_url: &str) -> bool {
     base_url

@@ -19,7 +19,9 @@ pub fn init(format: LogFormat, redactor: Redactor, actions: bool) {
             Ok(v) if !v.trim().is_empty() && v != "0" && v != "false" => {
                 EnvFilter::new("buildd_agent=debug,info")
             }
-            _ => EnvFilter::new("info"),
+            // The platform verifier logs every refused certificate at ERROR; the
+            // agent's own warning already carries the same reason.
+            _ => EnvFilter::new("info,rustls_platform_verifier=off"),
         },
     };
     let writer = RedactingStderr { redactor, actions };

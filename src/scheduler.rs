@@ -301,7 +301,8 @@ impl Scheduler {
                     && since.elapsed() >= self.config.retry.budget;
                 if give_up {
                     return Err(ServerProblem::Unreachable {
-                        waited: since.elapsed(),
+                        // Whole milliseconds: "334ms", not "334ms 89us 132ns".
+                        waited: Duration::from_millis(since.elapsed().as_millis() as u64),
                         last_error: message,
                     });
                 }

@@ -182,7 +182,7 @@ impl Client {
             .body(body.to_vec())
             .send()
             .await
-            .map_err(|e| ApiError::Transport(error_chain(&e)))?;
+            .map_err(|e| ApiError::Transport(crate::http::error_chain(&e)))?;
         let status = response.status();
         if !status.is_success() {
             return Err(http_error(response).await);
@@ -201,7 +201,7 @@ impl Client {
                     ))
                 })?;
             let Some(chunk) = next else { break };
-            let chunk = chunk.map_err(|e| ApiError::DroppedStream(error_chain(&e)))?;
+            let chunk = chunk.map_err(|e| ApiError::DroppedStream(crate::http::error_chain(&e)))?;
             received = received.saturating_add(chunk.len());
             if received > self.config.max_response_bytes {
                 return Err(ApiError::ResponseTooLarge {
@@ -263,17 +263,6 @@ async fn http_error(response: reqwest::Response) -> ApiError {
         request_id,
         retry_after,
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        s.push_str(": ");
-        s.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    s
 }
 
 #[cfg(test)]

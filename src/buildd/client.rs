@@ -166,8 +166,8 @@ fn path_segment(id: &str) -> String {
 }
 
 fn network(e: reqwest::Error) -> BuilddError {
-    // reqwest's message may include the URL; it never includes our headers.
-    BuilddError::Network(e.without_url().to_string())
+    // Without the URL (the error names the server elsewhere); never our headers.
+    BuilddError::Network(crate::http::error_chain(&e.without_url()))
 }
 
 async fn read_body(mut resp: reqwest::Response) -> Result<Vec<u8>, BuilddError> {
