@@ -169,77 +169,31 @@ pub async fn run(
     } else {
         claimed.branch.clone()
     };
-    let prepared = match task_repo(&claimed) {
-        None => None,
-        Some(repo) => {
-            let context = |k: &str| {
-                claimed
-                    .task
-                    .context
-                    .as_ref()
-                    .and_then(|c| c.get(k))
-                    .and_then(|v| v.as_str())
-                    .filter(|v| !v.is_empty())
-            };
-            let prepare = ctx.git.prepare(
-                &repo,
-                &worker_id,
-                &branch,
-                context("baseBranch"),
-                context("resumeBranch"),
-            );
-            tokio::pin!(prepare);
-            // A first clone of a big repository can outlast the server's lease: keep
-            // renewing it, and stop when the server has closed the worker meanwhile.
-            let mut lease = tokio::time::interval_at(
-                tokio::time::Instant::now() + ctx.lease_interval,
-                ctx.lease_interval,
-            );
-            lease.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let outcome = loop {
-                tokio::select! {
-                    r = &mut prepare => break r.map_err(|e| (TaskStatus::Failed, format!("cannot prepare the checkout: {e}"))),
-                    _ = stop.cancelled() => break Err((TaskStatus::Cancelled, SHUTDOWN_REASON.to_string())),
-                    _ = lease.tick() => {
-                        let renewal = WorkerUpdate {
-                            current_action: Some(PREPARING.to_string()),
-                            ..Default::default()
-                        };
-                        merge(&mut latest, &renewal);
-                        ctx.journal(EntryKind::Active, &result, &latest);
-                        match ctx.client.update_worker(&worker_id, &renewal).await {
-                            // Dropping `prepare` kills its git process; nothing is left to report.
-                            Err(e) if e.is_worker_closed() => {
-                                ctx.forget(&worker_id);
-                                return aborted(result, &e, started);
-                            }
-                            Err(e) => debug!(worker = %worker_id, "lease renewal failed: {}", ctx.redactor.redact(&e.to_string())),
-                            Ok(()) => {}
-                        }
-                    }
-                }
-            };
-            match outcome {
-                Ok(p) => Some(p),
-                Err((status, reason)) => {
-                    result.status = status;
-                    let reason = bounded(&ctx.redactor.redact(&reason));
-                    warn!(worker = %worker_id, "{reason}");
-                    result.error = Some(reason.clone());
-                    result.duration = started.elapsed();
-                    result.reported = report_terminal(
-                        &ctx,
-                        failed_update(reason, &result.usage),
-                        &mut result,
-                        &stop,
-                        &hard_stop,
-                    )
-                    .await;
-                    return result;
-                }
+    let prepared =
+        match prepare_checkout(&ctx, &claimed, &branch, &stop, &result, &mut latest).await {
+            Ok(p) => p,
+            Err(PrepareEnd::Closed(e)) => {
+                // Nothing is left to report over the server's decision.
+                ctx.forget(&worker_id);
+                return aborted(result, &e, started);
             }
-        }
-    };
+            Err(PrepareEnd::Stopped(status, reason)) => {
+                result.status = status;
+                let reason = bounded(&ctx.redactor.redact(&reason));
+                warn!(worker = %worker_id, "{reason}");
+                result.error = Some(reason.clone());
+                result.duration = started.elapsed();
+                result.reported = report_terminal(
+                    &ctx,
+                    failed_update(reason, &result.usage),
+                    &mut result,
+                    &stop,
+                    &hard_stop,
+                )
+                .await;
+                return result;
+            }
+        };
 
     let request = RunRequest {
         task: claimed.task.clone(),
@@ -463,6 +417,78 @@ pub async fn run(
         "task finished"
     );
     result
+}
+
+/// Why preparing the checkout ended the task before the runner started.
+enum PrepareEnd {
+    /// The server closed the worker (a lease renewal was refused).
+    Closed(BuilddError),
+    /// The checkout failed, or the agent is shutting down: reported like a run's end.
+    Stopped(TaskStatus, String),
+}
+
+/// The task's own worktree when its claim names a repository (else `None`: the
+/// runner works in the agent's checkout). A first clone of a big repository can
+/// outlast the server's lease, so renewals tick meanwhile, journalled like any update.
+async fn prepare_checkout(
+    ctx: &WorkerContext,
+    claimed: &ClaimedWorker,
+    branch: &str,
+    stop: &CancellationToken,
+    result: &TaskResult,
+    latest: &mut WorkerUpdate,
+) -> Result<Option<Prepared>, PrepareEnd> {
+    let Some(repo) = task_repo(claimed) else {
+        return Ok(None);
+    };
+    let context = |k: &str| {
+        claimed
+            .task
+            .context
+            .as_ref()
+            .and_then(|c| c.get(k))
+            .and_then(|v| v.as_str())
+            .filter(|v| !v.is_empty())
+    };
+    let prepare = ctx.git.prepare(
+        &repo,
+        &claimed.id,
+        branch,
+        context("baseBranch"),
+        context("resumeBranch"),
+    );
+    tokio::pin!(prepare);
+    let mut lease = tokio::time::interval_at(
+        tokio::time::Instant::now() + ctx.lease_interval,
+        ctx.lease_interval,
+    );
+    lease.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            r = &mut prepare => {
+                return r.map(Some).map_err(|e| {
+                    PrepareEnd::Stopped(TaskStatus::Failed, format!("cannot prepare the checkout: {e}"))
+                });
+            }
+            _ = stop.cancelled() => {
+                return Err(PrepareEnd::Stopped(TaskStatus::Cancelled, SHUTDOWN_REASON.to_string()));
+            }
+            _ = lease.tick() => {
+                let renewal = WorkerUpdate {
+                    current_action: Some(PREPARING.to_string()),
+                    ..Default::default()
+                };
+                merge(latest, &renewal);
+                ctx.journal(EntryKind::Active, result, latest);
+                match ctx.client.update_worker(&claimed.id, &renewal).await {
+                    // Returning drops `prepare`, which kills its git process.
+                    Err(e) if e.is_worker_closed() => return Err(PrepareEnd::Closed(e)),
+                    Err(e) => debug!(worker = %claimed.id, "lease renewal failed: {}", ctx.redactor.redact(&e.to_string())),
+                    Ok(()) => {}
+                }
+            }
+        }
+    }
 }
 
 /// The repository the claim names, if any.
