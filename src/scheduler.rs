@@ -301,8 +301,7 @@ impl Scheduler {
                     && since.elapsed() >= self.config.retry.budget;
                 if give_up {
                     return Err(ServerProblem::Unreachable {
-                        // Whole milliseconds: "334ms", not "334ms 89us 132ns".
-                        waited: Duration::from_millis(since.elapsed().as_millis() as u64),
+                        waited: worker::round_ms(since.elapsed()),
                         last_error: message,
                     });
                 }

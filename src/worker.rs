@@ -75,6 +75,19 @@ impl WorkerContext {
         }
     }
 
+    /// Send an in-flight update, journalled first (merged into `latest`, the state a
+    /// crash would report) so a report is never sent without a trace of it on disk.
+    async fn send_active(
+        &self,
+        result: &TaskResult,
+        latest: &mut WorkerUpdate,
+        update: &WorkerUpdate,
+    ) -> Result<(), BuilddError> {
+        merge(latest, update);
+        self.journal(EntryKind::Active, result, latest);
+        self.client.update_worker(&result.worker_id, update).await
+    }
+
     fn forget(&self, worker_id: &str) {
         if let Some(ob) = &self.outbox {
             ob.remove(worker_id);
@@ -275,11 +288,9 @@ pub async fn run(
                     }
                     let update = std::mem::take(&mut pending);
                     dirty = false;
-                    merge(&mut latest, &update);
-                    ctx.journal(EntryKind::Active, &result, &latest);
                     last_sent = Instant::now();
                     last_contact = last_sent;
-                    if let Err(e) = ctx.client.update_worker(&worker_id, &update).await {
+                    if let Err(e) = ctx.send_active(&result, &mut latest, &update).await {
                         if e.is_worker_closed() && stop_reason.is_none() {
                             info!(worker = %worker_id, "server closed the worker: {}", ctx.redactor.redact(&e.to_string()));
                             stop_reason = Some((TaskStatus::Aborted, e.to_string()));
@@ -478,9 +489,7 @@ async fn prepare_checkout(
                     current_action: Some(PREPARING.to_string()),
                     ..Default::default()
                 };
-                merge(latest, &renewal);
-                ctx.journal(EntryKind::Active, result, latest);
-                match ctx.client.update_worker(&claimed.id, &renewal).await {
+                match ctx.send_active(result, latest, &renewal).await {
                     // Returning drops `prepare`, which kills its git process.
                     Err(e) if e.is_worker_closed() => return Err(PrepareEnd::Closed(e)),
                     Err(e) => debug!(worker = %claimed.id, "lease renewal failed: {}", ctx.redactor.redact(&e.to_string())),
@@ -696,7 +705,8 @@ fn truncate_chars(text: &str, max: usize) -> String {
     }
 }
 
-fn round_ms(d: Duration) -> Duration {
+/// `d` in whole milliseconds, for messages ("334ms", not "334ms 89us 132ns").
+pub(crate) fn round_ms(d: Duration) -> Duration {
     Duration::from_millis(d.as_millis() as u64)
 }
 

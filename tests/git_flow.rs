@@ -588,18 +588,14 @@ fn hooks_the_model_plants_never_run() {
 /// A `git` first on PATH that announces a clone in `<dir>/clone-started` and then
 /// sleeps `secs` before running the real git: a big repository's first clone.
 fn slow_clone_git(dir: &Path, secs: u32) -> String {
-    let real = Command::new("sh")
-        .args(["-c", "command -v git"])
-        .output()
-        .expect("find git");
-    let real = String::from_utf8_lossy(&real.stdout).trim().to_string();
-    assert!(!real.is_empty(), "git on PATH");
+    let real = which::which("git").expect("git on PATH");
     let bin = dir.join("slow-git");
     std::fs::create_dir_all(&bin).unwrap();
     let marker = dir.join("clone-started");
     let script = format!(
-        "#!/bin/sh\nfor a in \"$@\"; do\n  if [ \"$a\" = clone ]; then : > '{}'; sleep {secs}; break; fi\ndone\nexec '{real}' \"$@\"\n",
-        marker.display()
+        "#!/bin/sh\nfor a in \"$@\"; do\n  if [ \"$a\" = clone ]; then : > '{}'; sleep {secs}; break; fi\ndone\nexec '{}' \"$@\"\n",
+        marker.display(),
+        real.display()
     );
     let path = bin.join("git");
     std::fs::write(&path, script).unwrap();
@@ -667,12 +663,6 @@ fn a_worker_closed_during_the_clone_stops_the_clone_and_reports_nothing() {
         stderr(&out)
     );
     // Nothing is left for a later start-up to report.
-    let outbox = sb.home().join(".buildd/agent/outbox");
-    let left: Vec<_> = std::fs::read_dir(&outbox)
-        .map(|rd| rd.flatten().map(|e| e.file_name()).collect())
-        .unwrap_or_default();
-    assert!(
-        left.iter().all(|n| n.to_string_lossy().starts_with('.')),
-        "{left:?}"
-    );
+    let left = outbox_files(&sb);
+    assert!(left.iter().all(|n| n.starts_with('.')), "{left:?}");
 }

@@ -81,11 +81,9 @@ fn undelivered_final_report_is_sent_on_the_next_start() {
         "{}",
         stderr(&out)
     );
-    let outbox = sb.home().join(".buildd/agent/outbox");
-    let entries: Vec<_> = std::fs::read_dir(&outbox)
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().ends_with(".terminal.json"))
+    let entries: Vec<_> = outbox_files(&sb)
+        .into_iter()
+        .filter(|n| n.ends_with(".terminal.json"))
         .collect();
     assert_eq!(entries.len(), 1);
 
@@ -101,10 +99,9 @@ fn undelivered_final_report_is_sent_on_the_next_start() {
         json!("Created out.txt with the marker.")
     );
     assert_eq!(
-        std::fs::read_dir(&outbox)
-            .unwrap()
-            .flatten()
-            .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+        outbox_files(&sb)
+            .iter()
+            .filter(|n| n.ends_with(".json"))
             .count(),
         0
     );

@@ -205,8 +205,28 @@ impl Git {
 
     /// The worktrees under `<work_dir>/worktrees` whose agent process is gone (a
     /// crash). A quick scan, meant for start-up, before any task of this agent.
+    ///
+    /// This process's own pid counts as gone: a task's worktree cannot exist yet
+    /// when this runs, so one marked with our pid is a dead agent's (pid reuse).
     pub fn stale_worktrees(&self) -> StaleWorktrees {
-        StaleWorktrees(stale_worktrees(&self.settings.work_dir))
+        let Ok(rd) = std::fs::read_dir(self.settings.work_dir.join("worktrees")) else {
+            return StaleWorktrees::default();
+        };
+        let stale = rd
+            .flatten()
+            .map(|e| e.path())
+            .filter(|path| path.is_dir())
+            .filter_map(|path| {
+                let name = path.file_name()?.to_string_lossy().into_owned();
+                let pid_file = path.with_file_name(format!("{name}.pid"));
+                let alive = std::fs::read_to_string(&pid_file)
+                    .ok()
+                    .and_then(|p| p.trim().parse::<i32>().ok())
+                    .is_some_and(|pid| pid != std::process::id() as i32 && process_alive(pid));
+                (!alive).then_some((path, pid_file))
+            })
+            .collect();
+        StaleWorktrees(stale)
     }
 
     /// Remove worktrees whose agent process is gone (a crash), then prune
@@ -354,28 +374,6 @@ fn cache_name(url: &str) -> String {
 /// Worktrees (each with its pid file) that a dead agent left behind.
 #[derive(Debug, Default)]
 pub struct StaleWorktrees(Vec<(PathBuf, PathBuf)>);
-
-/// The worktrees under `<work_dir>/worktrees` whose owning agent is gone, each with
-/// its pid file. This process's own pid counts as gone: a task's worktree cannot
-/// exist yet when this runs, so one marked with our pid is a dead agent's (pid reuse).
-fn stale_worktrees(work_dir: &Path) -> Vec<(PathBuf, PathBuf)> {
-    let Ok(rd) = std::fs::read_dir(work_dir.join("worktrees")) else {
-        return Vec::new();
-    };
-    rd.flatten()
-        .map(|e| e.path())
-        .filter(|path| path.is_dir())
-        .filter_map(|path| {
-            let name = path.file_name()?.to_string_lossy().into_owned();
-            let pid_file = path.with_file_name(format!("{name}.pid"));
-            let alive = std::fs::read_to_string(&pid_file)
-                .ok()
-                .and_then(|p| p.trim().parse::<i32>().ok())
-                .is_some_and(|pid| pid != std::process::id() as i32 && process_alive(pid));
-            (!alive).then_some((path, pid_file))
-        })
-        .collect()
-}
 
 fn remove_worktree_dirs(stale: &[(PathBuf, PathBuf)]) {
     for (path, pid_file) in stale {

@@ -149,6 +149,17 @@ cat '{ok}'
     }
 }
 
+/// The names of the files in the sandbox's outbox (`~/.buildd/agent/outbox`), which
+/// must exist: every agent run that took a task created it.
+pub fn outbox_files(sb: &Sandbox) -> Vec<String> {
+    let dir = sb.home().join(".buildd/agent/outbox");
+    std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
 /// Run to completion with a generous safety timeout (a hang fails the test
 /// instead of wedging the suite; it is not a timing assertion).
 pub fn run(cmd: &mut Command) -> Output {
