@@ -16,6 +16,10 @@ use std::process::{Command, Output};
 use buildd_fakes::static_files::StaticFiles;
 use tempfile::TempDir;
 
+#[path = "support/agent_binary.rs"]
+mod agent_binary;
+use agent_binary::agent_binary;
+
 const REPO: &str = "buildd-dev/buildd-agent";
 /// The version the crate (and so the real binary) carries: the "latest" release.
 const LATEST: &str = env!("CARGO_PKG_VERSION");
@@ -87,14 +91,21 @@ fn write_executable(path: &Path, body: &str) {
     fs::set_permissions(path, fs::Permissions::from_mode(0o755)).expect("chmod");
 }
 
-/// The real binary, when it reports its version the way install-agent.sh
-/// reads it (`buildd-agent <version> (<commit>)`); else `None`.
-fn real_binary() -> Option<PathBuf> {
-    let real = PathBuf::from(env!("CARGO_BIN_EXE_buildd-agent"));
-    let out = Command::new(&real).arg("--version").output().ok()?;
-    String::from_utf8_lossy(&out.stdout)
-        .starts_with(&format!("buildd-agent {LATEST} ("))
-        .then_some(real)
+/// The agent binary under test, which must report its version the way
+/// install-agent.sh reads it (`buildd-agent <version> (<commit>)`).
+fn real_binary() -> PathBuf {
+    let real = agent_binary();
+    let out = Command::new(&real)
+        .arg("--version")
+        .output()
+        .unwrap_or_else(|e| panic!("run {} --version: {e}", real.display()));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.starts_with(&format!("buildd-agent {LATEST} (")),
+        "{} --version printed {stdout:?}",
+        real.display()
+    );
+    real
 }
 
 /// A stand-in binary for `version`: small, so packaging it is instant.
@@ -353,18 +364,10 @@ fn published_latest() -> Fixture {
 
 #[test]
 fn fresh_install_of_the_latest_release() {
-    // The real binary when it can say its version; it is large, so it is
-    // packaged once and every shell installs it into its own directory.
+    // The real binary; it is large, so it is packaged once and every shell
+    // installs it into its own directory.
     let fx = Fixture::new();
-    match real_binary() {
-        Some(real) => fx.publish_binary(LATEST, host_target(), &real),
-        None => {
-            eprintln!(
-                "note: buildd-agent --version does not print `buildd-agent {LATEST} (<commit>)` yet; using a stand-in"
-            );
-            fx.publish(LATEST, host_target());
-        }
-    }
+    fx.publish_binary(LATEST, host_target(), &real_binary());
     fx.set_latest(LATEST);
     for (i, shell) in shells().into_iter().enumerate() {
         let dir = fx.path(&format!("install-{i}"));

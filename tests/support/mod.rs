@@ -20,6 +20,9 @@ use std::time::{Duration, Instant};
 pub use buildd_fakes::buildd::{DEFAULT_KEY, FakeBuildd, Fault, Route, TaskSeed};
 use tempfile::TempDir;
 
+mod agent_binary;
+pub use agent_binary::agent_binary;
+
 /// The OAuth token the fake `claude` expects to receive.
 pub const OAUTH_TOKEN: &str = "sk-ant-oat01-test-oauth-token-0123456789";
 
@@ -131,7 +134,7 @@ cat '{ok}'
     /// A command for the agent: clean environment, fast timings, the fake
     /// `claude` and an OAuth token; `server` and the default key.
     pub fn agent(&self, server: &FakeBuildd) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_buildd-agent"));
+        let mut cmd = Command::new(agent_binary());
         cmd.env_clear()
             .current_dir(self.work())
             .env("PATH", std::env::var("PATH").unwrap_or_default())

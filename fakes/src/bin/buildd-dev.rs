@@ -2,7 +2,8 @@
 //! no network.
 //!
 //! `buildd-dev serve` runs the fake buildd server seeded with sample tasks
-//! until Ctrl-C. `buildd-dev demo` (see `scripts/demo`) starts the stack, runs
+//! until Ctrl-C (with `--model`, also the fake Messages API scripted to work
+//! them). `buildd-dev demo` (see `scripts/demo`) starts the stack, runs
 //! `buildd-agent --until-idle` against it and shows what the server saw.
 
 use std::path::{Path, PathBuf};
@@ -34,6 +35,14 @@ enum Cmd {
         /// JSON file with an array of tasks to seed (default: the sample tasks)
         #[arg(long)]
         tasks: Option<PathBuf>,
+        /// Also serve the scripted fake Messages API that works the sample tasks (run the
+        /// agent with --max-tasks 1 so it takes them in order); on exit, say whether the
+        /// script was followed
+        #[arg(long, conflicts_with = "tasks")]
+        model: bool,
+        /// Write the sample project the sample tasks work on into this directory
+        #[arg(long, value_name = "DIR")]
+        project: Option<PathBuf>,
     },
     /// Run buildd-agent --until-idle against the fakes on a sample project and show the result
     Demo {
@@ -98,7 +107,16 @@ fn main() -> anyhow::Result<()> {
             bench::print_table(&rows);
             Ok(())
         }
-        Cmd::Serve { addr, tasks } => {
+        Cmd::Serve {
+            addr,
+            tasks,
+            model,
+            project,
+        } => {
+            if let Some(dir) = project {
+                write_project(&dir)?;
+                println!("sample project in {}", dir.display());
+            }
             let server = FakeBuildd::start_on(&addr);
             for t in load_tasks(tasks)? {
                 server.add_task(t);
@@ -109,13 +127,50 @@ fn main() -> anyhow::Result<()> {
                 server.url()
             );
             println!("  state: {}/__fake/state   (Ctrl-C to stop)", server.url());
-            let rt = tokio::runtime::Builder::new_current_thread()
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
                 .enable_all()
                 .build()?;
-            rt.block_on(tokio::signal::ctrl_c())?;
-            Ok(())
+            rt.block_on(async {
+                let model = if model {
+                    Some(FakeMessages::start(demo::script()).await?)
+                } else {
+                    None
+                };
+                if let Some(m) = &model {
+                    println!("fake Messages API on {}", m.url());
+                    println!(
+                        "  ANTHROPIC_BASE_URL={} ANTHROPIC_API_KEY={}",
+                        m.url(),
+                        demo::DEMO_ANTHROPIC_KEY
+                    );
+                }
+                tokio::signal::ctrl_c().await?;
+                let Some(m) = model else { return Ok(()) };
+                let violations = m.violations();
+                for v in &violations {
+                    println!("Messages API protocol violation: {v}");
+                }
+                println!("Messages API script steps left: {}", m.remaining_steps());
+                if !violations.is_empty() {
+                    bail!("the fake Messages API saw protocol violations");
+                }
+                Ok(())
+            })
         }
     }
+}
+
+/// Writes the sample project's files under `dir`.
+fn write_project(dir: &Path) -> anyhow::Result<()> {
+    for (path, text) in demo::PROJECT_FILES {
+        let p = dir.join(path);
+        let parent = p.parent().unwrap_or(dir);
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+        std::fs::write(&p, text).with_context(|| format!("cannot write {}", p.display()))?;
+    }
+    Ok(())
 }
 
 /// Start both fakes, run the agent on a fresh copy of the sample project, and
@@ -136,11 +191,7 @@ async fn run_demo(agent: &Path, keep: Option<PathBuf>) -> anyhow::Result<bool> {
         None => temp.path().to_path_buf(),
     };
     let project = root.join("project");
-    for (path, text) in demo::PROJECT_FILES {
-        let p = project.join(path);
-        std::fs::create_dir_all(p.parent().unwrap_or(&project))?;
-        std::fs::write(&p, text)?;
-    }
+    write_project(&project)?;
 
     let server = FakeBuildd::start();
     for t in demo::tasks() {
