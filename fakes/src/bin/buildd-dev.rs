@@ -126,7 +126,7 @@ fn main() -> anyhow::Result<()> {
                 "  BUILDD_SERVER={} BUILDD_API_KEY={DEFAULT_KEY}",
                 server.url()
             );
-            println!("  state: {}/__fake/state   (Ctrl-C to stop)", server.url());
+            let state_url = format!("{}/__fake/state", server.url());
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)
                 .enable_all()
@@ -145,6 +145,8 @@ fn main() -> anyhow::Result<()> {
                         demo::DEMO_ANTHROPIC_KEY
                     );
                 }
+                // Last, so that scripts can wait for this line: everything is up.
+                println!("state: {state_url}   (Ctrl-C to stop)");
                 tokio::signal::ctrl_c().await?;
                 let Some(m) = model else { return Ok(()) };
                 let violations = m.violations();
