@@ -42,6 +42,11 @@ impl Backoff {
     }
 }
 
+/// `d` in whole milliseconds, for messages ("334ms", not "334ms 89us 132ns").
+pub fn round_ms(d: Duration) -> Duration {
+    Duration::from_millis(d.as_millis() as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,18 +5,20 @@ use std::io::{self, Write};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
-use crate::cli::LogFormat;
+use std::collections::HashMap;
+
+use crate::config::flags::LogFormat;
 use crate::redact::Redactor;
 
 /// Install the global subscriber. `RUST_LOG` wins; the seed's `DEBUG=*` (or
 /// any non-empty `DEBUG`) means debug; otherwise info. On GitHub Actions
 /// (`actions`), log text is also neutralised: a task title with a newline and
 /// `::set-output` must not become a workflow command through stderr.
-pub fn init(format: LogFormat, redactor: Redactor, actions: bool) {
-    let filter = match std::env::var("RUST_LOG") {
-        Ok(v) if !v.trim().is_empty() => EnvFilter::new(v),
-        _ => match std::env::var("DEBUG") {
-            Ok(v) if !v.trim().is_empty() && v != "0" && v != "false" => {
+pub fn init(format: LogFormat, redactor: Redactor, actions: bool, env: &HashMap<String, String>) {
+    let filter = match env.get("RUST_LOG") {
+        Some(v) if !v.trim().is_empty() => EnvFilter::new(v),
+        _ => match env.get("DEBUG") {
+            Some(v) if !v.trim().is_empty() && v != "0" && v != "false" => {
                 EnvFilter::new("buildd_agent=debug,info")
             }
             // The platform verifier logs every refused certificate at ERROR; the

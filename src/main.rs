@@ -1,12 +1,13 @@
-//! Thin entry point: parse the command line, set up logging, run the app, and
-//! turn the result into one rendered error and a documented exit code.
+//! Thin entry point: parse the command line, set up logging, resolve the
+//! configuration, run the app, and turn the result into one rendered error and
+//! a documented exit code.
 
 use std::collections::HashMap;
 use std::process::ExitCode;
 
-use buildd_agent::app;
-use buildd_agent::cli::Cli;
-use buildd_agent::config::Config;
+use buildd_agent::config::flags::Cli;
+use buildd_agent::config::{Config, SECRET_ENV_VARS};
+use buildd_agent::error::{EXIT_USAGE, render};
 use buildd_agent::redact::Redactor;
 use clap::{CommandFactory, FromArgMatches};
 
@@ -16,8 +17,9 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
+    let env: HashMap<String, String> = std::env::vars().collect();
     let redactor = Redactor::new();
-    let on_actions = std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true");
+    let on_actions = env.get("GITHUB_ACTIONS").is_some_and(|v| v == "true");
     if on_actions {
         // Masks go out before anything else is printed, and for every secret
         // learned later (keys a claim hands over) as it is learned.
@@ -27,23 +29,20 @@ fn main() -> ExitCode {
             let _ = out.write_all(buildd_agent::actions::commands::add_mask(secret).as_bytes());
             let _ = out.flush();
         }));
-        for var in app::SECRET_ENV_VARS {
-            if let Ok(v) = std::env::var(var) {
-                redactor.add(&v);
+        for var in SECRET_ENV_VARS {
+            if let Some(v) = env.get(*var) {
+                redactor.add(v);
             }
         }
     }
     if let Some(key) = &cli.api_key {
         redactor.add(key);
     }
-    buildd_agent::logging::init(cli.log_format, redactor.clone(), on_actions);
+    buildd_agent::logging::init(cli.log_format, redactor.clone(), on_actions, &env);
 
-    let env: HashMap<String, String> = std::env::vars().collect();
     let config = match Config::resolve(cli, &matches, env) {
         Ok(c) => c,
-        Err(e) => {
-            return app::render_error(&redactor, &e, Some(&e.hint()), app::EXIT_USAGE);
-        }
+        Err(e) => return ExitCode::from(render(&redactor, &e)),
     };
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -52,10 +51,11 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            return app::render_error(&redactor, &e, None, app::EXIT_USAGE);
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_USAGE);
         }
     };
-    let code = runtime.block_on(app::run(config, redactor));
+    let code = runtime.block_on(buildd_agent::app::run(config, redactor));
     // Workers are awaited inside app::run; this only bounds stragglers such as
     // a blocking read that ignored cancellation.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));

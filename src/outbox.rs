@@ -119,6 +119,10 @@ impl Outbox {
             }
         }
         fs::rename(&tmp, &final_path)?;
+        if kind == EntryKind::Terminal {
+            // The terminal report supersedes what a crash would have reported.
+            let _ = fs::remove_file(self.path(worker_id, EntryKind::Active));
+        }
         Ok(())
     }
 

@@ -75,7 +75,7 @@ pub async fn replay(
             }
         };
         match client.update_worker(&entry.worker_id, &update).await {
-            Ok(()) => {
+            Ok(_) => {
                 info!(worker = %entry.worker_id, task = %entry.task_id, kind = ?entry.kind, "delivered a report from the outbox");
                 outbox.remove(&entry.worker_id);
                 stats.delivered += 1;

@@ -6,7 +6,9 @@ use std::time::Duration;
 use reqwest::{StatusCode, header};
 use serde::de::DeserializeOwned;
 
-use super::types::{ClaimRequest, ClaimResponse, ConflictBody, ErrorBody, WorkerUpdate};
+use super::types::{
+    ClaimRequest, ClaimResponse, ConflictBody, ErrorBody, UpdateAck, WorkerUpdate,
+};
 use crate::secret::Secret;
 
 /// Largest response body we read from the server; a claim with a few tasks is
@@ -108,12 +110,13 @@ impl BuilddClient {
         read_json(resp).await
     }
 
-    /// `PATCH /api/workers/{id}` with only the changed fields.
+    /// `PATCH /api/workers/{id}` with only the changed fields; the answer's
+    /// `instructions` and `outputWarning` come back.
     pub async fn update_worker(
         &self,
         worker_id: &str,
         update: &WorkerUpdate,
-    ) -> Result<(), BuilddError> {
+    ) -> Result<UpdateAck, BuilddError> {
         let resp = self
             .http
             .patch(format!(
@@ -126,7 +129,7 @@ impl BuilddClient {
             .send()
             .await
             .map_err(network)?;
-        read_json::<serde_json::Value>(resp).await.map(|_| ())
+        read_json::<UpdateAck>(resp).await
     }
 
     /// `GET /api/workers/{id}`: the worker's current status as the server sees it.

@@ -160,6 +160,19 @@ pub struct WorkerUpdate {
     pub progress: Option<u8>,
 }
 
+/// What a `200` answer to a worker update carries besides the worker row.
+#[derive(Debug, Clone, Deserialize, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateAck {
+    /// Messages a user queued for the worker (delivered once, then cleared by
+    /// the server; mission replies and guidance come back on every update).
+    #[serde(default)]
+    pub instructions: Option<String>,
+    /// A warning on `completed` (e.g. commits but no PR on an `auto` task).
+    #[serde(default)]
+    pub output_warning: Option<String>,
+}
+
 /// A 409 body: the server closed the worker.
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]

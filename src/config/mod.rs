@@ -1,20 +1,47 @@
-//! Resolves flags > env vars > `~/.buildd/config.json` into one validated [`Config`].
+//! Every decision the agent makes from its flags, environment variables and
+//! `~/.buildd/config.json` (flags beat env vars, which beat the file), made
+//! once, into one validated [`Config`] — as ripgrep's high-level arguments are
+//! derived from its low-level ones. Nothing outside this module reads the
+//! environment: the parts that need it (the runners' child processes, git) get
+//! the copy read here.
 //!
-//! The config file is the one the official `buildd login` writes; we only read
-//! `apiKey` and `builddServer` from it and never write it.
+//! - [`flags`]: what can be typed (clap definitions, env var names, defaults).
+//! - [`file`]: the config file the official `buildd login` writes.
+//! - [`runner`]: which runner, which Claude credentials, which model and prices.
+//! - [`git`]: checkouts, pushes and pull requests.
+
+mod error;
+pub mod file;
+pub mod flags;
+mod git;
+pub mod runner;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::parser::ValueSource;
-use serde::Deserialize;
 
 use crate::actions::ActionsEnv;
 use crate::actions::dispatch::{DispatchError, read_dispatch};
-use crate::cli::{Cli, LogFormat, RunnerChoice};
+use crate::git::GitSettings;
 use crate::secret::Secret;
+
+pub use error::ConfigError;
+pub use file::{config_path, home_dir};
+use flags::{Cli, LogFormat};
+pub use runner::RunnerSettings;
+
+/// Environment variables whose values are secrets wherever they appear.
+pub const SECRET_ENV_VARS: &[&str] = &[
+    "BUILDD_API_KEY",
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_AUTH_TOKEN",
+    "CLAUDE_CODE_OAUTH_TOKEN",
+    "GITHUB_TOKEN",
+    "GH_TOKEN",
+];
 
 /// The server used when neither flag, env var nor config file names one.
 pub const DEFAULT_SERVER: &str = "http://localhost:3000";
@@ -59,7 +86,7 @@ pub struct RetryPolicy {
     pub budget: Duration,
 }
 
-/// Everything the agent needs, validated.
+/// Everything the agent needs, validated and decided.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub server: String,
@@ -70,14 +97,10 @@ pub struct Config {
     pub max_tasks: u32,
     pub poll_interval: Duration,
     pub mode: Mode,
-    pub runner: RunnerChoice,
     pub log_format: LogFormat,
-    pub model: Option<String>,
-    pub max_turns: u32,
-    pub max_tokens: u32,
-    pub max_cost_usd: Option<f64>,
+    /// Which runner works on tasks, fully configured.
+    pub runner: RunnerSettings,
     pub task_timeout: Option<Duration>,
-    pub claude_bin: Option<PathBuf>,
     pub grace_period: Duration,
     pub retry: RetryPolicy,
     pub lease_interval: Duration,
@@ -91,82 +114,24 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// `buildd-agent/<hostname>`, sent as the claim's `runner`.
     pub runner_id: String,
-    /// Repository cache and per-task worktrees.
-    pub work_dir: PathBuf,
-    /// Push task branches.
-    pub push: bool,
-    /// Open pull requests for pushed branches.
-    pub pr: bool,
-    /// Author and committer of task commits.
-    pub git_author: crate::git::Author,
-    /// Environment the agent started with (read once; children get filtered copies).
-    pub env: HashMap<String, String>,
-}
-
-/// A configuration problem; exit code 2.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("no buildd API key")]
-    MissingApiKey { config_path: PathBuf },
-    #[error("cannot read the config file {path}")]
-    ReadFile {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("the config file {path} is not valid JSON")]
-    ParseFile {
-        path: PathBuf,
-        #[source]
-        source: serde_json::Error,
-    },
-    #[error("cannot read the GitHub event that started this run")]
-    Dispatch(#[source] DispatchError),
-    #[error("invalid server URL {url:?}: {reason}")]
-    BadServer { url: String, reason: String },
-}
-
-impl ConfigError {
-    /// What the user can do about it.
-    pub fn hint(&self) -> String {
-        match self {
-            ConfigError::MissingApiKey { config_path } => format!(
-                "pass --api-key, set BUILDD_API_KEY, or run `buildd login` (writes {})",
-                config_path.display()
-            ),
-            ConfigError::ReadFile { path, .. } | ConfigError::ParseFile { path, .. } => format!(
-                "fix or remove {}, or point BUILDD_CONFIG at another file",
-                path.display()
-            ),
-            ConfigError::Dispatch(_) => {
-                "check the workflow's trigger; pass --task / BUILDD_TASK_ID to name the task yourself".into()
-            }
-            ConfigError::BadServer { .. } => {
-                "use a full URL such as https://buildd.example.com or http://localhost:3000".into()
-            }
-        }
-    }
-}
-
-/// The parts of `~/.buildd/config.json` we read.
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ConfigFile {
-    #[serde(default)]
-    api_key: Option<String>,
-    #[serde(default)]
-    buildd_server: Option<String>,
+    /// Where the agent started: tasks whose claim names no repository work here.
+    pub checkout: PathBuf,
+    /// Checkouts, commits, pushes and pull requests.
+    pub git: GitSettings,
+    /// The values of the secret environment variables that are set (for the redactor).
+    pub env_secrets: Vec<String>,
 }
 
 impl Config {
-    /// Merge parsed flags (with the sources clap saw) and the config file.
+    /// Merge parsed flags (with the sources clap saw), the environment and
+    /// the config file, and make every decision that follows from them.
     pub fn resolve(
         cli: Cli,
         matches: &clap::ArgMatches,
         env: HashMap<String, String>,
     ) -> Result<Config, ConfigError> {
         let config_path = config_path(&env);
-        let file = read_config_file(&config_path)?;
+        let file = file::read_config_file(&config_path)?;
 
         let (api_key, api_key_source) = match cli.api_key.filter(|k| !k.trim().is_empty()) {
             Some(k) => (k, source_of(matches, "api_key")),
@@ -182,31 +147,18 @@ impl Config {
             .unwrap_or_else(|| DEFAULT_SERVER.into());
         let server = validate_server(&server)?;
 
-        // A dispatched workflow names its task in the event; flags still win.
         let actions = ActionsEnv::from_map(&env);
-        let (mut task, mut workspace) = (non_empty(cli.task), non_empty(cli.workspace));
-        if actions.is_actions() && actions.event_path.is_some() {
-            match read_dispatch(&actions) {
-                Ok(Some(d)) => {
-                    task = task.or(d.task_id);
-                    workspace = workspace.or(d.workspace_id);
-                }
-                Ok(None) => {}
-                Err(DispatchError::NotBuilddTask { event_type }) => {
-                    tracing::warn!(
-                        "ignoring repository_dispatch of type {event_type:?}; claiming as usual"
-                    );
-                }
-                Err(e) => return Err(ConfigError::Dispatch(e)),
-            }
-        }
+        let (task, workspace) = dispatched(
+            &actions,
+            non_empty(cli.task),
+            non_empty(cli.workspace),
+        )?;
         let summary_path = cli.summary.or_else(|| {
             actions
                 .is_actions()
                 .then(|| actions.summary_path.clone())
                 .flatten()
         });
-
         let mode = if cli.once {
             Mode::Once
         } else if cli.until_idle {
@@ -216,6 +168,36 @@ impl Config {
                 idle_timeout: cli.idle_timeout,
             }
         };
+        let runner = runner::resolve(
+            runner::RunnerFlags {
+                choice: cli.runner,
+                model: non_empty(cli.model),
+                max_turns: cli.max_turns,
+                max_tokens: cli.max_tokens,
+                max_cost_usd: cli.max_cost_usd,
+                claude_bin: cli.claude_bin,
+            },
+            mode,
+            &env,
+        )?;
+        let checkout = std::env::current_dir().map_err(ConfigError::WorkDir)?;
+        let git = git::resolve(
+            git::GitFlags {
+                work_dir: cli
+                    .work_dir
+                    .unwrap_or_else(|| home_dir(&env).join(".buildd").join("workspaces")),
+                push: !cli.no_push,
+                pr: !cli.no_push && !cli.no_pr,
+                author: cli.git_author.unwrap_or_default(),
+            },
+            &checkout,
+            &server,
+            &env,
+        );
+        let env_secrets = SECRET_ENV_VARS
+            .iter()
+            .filter_map(|var| env.get(*var).cloned())
+            .collect();
 
         Ok(Config {
             server,
@@ -226,14 +208,9 @@ impl Config {
             max_tasks: cli.max_tasks,
             poll_interval: cli.poll_interval.max(Duration::from_millis(10)),
             mode,
-            runner: cli.runner,
             log_format: cli.log_format,
-            model: non_empty(cli.model),
-            max_turns: cli.max_turns,
-            max_tokens: cli.max_tokens,
-            max_cost_usd: cli.max_cost_usd,
+            runner,
             task_timeout: cli.task_timeout,
-            claude_bin: cli.claude_bin,
             grace_period: cli.grace_period,
             retry: RetryPolicy {
                 base_delay: cli.retry_base_delay.max(Duration::from_millis(1)),
@@ -249,14 +226,30 @@ impl Config {
                 .state_dir
                 .unwrap_or_else(|| home_dir(&env).join(".buildd").join("agent")),
             runner_id: format!("buildd-agent/{}", hostname()),
-            work_dir: cli
-                .work_dir
-                .unwrap_or_else(|| home_dir(&env).join(".buildd").join("workspaces")),
-            push: !cli.no_push,
-            pr: !cli.no_push && !cli.no_pr,
-            git_author: cli.git_author.unwrap_or_default(),
-            env,
+            checkout,
+            git,
+            env_secrets,
         })
+    }
+}
+
+/// A dispatched workflow names its task in the event; flags still win.
+fn dispatched(
+    actions: &ActionsEnv,
+    task: Option<String>,
+    workspace: Option<String>,
+) -> Result<(Option<String>, Option<String>), ConfigError> {
+    if !actions.is_actions() || actions.event_path.is_none() {
+        return Ok((task, workspace));
+    }
+    match read_dispatch(actions) {
+        Ok(Some(d)) => Ok((task.or(d.task_id), workspace.or(d.workspace_id))),
+        Ok(None) => Ok((task, workspace)),
+        Err(DispatchError::NotBuilddTask { event_type }) => {
+            tracing::warn!("ignoring repository_dispatch of type {event_type:?}; claiming as usual");
+            Ok((task, workspace))
+        }
+        Err(e) => Err(ConfigError::Dispatch(e)),
     }
 }
 
@@ -271,57 +264,6 @@ fn source_of(matches: &clap::ArgMatches, id: &str) -> Source {
         _ => Source::Default,
     }
 }
-
-/// `BUILDD_CONFIG`, else `~/.buildd/config.json`.
-pub fn config_path(env: &HashMap<String, String>) -> PathBuf {
-    if let Some(p) = env.get("BUILDD_CONFIG").filter(|p| !p.is_empty()) {
-        return PathBuf::from(p);
-    }
-    home_dir(env).join(".buildd").join("config.json")
-}
-
-/// `$HOME`, else the current directory (a container with no home still works).
-pub fn home_dir(env: &HashMap<String, String>) -> PathBuf {
-    env.get("HOME")
-        .filter(|h| !h.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("."))
-}
-
-fn read_config_file(path: &Path) -> Result<ConfigFile, ConfigError> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ConfigFile::default()),
-        Err(source) => {
-            return Err(ConfigError::ReadFile {
-                path: path.into(),
-                source,
-            });
-        }
-    };
-    warn_if_readable_by_others(path);
-    serde_json::from_str(&text).map_err(|source| ConfigError::ParseFile {
-        path: path.into(),
-        source,
-    })
-}
-
-#[cfg(unix)]
-fn warn_if_readable_by_others(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    if let Ok(meta) = std::fs::metadata(path)
-        && meta.permissions().mode() & 0o044 != 0
-    {
-        tracing::warn!(
-            "{} is readable by other users; it holds your API key (run: chmod 600 {})",
-            path.display(),
-            path.display()
-        );
-    }
-}
-
-#[cfg(not(unix))]
-fn warn_if_readable_by_others(_path: &Path) {}
 
 fn validate_server(raw: &str) -> Result<String, ConfigError> {
     let url = raw.trim().trim_end_matches('/');
@@ -356,11 +298,14 @@ fn hostname() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Hint;
     use clap::{CommandFactory, FromArgMatches};
 
     fn resolve(args: &[&str], env: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let env: HashMap<String, String> = env
+        // A Claude credential, so the runner decision does not stop the test.
+        let env: HashMap<String, String> = [("ANTHROPIC_API_KEY", "sk-ant-test")]
             .iter()
+            .chain(env)
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         let mut argv = vec!["buildd-agent"];
@@ -399,7 +344,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let err = resolve(&[], &[("HOME", dir.path().to_str().unwrap())]).unwrap_err();
         assert!(matches!(err, ConfigError::MissingApiKey { .. }));
-        assert!(err.hint().contains("buildd login"));
+        assert!(err.hint().unwrap().contains("buildd login"));
     }
 
     #[test]
@@ -439,21 +384,62 @@ mod tests {
             a.extend_from_slice(args);
             resolve(&a, &[("HOME", home)]).unwrap()
         };
-        let cfg = r(&[]);
+        let cfg = r(&[]).git;
         assert_eq!(cfg.work_dir, dir.path().join(".buildd/workspaces"));
         assert!(cfg.push && cfg.pr);
-        assert_eq!(cfg.git_author, crate::git::Author::default());
+        assert_eq!(cfg.author, crate::git::Author::default());
         let cfg = r(&[
             "--no-pr",
             "--git-author",
             "Bot <bot@x.y>",
             "--work-dir",
             "/w",
-        ]);
+        ])
+        .git;
         assert!(cfg.push && !cfg.pr);
         assert_eq!(cfg.work_dir, PathBuf::from("/w"));
-        assert_eq!(cfg.git_author.email, "bot@x.y");
-        let cfg = r(&["--no-push"]);
+        assert_eq!(cfg.author.email, "bot@x.y");
+        let cfg = r(&["--no-push"]).git;
         assert!(!cfg.push && !cfg.pr, "no push means no PR either");
+    }
+
+    #[test]
+    fn the_runner_follows_the_credentials() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().to_str().unwrap();
+        let cli = dir.path().join("claude");
+        std::fs::write(&cli, "#!/bin/sh\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&cli, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let env = |extra: &[(&str, &str)]| -> HashMap<String, String> {
+            [("HOME", home)]
+                .iter()
+                .chain(extra)
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let run = |args: &[&str], env: HashMap<String, String>| {
+            let mut argv = vec!["buildd-agent", "--api-key", "k"];
+            argv.extend_from_slice(args);
+            let matches = Cli::command().try_get_matches_from(argv).unwrap();
+            let cli = Cli::from_arg_matches(&matches).unwrap();
+            Config::resolve(cli, &matches, env)
+        };
+        let err = run(&[], env(&[])).unwrap_err();
+        assert!(matches!(err, ConfigError::NoClaudeAuth), "{err:?}");
+        assert!(err.hint().unwrap().contains("claude setup-token"));
+        let api = run(&[], env(&[("ANTHROPIC_API_KEY", "sk-ant-x")])).unwrap();
+        assert_eq!(api.runner.name(), "api");
+        let bin = cli.to_str().unwrap();
+        let oauth = env(&[("CLAUDE_CODE_OAUTH_TOKEN", "tok")]);
+        let cli_runner = run(&["--claude-bin", bin], oauth.clone()).unwrap();
+        assert_eq!(cli_runner.runner.name(), "cli");
+        let err = run(&["--runner", "api"], oauth).unwrap_err();
+        assert!(matches!(err, ConfigError::ApiRunnerWithoutKey), "{err:?}");
+        let missing = env(&[("CLAUDE_CODE_OAUTH_TOKEN", "tok"), ("PATH", "/nonexistent")]);
+        let err = run(&[], missing).unwrap_err();
+        assert!(matches!(err, ConfigError::ClaudeNotFound { .. }), "{err:?}");
+        assert!(!err.to_string().contains("hint"), "the hint is not in the message");
+        assert!(err.hint().unwrap().contains("npm install -g @anthropic-ai/claude-code"));
     }
 }

@@ -1,0 +1,79 @@
+//! What can be wrong with the configuration; every case is exit code 2 and
+//! carries its fix as a hint, apart from its message.
+
+use std::path::PathBuf;
+
+use crate::actions::dispatch::DispatchError;
+use crate::error::{EXIT_USAGE, Hint};
+
+/// A configuration problem; exit code 2.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("no buildd API key")]
+    MissingApiKey { config_path: PathBuf },
+    #[error("cannot read the config file {path}")]
+    ReadFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the config file {path} is not valid JSON")]
+    ParseFile {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("cannot read the GitHub event that started this run")]
+    Dispatch(#[source] DispatchError),
+    #[error("invalid server URL {url:?}: {reason}")]
+    BadServer { url: String, reason: String },
+    /// No Claude credential for any runner (the seed agent's wording).
+    #[error("No authentication configured")]
+    NoClaudeAuth,
+    #[error("No authentication configured: the api runner needs ANTHROPIC_API_KEY")]
+    ApiRunnerWithoutKey,
+    #[error("{message}")]
+    ClaudeNotFound { message: String },
+    #[error("cannot read BUILDD_PRICES")]
+    Prices(#[source] crate::anthropic::PriceError),
+    #[error("cannot determine the working directory")]
+    WorkDir(#[source] std::io::Error),
+}
+
+impl Hint for ConfigError {
+    fn hint(&self) -> Option<String> {
+        Some(match self {
+            ConfigError::MissingApiKey { config_path } => format!(
+                "pass --api-key, set BUILDD_API_KEY, or run `buildd login` (writes {})",
+                config_path.display()
+            ),
+            ConfigError::ReadFile { path, .. } | ConfigError::ParseFile { path, .. } => format!(
+                "fix or remove {}, or point BUILDD_CONFIG at another file",
+                path.display()
+            ),
+            ConfigError::Dispatch(_) => "check the workflow's trigger; pass --task / BUILDD_TASK_ID \
+                 to name the task yourself"
+                .into(),
+            ConfigError::BadServer { .. } => {
+                "use a full URL such as https://buildd.example.com or http://localhost:3000".into()
+            }
+            ConfigError::NoClaudeAuth => "set CLAUDE_CODE_OAUTH_TOKEN (a Claude Pro/Team seat: run \
+                 `claude setup-token`) for the cli runner, or ANTHROPIC_API_KEY for the api runner"
+                .into(),
+            ConfigError::ApiRunnerWithoutKey => {
+                "export ANTHROPIC_API_KEY, or use --runner cli with CLAUDE_CODE_OAUTH_TOKEN".into()
+            }
+            ConfigError::ClaudeNotFound { .. } => "install it with `npm install -g \
+                 @anthropic-ai/claude-code`, or point --claude-bin / CLAUDE_BIN at it"
+                .into(),
+            ConfigError::Prices(_) => "BUILDD_PRICES is a JSON object {\"model-prefix\": \
+                 {\"input\": 3, \"output\": 15, ...}} or a path to one"
+                .into(),
+            ConfigError::WorkDir(_) => "start the agent in a directory that exists".into(),
+        })
+    }
+
+    fn exit_code(&self) -> u8 {
+        EXIT_USAGE
+    }
+}

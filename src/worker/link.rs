@@ -1,0 +1,427 @@
+//! The server link: everything between one running task and the buildd server.
+//!
+//! It owns the latest state of the task as the server should see it, turns the
+//! runner's stream of [`Progress`] into coalesced updates (at most one per
+//! progress interval), renews the lease (an update at least every lease
+//! interval, so the server does not expire the worker), and in a quiet stretch
+//! asks the server whether the worker is still open. Every update is journalled
+//! in the outbox before it is sent, so a crash always leaves a trace.
+//!
+//! The server speaks back through the link: a closed worker (409/404, or a
+//! terminal status read back) stops the task's [`Stop`] with
+//! [`StopReason::ServerClosed`]; messages a user sent through the server
+//! (`instructions` on an update's answer) arrive on [`LinkHandle::messages`].
+//!
+//! The link runs as its own tokio task from [`ServerLink::start`] until the
+//! worker calls [`LinkHandle::finish`], across every phase: checkout, run and
+//! delivery (a slow push is leased too).
+
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::task::ClaimedTask;
+use crate::buildd::types::{UpdateAck, WorkerStatus, WorkerUpdate};
+use crate::buildd::{BuilddClient, BuilddError};
+use crate::outbox::{EntryKind, Outbox};
+use crate::redact::Redactor;
+use crate::runner::{Progress, ProgressSink, Usage};
+use crate::shutdown::{Stop, StopReason};
+
+/// How many progress lines a result keeps for the job log.
+const RECENT_ACTIONS: usize = 50;
+
+/// Longest progress line sent to the server.
+const MAX_ACTION_CHARS: usize = 200;
+
+/// How often the link talks to the server.
+#[derive(Debug, Clone, Copy)]
+pub struct LinkTiming {
+    /// Coalesce progress into at most one update per this period.
+    pub progress: Duration,
+    /// Send an update at least this often (the server expires silent workers).
+    pub lease: Duration,
+    /// With nothing sent for this long, read the worker's status (it may have
+    /// been cancelled on the server).
+    pub status_poll: Duration,
+}
+
+/// A message from the server to the running task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerMessage {
+    /// Instructions a user queued for this worker (`POST …/instruct`).
+    Instructions(String),
+}
+
+/// The task's entries in the outbox: journal first, then send.
+#[derive(Debug, Clone)]
+pub struct Journal {
+    outbox: Option<Outbox>,
+    server: String,
+    worker_id: String,
+    task_id: String,
+}
+
+impl Journal {
+    pub fn new(outbox: Option<Outbox>, server: &str, task: &ClaimedTask) -> Self {
+        Self {
+            outbox,
+            server: server.to_string(),
+            worker_id: task.worker_id.to_string(),
+            task_id: task.task_id.to_string(),
+        }
+    }
+
+    /// Record the state a crash would report.
+    pub fn active(&self, latest: &WorkerUpdate) {
+        self.write(EntryKind::Active, latest);
+    }
+
+    /// Record the terminal report until the server acknowledges it (this also
+    /// retires the active entry: the task no longer runs).
+    pub fn terminal(&self, update: &WorkerUpdate) {
+        self.write(EntryKind::Terminal, update);
+    }
+
+    /// Forget the task: its report was acknowledged, or the server closed it.
+    pub fn forget(&self) {
+        if let Some(ob) = &self.outbox {
+            ob.remove(&self.worker_id);
+        }
+    }
+
+    /// Where undelivered reports wait for the next start, if anywhere.
+    pub fn location(&self) -> Option<&std::path::Path> {
+        self.outbox.as_ref().map(Outbox::dir)
+    }
+
+    fn write(&self, kind: EntryKind, update: &WorkerUpdate) {
+        if let Some(ob) = &self.outbox
+            && let Err(e) = ob.write(kind, &self.server, &self.worker_id, &self.task_id, update)
+        {
+            warn!(worker = %self.worker_id, "cannot write the outbox entry in {}: {e}", ob.dir().display());
+        }
+    }
+}
+
+/// What the link saw of the task, handed back by [`LinkHandle::finish`].
+#[derive(Debug, Clone, Default)]
+pub struct LinkRecord {
+    /// The latest accounting the runner reported.
+    pub usage: Usage,
+    /// The last few things the task was doing (for the job log).
+    pub recent_actions: Vec<String>,
+}
+
+/// The running link of one task.
+pub struct LinkHandle {
+    sink: ProgressSink,
+    phase: watch::Sender<String>,
+    done: CancellationToken,
+    join: JoinHandle<LinkRecord>,
+    messages: Option<mpsc::UnboundedReceiver<ServerMessage>>,
+}
+
+impl LinkHandle {
+    /// Where the runner (and the worker's own phases) send progress.
+    pub fn sink(&self) -> ProgressSink {
+        self.sink.clone()
+    }
+
+    /// Name the phase the task is in (preparing, delivering): lease renewals
+    /// carry it, but it is not progress worth an update of its own.
+    pub fn phase(&self, action: &str) {
+        self.phase.send_replace(action.to_string());
+    }
+
+    /// Messages from the server for the running task (once: the receiver moves out).
+    pub fn messages(&mut self) -> Option<mpsc::UnboundedReceiver<ServerMessage>> {
+        self.messages.take()
+    }
+
+    /// Stop the link and hand back what it saw. Pending progress is not sent:
+    /// the terminal report carries the final state.
+    pub async fn finish(self) -> LinkRecord {
+        self.done.cancel();
+        self.join.await.unwrap_or_default()
+    }
+}
+
+/// Starting the link: the first update, then the loop in its own task.
+pub struct ServerLink {
+    client: BuilddClient,
+    redactor: Redactor,
+    journal: Journal,
+    timing: LinkTiming,
+    worker_id: String,
+    /// Stopped with [`StopReason::ServerClosed`] when the server closes the worker.
+    stop: Stop,
+    messages: mpsc::UnboundedSender<ServerMessage>,
+    /// The cumulative picture the outbox keeps (what a crash would report).
+    latest: WorkerUpdate,
+    /// Changes not sent yet.
+    pending: WorkerUpdate,
+    dirty: bool,
+    last_action: String,
+    last_sent: Instant,
+    /// Last time the server said anything about this worker (update or read).
+    last_contact: Instant,
+    /// The server closed the worker: nothing more is sent.
+    closed: bool,
+    record: LinkRecord,
+}
+
+impl ServerLink {
+    /// Mark the worker `running` with `first_action`, then keep the link in
+    /// its own task. `Err` when the server already closed the worker.
+    pub async fn start(
+        client: BuilddClient,
+        redactor: Redactor,
+        journal: Journal,
+        timing: LinkTiming,
+        task: &ClaimedTask,
+        stop: Stop,
+        first_action: String,
+    ) -> Result<LinkHandle, BuilddError> {
+        let worker_id = task.worker_id.to_string();
+        let start = WorkerUpdate {
+            status: Some(WorkerStatus::Running),
+            current_action: Some(first_action.clone()),
+            ..Default::default()
+        };
+        let (messages_tx, messages_rx) = mpsc::unbounded_channel();
+        let mut link = ServerLink {
+            client,
+            redactor,
+            journal,
+            timing,
+            worker_id,
+            stop,
+            messages: messages_tx,
+            latest: WorkerUpdate {
+                current_action: Some(first_action.clone()),
+                ..Default::default()
+            },
+            pending: WorkerUpdate::default(),
+            dirty: false,
+            last_action: first_action,
+            last_sent: Instant::now(),
+            last_contact: Instant::now(),
+            closed: false,
+            record: LinkRecord::default(),
+        };
+        match link.client.update_worker(&link.worker_id, &start).await {
+            Ok(ack) => link.take_ack(ack),
+            Err(e) if e.is_worker_closed() => return Err(e),
+            // The runner can still do the work; the next update will retry.
+            Err(e) => warn!(worker = %link.worker_id, "could not mark the worker running: {}",
+                link.redactor.redact(&e.to_string())),
+        }
+        // From here on a crash leaves a trace the next start-up turns into a report.
+        link.journal.active(&link.latest);
+        let (sink, progress) = ProgressSink::channel();
+        let (phase, phases) = watch::channel(String::new());
+        let done = CancellationToken::new();
+        let join = tokio::spawn(link.run(progress, phases, done.clone()));
+        Ok(LinkHandle {
+            sink,
+            phase,
+            done,
+            join,
+            messages: Some(messages_rx),
+        })
+    }
+
+    async fn run(
+        mut self,
+        mut progress: mpsc::UnboundedReceiver<Progress>,
+        mut phases: watch::Receiver<String>,
+        done: CancellationToken,
+    ) -> LinkRecord {
+        // The first tick one interval from now, not at once: `running` was just sent, and an
+        // immediate tick would send the runner's first action straight after it, one extra
+        // request per task (found by the requests-per-task benchmark).
+        let mut tick = tokio::time::interval_at(
+            tokio::time::Instant::now() + self.timing.progress,
+            self.timing.progress,
+        );
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = done.cancelled() => break,
+                Some(p) = progress.recv() => self.take(p),
+                changed = phases.changed() => match changed {
+                    Ok(()) => self.last_action = phases.borrow_and_update().clone(),
+                    // The handle is gone without `finish`: nobody is left to serve.
+                    Err(_) => break,
+                },
+                _ = tick.tick(), if !self.closed => self.on_tick().await,
+            }
+        }
+        // Progress that arrived just before the end still counts for the record.
+        while let Ok(p) = progress.try_recv() {
+            self.take(p);
+        }
+        self.record
+    }
+
+    /// Fold one piece of progress into what the next update will carry.
+    fn take(&mut self, p: Progress) {
+        match p {
+            Progress::Action(a) => {
+                let a = one_line(&self.redactor.redact(&a), MAX_ACTION_CHARS);
+                if a == self.last_action {
+                    return;
+                }
+                debug!(worker = %self.worker_id, action = %a);
+                self.last_action = a.clone();
+                let recent = &mut self.record.recent_actions;
+                if recent.len() == RECENT_ACTIONS {
+                    recent.remove(0);
+                }
+                recent.push(a.clone());
+                self.pending.current_action = Some(a);
+            }
+            Progress::Usage(u) => {
+                self.record.usage = u;
+                apply_usage(&mut self.pending, &u);
+            }
+        }
+        self.dirty = true;
+    }
+
+    async fn on_tick(&mut self) {
+        let lease_due = self.last_sent.elapsed() >= self.timing.lease;
+        if self.dirty || lease_due {
+            self.send_pending(lease_due).await;
+        } else if self.last_contact.elapsed() >= self.timing.status_poll {
+            self.poll_status().await;
+        }
+    }
+
+    async fn send_pending(&mut self, lease_due: bool) {
+        if self.pending.current_action.is_none() && lease_due {
+            // A lease renewal must carry something; the action is harmless.
+            self.pending.current_action = Some(if self.last_action.is_empty() {
+                "Working".to_string()
+            } else {
+                self.last_action.clone()
+            });
+        }
+        let update = std::mem::take(&mut self.pending);
+        self.dirty = false;
+        self.last_sent = Instant::now();
+        self.last_contact = self.last_sent;
+        merge(&mut self.latest, &update);
+        self.journal.active(&self.latest);
+        match self.client.update_worker(&self.worker_id, &update).await {
+            Ok(ack) => self.take_ack(ack),
+            Err(e) if e.is_worker_closed() => self.closed_by_server(e.to_string()),
+            Err(e) => debug!(worker = %self.worker_id, "progress update failed: {}",
+                self.redactor.redact(&e.to_string())),
+        }
+    }
+
+    /// A quiet stretch (a long shell command): a cheap read notices a
+    /// cancellation within seconds instead of at the next lease renewal.
+    async fn poll_status(&mut self) {
+        self.last_contact = Instant::now();
+        match self.client.worker_status(&self.worker_id).await {
+            Ok(Some(status)) if matches!(status.as_str(), "completed" | "failed" | "error") => {
+                self.closed_by_server(format!("the server reports the worker as {status}"));
+            }
+            Err(e) if e.is_worker_closed() => self.closed_by_server(e.to_string()),
+            Ok(_) => {}
+            Err(e) => debug!(worker = %self.worker_id, "status check failed: {}",
+                self.redactor.redact(&e.to_string())),
+        }
+    }
+
+    fn closed_by_server(&mut self, why: String) {
+        info!(worker = %self.worker_id, "server closed the worker: {}", self.redactor.redact(&why));
+        self.closed = true;
+        self.stop.stop(StopReason::ServerClosed(why));
+    }
+
+    fn take_ack(&mut self, ack: UpdateAck) {
+        if let Some(text) = ack.instructions.filter(|t| !t.trim().is_empty()) {
+            info!(worker = %self.worker_id, "the server sent instructions for the task");
+            // Nobody listening (the runner takes none) is logged by whoever dropped it.
+            if self.messages.send(ServerMessage::Instructions(text)).is_err() {
+                warn!(worker = %self.worker_id, "instructions from the server arrived after the run");
+            }
+        }
+    }
+}
+
+/// Fold a sent progress update into the cumulative picture kept in the outbox.
+fn merge(into: &mut WorkerUpdate, update: &WorkerUpdate) {
+    if update.current_action.is_some() {
+        into.current_action = update.current_action.clone();
+    }
+    if update.turns.is_some() {
+        into.turns = update.turns;
+        into.input_tokens = update.input_tokens;
+        into.output_tokens = update.output_tokens;
+        into.cost_usd = update.cost_usd;
+    }
+}
+
+/// Put cumulative accounting on an update.
+pub fn apply_usage(update: &mut WorkerUpdate, usage: &Usage) {
+    update.turns = Some(usage.turns);
+    update.input_tokens = Some(usage.input_tokens);
+    update.output_tokens = Some(usage.output_tokens);
+    update.cost_usd = usage.cost_usd;
+}
+
+/// The first non-empty line of `text`, at most `max` characters.
+pub fn one_line(text: &str, max: usize) -> String {
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("");
+    truncate_chars(line, max)
+}
+
+/// At most `max` characters of `text`, with `…` when cut.
+pub fn truncate_chars(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_line_takes_the_first_non_empty_line_and_bounds_it() {
+        assert_eq!(one_line("\n  Running tests \nmore", 50), "Running tests");
+        assert_eq!(one_line("abcdef", 3), "abc…");
+        assert_eq!(one_line("ééé", 2), "éé…");
+    }
+
+    #[test]
+    fn merge_keeps_the_cumulative_picture() {
+        let mut latest = WorkerUpdate {
+            current_action: Some("a".into()),
+            turns: Some(1),
+            ..Default::default()
+        };
+        merge(
+            &mut latest,
+            &WorkerUpdate {
+                current_action: Some("b".into()),
+                ..Default::default()
+            },
+        );
+        assert_eq!(latest.current_action.as_deref(), Some("b"));
+        assert_eq!(latest.turns, Some(1));
+    }
+}

@@ -1,0 +1,365 @@
+//! One claimed task from start to its terminal report, in phases:
+//! **start** (the server link marks the worker running) → **prepare** (the
+//! task's worktree) → **supervise** (the runner works; the link coalesces its
+//! progress, renews the lease and listens to the server) → **deliver** (commit,
+//! push, pull request) → **report** (exactly one terminal update, unless the
+//! server closed the worker first).
+//!
+//! How the task ended is decided in one place, [`outcome::outcome`], from the
+//! stop that interrupted a phase (if any), what the work returned and what
+//! delivery gave. The task's [`Stop`] is a child of the scheduler's: a shutdown
+//! reaches it by itself, the link stops it when the server closes the worker,
+//! and the task timeout (which covers the checkout too) stops it here.
+
+pub mod link;
+pub mod outcome;
+pub mod report;
+pub mod task;
+
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tracing::info;
+
+use crate::buildd::BuilddClient;
+use crate::config::RetryPolicy;
+use crate::git::{Git, Prepared, TaskInfo};
+use crate::outbox::Outbox;
+use crate::redact::Redactor;
+use crate::runner::{RunError, RunOutcome, RunRequest, Runner, Usage};
+use crate::shutdown::{Shutdown, Stop, StopReason};
+
+pub use link::{LinkTiming, ServerMessage};
+pub use outcome::SHUTDOWN_REASON;
+pub use task::{ClaimedTask, TaskResult, TaskStatus};
+
+use link::{Journal, LinkHandle, ServerLink};
+use outcome::{Delivery, Ending, Work, outcome};
+
+/// The action lease renewals carry while the task's checkout is being prepared.
+const PREPARING: &str = "Preparing the checkout";
+/// … and while its changes are committed and pushed.
+const DELIVERING: &str = "Committing and pushing the changes";
+
+/// What every worker shares.
+#[derive(Clone)]
+pub struct WorkerContext {
+    pub client: BuilddClient,
+    pub runner: Arc<dyn Runner>,
+    pub redactor: Redactor,
+    /// Where tasks whose claim names no repository work (the agent's directory).
+    pub checkout: PathBuf,
+    /// Checkouts, commits, pushes and pull requests for tasks that name a repository.
+    pub git: Git,
+    pub task_timeout: Option<Duration>,
+    pub timing: LinkTiming,
+    pub retry: RetryPolicy,
+    /// The durable journal of reports (none if the state dir is unusable).
+    pub outbox: Option<Outbox>,
+    /// The server URL, recorded with outbox entries.
+    pub server: String,
+}
+
+/// Run one claimed task to its end. `stop` is this task's own stop (a child of
+/// the scheduler's); `shutdown` is the agent's, which cuts the final report's
+/// retries short once the agent is stopping.
+pub async fn run(
+    ctx: WorkerContext,
+    task: ClaimedTask,
+    stop: Stop,
+    shutdown: Shutdown,
+) -> TaskResult {
+    let started = Instant::now();
+    info!(worker = %task.worker_id, task = %task.task_id, title = %task.title(), "task claimed");
+    let journal = Journal::new(ctx.outbox.clone(), &ctx.server, &task);
+    let first_action = format!("Starting ({} runner)", ctx.runner.name());
+    let link = ServerLink::start(
+        ctx.client.clone(),
+        ctx.redactor.clone(),
+        journal.clone(),
+        ctx.timing,
+        &task,
+        stop.clone(),
+        first_action,
+    )
+    .await;
+    let mut link = match link {
+        Ok(link) => link,
+        Err(e) => {
+            info!(worker = %task.worker_id, "server closed the worker before it started: {e}");
+            let ending = outcome(
+                Some(StopReason::ServerClosed(e.to_string())),
+                Work::Cancelled {
+                    usage: Usage::default(),
+                },
+                None,
+            );
+            return result(&task, ending, true, Vec::new(), started);
+        }
+    };
+
+    let deadline = ctx.task_timeout.map(Deadline::after);
+    let (interrupted, work, prepared) = work(&ctx, &task, &mut link, &stop, deadline).await;
+    let (interrupted, delivery) = match (&interrupted, &work, &prepared) {
+        (None, Work::Finished(done), Some(p)) => deliver(&ctx, &task, p, done, &link, &stop).await,
+        (None, Work::Finished(_), None) => (None, Some(Delivery::NotNeeded)),
+        _ => (interrupted, None),
+    };
+    if let Some(p) = &prepared {
+        ctx.git.cleanup(p).await;
+    }
+    let record = link.finish().await;
+    let work = work.with_usage_fallback(record.usage);
+    let reporter = report::Reporter {
+        client: &ctx.client,
+        redactor: &ctx.redactor,
+        retry: ctx.retry,
+        journal: &journal,
+        worker_id: task.worker_id.as_str(),
+        shutdown: &shutdown,
+    };
+    let (ending, reported) = reporter
+        .deliver(outcome(interrupted, work, delivery))
+        .await;
+    let result = result(&task, ending, reported, record.recent_actions, started);
+    info!(
+        worker = %result.worker_id,
+        status = ?result.status,
+        turns = result.usage.turns,
+        cost_usd = %result.usage.cost_usd.map_or("unknown".into(), |c| format!("{c:.4}")),
+        "task finished"
+    );
+    result
+}
+
+/// The task timeout: when it passes, the task's stop is stopped with its reason.
+#[derive(Debug, Clone, Copy)]
+struct Deadline {
+    at: tokio::time::Instant,
+    limit: Duration,
+}
+
+impl Deadline {
+    fn after(limit: Duration) -> Self {
+        Self {
+            at: tokio::time::Instant::now() + limit,
+            limit,
+        }
+    }
+
+    /// Wait for the deadline (forever without one), then stop the task.
+    async fn enforce(deadline: Option<Deadline>, stop: &Stop) {
+        match deadline {
+            Some(d) => {
+                tokio::time::sleep_until(d.at).await;
+                stop.stop(StopReason::TimedOut(d.limit));
+            }
+            None => std::future::pending().await,
+        }
+    }
+}
+
+/// Prepare the checkout and supervise the runner, under the task timeout.
+/// Returns the stop that interrupted either (if any), what the work gave, and
+/// the worktree to deliver from and clean up.
+async fn work(
+    ctx: &WorkerContext,
+    task: &ClaimedTask,
+    link: &mut LinkHandle,
+    stop: &Stop,
+    deadline: Option<Deadline>,
+) -> (Option<StopReason>, Work, Option<Prepared>) {
+    let timeout = Deadline::enforce(deadline, stop);
+    tokio::pin!(timeout);
+    let prepare = prepare(ctx, task, link, stop);
+    tokio::pin!(prepare);
+    let prepared = loop {
+        tokio::select! {
+            p = &mut prepare => break p,
+            _ = &mut timeout, if !stop.is_stopped() => {}
+        }
+    };
+    let prepared = match prepared {
+        Ok(p) => p,
+        Err(PrepareEnd::Interrupted(reason)) => {
+            return (Some(reason), Work::Cancelled { usage: Usage::default() }, None);
+        }
+        Err(PrepareEnd::Failed(reason)) => {
+            let failed = Work::Failed {
+                reason: ctx.redactor.redact(&reason).into_owned(),
+                usage: Usage::default(),
+                config_error: false,
+            };
+            return (None, failed, None);
+        }
+    };
+    let request = RunRequest {
+        task: task.task.clone(),
+        worker_id: task.worker_id.to_string(),
+        branch: task.branch.clone(),
+        checkout: prepared
+            .as_ref()
+            .map_or_else(|| ctx.checkout.clone(), |p| p.worktree.clone()),
+        server_api_key: task.server_api_key.clone(),
+        server_oauth_token: task.server_oauth_token.clone(),
+    };
+    for secret in [&task.server_api_key, &task.server_oauth_token]
+        .into_iter()
+        .flatten()
+    {
+        ctx.redactor.add(secret.expose());
+    }
+    let supervise = supervise(ctx, request, link, stop);
+    tokio::pin!(supervise);
+    let (interrupted, work) = loop {
+        tokio::select! {
+            r = &mut supervise => break r,
+            _ = &mut timeout, if !stop.is_stopped() => {}
+        }
+    };
+    (interrupted, work, prepared)
+}
+
+/// Why preparing the checkout ended the task before the runner started.
+enum PrepareEnd {
+    /// The task was stopped (shutdown, timeout, the server closed it).
+    Interrupted(StopReason),
+    /// The checkout failed; the text is the reason.
+    Failed(String),
+}
+
+/// The task's own worktree when its claim names a repository (else `None`: the
+/// runner works in the agent's checkout). A first clone of a big repository can
+/// outlast the server's lease; the link renews it meanwhile.
+async fn prepare(
+    ctx: &WorkerContext,
+    task: &ClaimedTask,
+    link: &LinkHandle,
+    stop: &Stop,
+) -> Result<Option<Prepared>, PrepareEnd> {
+    let Some(repo) = &task.repo else {
+        return Ok(None);
+    };
+    link.phase(PREPARING);
+    let prepare = ctx.git.prepare(
+        repo,
+        task.worker_id.as_str(),
+        &task.branch,
+        task.base_branch.as_deref(),
+        task.resume_branch.as_deref(),
+    );
+    tokio::select! {
+        r = prepare => r
+            .map(Some)
+            .map_err(|e| PrepareEnd::Failed(format!("cannot prepare the checkout: {e}"))),
+        // Returning drops `prepare`, which kills its git process.
+        reason = stop.stopped() => Err(PrepareEnd::Interrupted(reason)),
+    }
+}
+
+/// Run the runner in its own task until it returns; a stop cancels it through
+/// its token (the runner must then stop its children and return promptly).
+async fn supervise(
+    ctx: &WorkerContext,
+    request: RunRequest,
+    link: &LinkHandle,
+    stop: &Stop,
+) -> (Option<StopReason>, Work) {
+    let runner = ctx.runner.clone();
+    let sink = link.sink();
+    let token = stop.token().clone();
+    let mut run = tokio::spawn(async move { runner.run(request, sink, token).await });
+    let interrupted = tokio::select! {
+        joined = &mut run => return (None, work_from(ctx, joined)),
+        reason = stop.stopped() => reason,
+    };
+    (Some(interrupted), work_from(ctx, run.await))
+}
+
+/// What the runner's task returned, as [`Work`], with its texts redacted.
+fn work_from(
+    ctx: &WorkerContext,
+    joined: Result<Result<RunOutcome, RunError>, tokio::task::JoinError>,
+) -> Work {
+    let redact = |s: &str| ctx.redactor.redact(s).into_owned();
+    match joined {
+        Ok(Ok(done)) => Work::Finished(RunOutcome {
+            summary: redact(&done.summary),
+            usage: done.usage,
+        }),
+        Ok(Err(RunError::Cancelled { usage })) => Work::Cancelled { usage },
+        Ok(Err(RunError::Config(message))) => Work::Failed {
+            reason: redact(&message),
+            usage: Usage::default(),
+            config_error: true,
+        },
+        Ok(Err(e @ RunError::Failed { .. })) => Work::Failed {
+            usage: e.usage(),
+            reason: redact(&e.to_string()),
+            config_error: false,
+        },
+        Err(join) => Work::Failed {
+            reason: format!("the runner crashed: {join}"),
+            usage: Usage::default(),
+            config_error: false,
+        },
+    }
+}
+
+/// Commit, push and open the PR, unless the task is stopped meanwhile (a
+/// shutdown or the server closing the worker stops a slow push).
+async fn deliver(
+    ctx: &WorkerContext,
+    task: &ClaimedTask,
+    prepared: &Prepared,
+    done: &RunOutcome,
+    link: &LinkHandle,
+    stop: &Stop,
+) -> (Option<StopReason>, Option<Delivery>) {
+    link.phase(DELIVERING);
+    let info = TaskInfo {
+        task_id: task.task_id.to_string(),
+        title: task.title().to_string(),
+        summary: outcome::bounded(&done.summary),
+        turns: done.usage.turns,
+        cost_usd: done.usage.cost_usd,
+    };
+    tokio::select! {
+        r = ctx.git.finish(prepared, &info) => match r {
+            Ok(g) => {
+                if let Some(note) = &g.note {
+                    info!(worker = %task.worker_id, branch = %g.branch, "{note}");
+                }
+                (None, Some(Delivery::Delivered(g)))
+            }
+            Err(e) => (None, Some(Delivery::Failed(ctx.redactor.redact(&e.to_string()).into_owned()))),
+        },
+        reason = stop.stopped() => (Some(reason), None),
+    }
+}
+
+/// The record of a task from its decided ending.
+fn result(
+    task: &ClaimedTask,
+    ending: Ending,
+    reported: bool,
+    recent_actions: Vec<String>,
+    started: Instant,
+) -> TaskResult {
+    TaskResult {
+        worker_id: task.worker_id.to_string(),
+        task_id: task.task_id.to_string(),
+        title: task.title().to_string(),
+        status: ending.status,
+        error: ending.error,
+        summary: ending.summary,
+        usage: ending.usage,
+        duration: started.elapsed(),
+        reported,
+        config_error: ending.config_error,
+        recent_actions,
+        pr_url: ending.pr_url,
+    }
+}

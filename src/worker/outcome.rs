@@ -1,0 +1,331 @@
+//! How a task ended: a pure function from what happened to the status the
+//! agent records and the terminal update the server is sent.
+//!
+//! The rules, in order: a stop we caused (the server closed the worker, the
+//! task timed out, the agent shut down) wins over whatever the interrupted
+//! phase returned; then a failed run; then a failed delivery (commit, push,
+//! PR); else the task completed.
+
+use crate::buildd::types::{WorkerStatus, WorkerUpdate};
+use crate::git::GitOutcome;
+use crate::runner::{RunOutcome, Usage};
+use crate::shutdown::StopReason;
+
+use super::link::apply_usage;
+use super::task::TaskStatus;
+
+/// The reason given to the server for tasks stopped by a signal, so it can
+/// hand them out again.
+pub const SHUTDOWN_REASON: &str = "agent shut down";
+
+/// Longest text we send as a summary or error; the server stores it, and a
+/// runaway model should not make it store megabytes.
+pub const MAX_REPORT_TEXT: usize = 64 * 1024;
+
+/// How the work itself (checkout and run) ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Work {
+    /// The runner finished the task.
+    Finished(RunOutcome),
+    /// The checkout or the runner failed (`config_error`: this agent lacks
+    /// configuration, e.g. credentials; exit code 2).
+    Failed {
+        reason: String,
+        usage: Usage,
+        config_error: bool,
+    },
+    /// The runner stopped on its own cancellation, with no stop recorded.
+    Cancelled { usage: Usage },
+}
+
+impl Work {
+    /// Use `latest` (what the runner last reported as progress) when the
+    /// work's own accounting is empty, so a crash or a failure keeps its cost.
+    pub fn with_usage_fallback(self, latest: Usage) -> Work {
+        match self {
+            Work::Failed {
+                reason,
+                usage,
+                config_error,
+            } if usage == Usage::default() => Work::Failed {
+                reason,
+                usage: latest,
+                config_error,
+            },
+            Work::Cancelled { usage } if usage == Usage::default() => {
+                Work::Cancelled { usage: latest }
+            }
+            other => other,
+        }
+    }
+}
+
+/// What delivering a finished task's changes gave.
+#[derive(Debug, Clone)]
+pub enum Delivery {
+    /// The claim names no repository: nothing to deliver.
+    NotNeeded,
+    /// Committed, pushed and the PR opened (or nothing changed).
+    Delivered(GitOutcome),
+    /// Commit, push or PR failed; the text is the task's failure reason.
+    Failed(String),
+}
+
+/// The decided end of a task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ending {
+    pub status: TaskStatus,
+    /// The terminal update, or `None` when the server closed the worker
+    /// (nothing is reported over its decision).
+    pub update: Option<WorkerUpdate>,
+    pub error: Option<String>,
+    pub summary: Option<String>,
+    pub usage: Usage,
+    pub pr_url: Option<String>,
+    pub config_error: bool,
+}
+
+/// Decide how a task ended. `stop` is the stop that interrupted a phase (not
+/// one that came after the work was done); `delivery` is `None` unless the work
+/// finished and delivery ran. Texts are redacted by the caller; they are bounded here.
+pub fn outcome(stop: Option<StopReason>, work: Work, delivery: Option<Delivery>) -> Ending {
+    let usage = match &work {
+        Work::Finished(done) => done.usage,
+        Work::Failed { usage, .. } | Work::Cancelled { usage } => *usage,
+    };
+    match (stop, work) {
+        (Some(StopReason::ServerClosed(why)), _) => Ending {
+            status: TaskStatus::Aborted,
+            update: None,
+            error: Some(why),
+            summary: None,
+            usage,
+            pr_url: None,
+            config_error: false,
+        },
+        (Some(StopReason::TimedOut(limit)), _) => failed(
+            TaskStatus::Failed,
+            format!("task timed out after {}", humantime::format_duration(limit)),
+            usage,
+        ),
+        (Some(StopReason::Shutdown), _) | (None, Work::Cancelled { .. }) => {
+            failed(TaskStatus::Cancelled, SHUTDOWN_REASON.into(), usage)
+        }
+        (
+            None,
+            Work::Failed {
+                reason,
+                config_error,
+                ..
+            },
+        ) => Ending {
+            config_error,
+            ..failed(TaskStatus::Failed, reason, usage)
+        },
+        (None, Work::Finished(done)) => finished(done, delivery.unwrap_or(Delivery::NotNeeded)),
+    }
+}
+
+/// The server refused `completed` (the task needs a PR or an artifact): the
+/// task fails with the server's reason instead.
+pub fn refused_completion(ending: Ending, reason: String) -> Ending {
+    Ending {
+        summary: ending.summary,
+        pr_url: ending.pr_url,
+        ..failed(TaskStatus::Failed, reason, ending.usage)
+    }
+}
+
+fn finished(done: RunOutcome, delivery: Delivery) -> Ending {
+    let summary = bounded(&done.summary);
+    let git = match delivery {
+        Delivery::Failed(reason) => {
+            return Ending {
+                summary: Some(summary),
+                ..failed(TaskStatus::Failed, reason, done.usage)
+            };
+        }
+        Delivery::Delivered(g) => Some(g),
+        Delivery::NotNeeded => None,
+    };
+    let mut update = WorkerUpdate {
+        status: Some(WorkerStatus::Completed),
+        summary: Some(summary.clone()),
+        current_action: Some("Completed".into()),
+        ..Default::default()
+    };
+    let pr_url = git.as_ref().and_then(|g| g.pr_url.clone());
+    if let Some(g) = git {
+        apply_git(&mut update, g);
+    }
+    apply_usage(&mut update, &done.usage);
+    Ending {
+        status: TaskStatus::Completed,
+        update: Some(update),
+        error: None,
+        summary: Some(summary),
+        usage: done.usage,
+        pr_url,
+        config_error: false,
+    }
+}
+
+fn failed(status: TaskStatus, reason: String, usage: Usage) -> Ending {
+    let reason = bounded(&reason);
+    let mut update = WorkerUpdate {
+        status: Some(WorkerStatus::Failed),
+        error: Some(reason.clone()),
+        ..Default::default()
+    };
+    apply_usage(&mut update, &usage);
+    Ending {
+        status,
+        update: Some(update),
+        error: Some(reason),
+        summary: None,
+        usage,
+        pr_url: None,
+        config_error: false,
+    }
+}
+
+/// The git results the protocol lists, on the `completed` update.
+fn apply_git(update: &mut WorkerUpdate, g: GitOutcome) {
+    if g.no_changes() {
+        update.current_action = Some("Completed: no changes".into());
+    }
+    update.branch = Some(g.branch);
+    update.commit_count = Some(g.commit_count);
+    update.files_changed = Some(g.files_changed);
+    update.lines_added = Some(g.lines_added);
+    update.lines_removed = Some(g.lines_removed);
+    update.last_commit_sha = g.last_commit_sha;
+    update.pr_url = g.pr_url;
+    update.pr_number = g.pr_number;
+}
+
+/// `text` cut to [`MAX_REPORT_TEXT`] characters.
+pub fn bounded(text: &str) -> String {
+    super::link::truncate_chars(text, MAX_REPORT_TEXT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn usage(turns: u32) -> Usage {
+        Usage {
+            turns,
+            input_tokens: 10,
+            output_tokens: 5,
+            cost_usd: Some(0.5),
+            ..Usage::default()
+        }
+    }
+
+    fn done(summary: &str) -> Work {
+        Work::Finished(RunOutcome {
+            summary: summary.into(),
+            usage: usage(3),
+        })
+    }
+
+    #[test]
+    fn a_stop_we_caused_wins_over_what_the_phase_returned() {
+        let closed = outcome(
+            Some(StopReason::ServerClosed("reassigned".into())),
+            done("x"),
+            None,
+        );
+        assert_eq!(closed.status, TaskStatus::Aborted);
+        assert_eq!(closed.update, None, "nothing is reported over the server");
+        let timed_out = outcome(
+            Some(StopReason::TimedOut(Duration::from_secs(90))),
+            Work::Cancelled { usage: usage(2) },
+            None,
+        );
+        assert_eq!(timed_out.status, TaskStatus::Failed);
+        assert_eq!(timed_out.error.as_deref(), Some("task timed out after 1m 30s"));
+        let update = timed_out.update.unwrap();
+        assert_eq!(update.status, Some(WorkerStatus::Failed));
+        assert_eq!(update.turns, Some(2), "usage up to the stop is kept");
+        let shut = outcome(Some(StopReason::Shutdown), done("x"), None);
+        assert_eq!(shut.status, TaskStatus::Cancelled);
+        assert_eq!(shut.error.as_deref(), Some(SHUTDOWN_REASON));
+    }
+
+    #[test]
+    fn a_runner_that_cancelled_itself_counts_as_shut_down() {
+        let e = outcome(None, Work::Cancelled { usage: usage(1) }, None);
+        assert_eq!(
+            (e.status, e.error.as_deref()),
+            (TaskStatus::Cancelled, Some(SHUTDOWN_REASON))
+        );
+    }
+
+    #[test]
+    fn failures_carry_their_reason_and_config_errors_are_marked() {
+        let e = outcome(
+            None,
+            Work::Failed {
+                reason: "no key".into(),
+                usage: Usage::default(),
+                config_error: true,
+            },
+            None,
+        );
+        assert_eq!(e.status, TaskStatus::Failed);
+        assert!(e.config_error);
+        assert_eq!(e.update.unwrap().error.as_deref(), Some("no key"));
+    }
+
+    #[test]
+    fn a_finished_task_completes_with_its_git_results() {
+        let git = GitOutcome {
+            branch: "buildd/x".into(),
+            commit_count: 1,
+            files_changed: 2,
+            lines_added: 3,
+            lines_removed: 4,
+            last_commit_sha: Some("abc".into()),
+            pushed: true,
+            pr_url: Some("https://gh/pr/1".into()),
+            pr_number: Some(1),
+            note: None,
+        };
+        let e = outcome(None, done("Fixed it"), Some(Delivery::Delivered(git)));
+        assert_eq!(e.status, TaskStatus::Completed);
+        assert_eq!(e.pr_url.as_deref(), Some("https://gh/pr/1"));
+        let u = e.update.unwrap();
+        assert_eq!(u.status, Some(WorkerStatus::Completed));
+        assert_eq!(u.summary.as_deref(), Some("Fixed it"));
+        assert_eq!((u.commit_count, u.pr_number), (Some(1), Some(1)));
+        assert_eq!(u.turns, Some(3));
+        let failed_push = outcome(
+            None,
+            done("Fixed it"),
+            Some(Delivery::Failed("push refused".into())),
+        );
+        assert_eq!(failed_push.status, TaskStatus::Failed);
+        assert_eq!(failed_push.summary.as_deref(), Some("Fixed it"));
+        assert_eq!(failed_push.error.as_deref(), Some("push refused"));
+    }
+
+    #[test]
+    fn a_refused_completion_becomes_a_failure_with_the_servers_reason() {
+        let e = outcome(None, done("x"), None);
+        let e = refused_completion(e, "needs a PR".into());
+        assert_eq!(e.status, TaskStatus::Failed);
+        let u = e.update.unwrap();
+        assert_eq!(u.status, Some(WorkerStatus::Failed));
+        assert_eq!(u.error.as_deref(), Some("needs a PR"));
+        assert_eq!(u.turns, Some(3));
+    }
+
+    #[test]
+    fn report_texts_are_bounded() {
+        let e = outcome(None, done(&"x".repeat(MAX_REPORT_TEXT + 10)), None);
+        assert_eq!(e.summary.unwrap().chars().count(), MAX_REPORT_TEXT + 1);
+    }
+}

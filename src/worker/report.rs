@@ -1,0 +1,111 @@
+//! The one terminal report of a task: journalled, then sent until the server
+//! acknowledges it.
+//!
+//! A 409/404 means the server already closed the worker: that counts as
+//! delivered. A 400 on `completed` (the task needs a PR or an artifact) turns
+//! the task into a failure with the server's reason, sent in its place. While
+//! the agent is stopping the retries are cut to a few seconds, and the second
+//! signal ends them at once; what is not delivered stays in the outbox for the
+//! next start.
+
+use std::time::{Duration, Instant};
+
+use tracing::{error, info, warn};
+
+use super::link::Journal;
+use super::outcome::{Ending, bounded, refused_completion};
+use crate::backoff::{Backoff, round_ms};
+use crate::buildd::types::WorkerStatus;
+use crate::buildd::{BuilddClient, BuilddError};
+use crate::config::RetryPolicy;
+use crate::redact::Redactor;
+use crate::shutdown::Shutdown;
+
+/// How long a final report may keep retrying once the agent is stopping.
+const REPORT_DEADLINE_WHEN_STOPPING: Duration = Duration::from_secs(3);
+
+/// What the report needs from the worker.
+pub struct Reporter<'a> {
+    pub client: &'a BuilddClient,
+    pub redactor: &'a Redactor,
+    pub retry: RetryPolicy,
+    pub journal: &'a Journal,
+    pub worker_id: &'a str,
+    pub shutdown: &'a Shutdown,
+}
+
+impl Reporter<'_> {
+    /// Send `ending`'s update (if it has one) and return the ending as the
+    /// server finally took it, with whether it was acknowledged.
+    pub async fn deliver(&self, ending: Ending) -> (Ending, bool) {
+        let Some(update) = &ending.update else {
+            // The server closed the worker; nothing is reported over its decision.
+            self.journal.forget();
+            return (ending, true);
+        };
+        self.journal.terminal(update);
+        let (ending, delivered) = self.send(ending).await;
+        if delivered {
+            self.journal.forget();
+        } else if let Some(dir) = self.journal.location() {
+            warn!(worker = %self.worker_id, "the final report is kept in {} and will be sent on the next start", dir.display());
+        }
+        (ending, delivered)
+    }
+
+    async fn send(&self, mut ending: Ending) -> (Ending, bool) {
+        let mut backoff = Backoff::new(self.retry.base_delay, self.retry.max_delay);
+        let first_try = Instant::now();
+        let mut budget = self.retry.budget;
+        loop {
+            let Some(update) = &ending.update else {
+                return (ending, true);
+            };
+            if self.shutdown.drain.is_stopped() {
+                budget = budget.min(REPORT_DEADLINE_WHEN_STOPPING);
+            }
+            let err = match self.client.update_worker(self.worker_id, update).await {
+                Ok(ack) => {
+                    if let Some(w) = ack.output_warning.filter(|w| !w.trim().is_empty()) {
+                        warn!(worker = %self.worker_id, "the server warns: {}", self.redactor.redact(&w));
+                    }
+                    return (ending, true);
+                }
+                Err(e) => e,
+            };
+            match err {
+                e if e.is_worker_closed() => {
+                    info!(worker = %self.worker_id, "server had already closed the worker: {}", self.redactor.redact(&e.to_string()));
+                    return (ending, true);
+                }
+                BuilddError::Rejected { message, hint, .. }
+                    if update.status == Some(WorkerStatus::Completed) =>
+                {
+                    let reason = match hint {
+                        Some(h) => format!("the server refused completion: {message} (hint: {h})"),
+                        None => format!("the server refused completion: {message}"),
+                    };
+                    let reason = bounded(&self.redactor.redact(&reason));
+                    warn!(worker = %self.worker_id, "{reason}");
+                    ending = refused_completion(ending, reason);
+                    if let Some(u) = &ending.update {
+                        self.journal.terminal(u);
+                    }
+                }
+                e if e.is_retryable() && first_try.elapsed() < budget => {
+                    let delay = backoff.next_delay();
+                    warn!(worker = %self.worker_id, "final report failed, retrying in {}: {}",
+                        humantime::format_duration(round_ms(delay)), self.redactor.redact(&e.to_string()));
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = self.shutdown.now.token().cancelled() => return (ending, false),
+                    }
+                }
+                e => {
+                    error!(worker = %self.worker_id, "could not deliver the final report: {}", self.redactor.redact(&e.to_string()));
+                    return (ending, false);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,268 @@
+//! What a task *is* for the worker: its identity, read once from the claim
+//! and checked before anything touches git or a path, and the record of how
+//! it ended.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::buildd::types::{ClaimedWorker, Task};
+use crate::runner::Usage;
+use crate::secret::Secret;
+
+/// Longest task title we accept; the server stores titles, we print them.
+const MAX_TITLE_BYTES: usize = 4096;
+
+/// An id the server handed out (worker or task): plain characters only, so it
+/// is safe in a URL path segment, a file name and a log line.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Id(String);
+
+impl Id {
+    /// `raw` if it is a plain id (letters, digits, `_`, `-`, `.`; not starting
+    /// with `.`; at most 128 bytes).
+    pub fn parse(raw: &str) -> Option<Id> {
+        let plain = !raw.is_empty()
+            && raw.len() <= 128
+            && !raw.starts_with('.')
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+        plain.then(|| Id(raw.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Id {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The worker the server created for one claim.
+pub type WorkerId = Id;
+/// The task a worker works on.
+pub type TaskId = Id;
+
+/// One claimed task, validated: everything the worker needs to know about it.
+#[derive(Debug, Clone)]
+pub struct ClaimedTask {
+    pub worker_id: WorkerId,
+    pub task_id: TaskId,
+    /// The branch to work on (the server's, else `buildd/<task id>`).
+    pub branch: String,
+    /// The repository the claim names (`owner/name` or a git URL), if any.
+    pub repo: Option<String>,
+    /// `context.baseBranch`: what fresh work starts from.
+    pub base_branch: Option<String>,
+    /// `context.resumeBranch`: a retry continues from this branch.
+    pub resume_branch: Option<String>,
+    /// The task as the server sent it (for the runner's brief).
+    pub task: Task,
+    /// Credentials the server handed over for this task.
+    pub server_api_key: Option<Secret>,
+    pub server_oauth_token: Option<Secret>,
+}
+
+impl ClaimedTask {
+    /// Check a claimed worker before any of it reaches git, a path or a log.
+    /// The error says why it was refused (and is sent to the server as such).
+    pub fn from_claim(w: ClaimedWorker) -> Result<ClaimedTask, String> {
+        let worker_id =
+            Id::parse(&w.id).ok_or("the worker id has unexpected characters".to_string())?;
+        let task_id = Id::parse(&w.task_id)
+            .filter(|_| w.task.id == w.task_id)
+            .ok_or("the task id is missing, malformed or does not match the task".to_string())?;
+        if !w.branch.is_empty() {
+            check_branch(&w.branch)?;
+        }
+        if w.task.title.len() > MAX_TITLE_BYTES {
+            return Err(format!(
+                "the task title is longer than {MAX_TITLE_BYTES} bytes"
+            ));
+        }
+        let branch = if w.branch.is_empty() {
+            format!("buildd/{task_id}")
+        } else {
+            w.branch.clone()
+        };
+        let context = |k: &str| {
+            w.task
+                .context
+                .as_ref()
+                .and_then(|c| c.get(k))
+                .and_then(|v| v.as_str())
+                .filter(|v| !v.is_empty())
+                .map(str::to_string)
+        };
+        let repo = w
+            .task
+            .workspace
+            .as_ref()
+            .and_then(|ws| ws.repo.as_deref())
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+            .map(str::to_string);
+        Ok(ClaimedTask {
+            worker_id,
+            task_id,
+            branch,
+            repo,
+            base_branch: context("baseBranch"),
+            resume_branch: context("resumeBranch"),
+            server_api_key: w.server_api_key,
+            server_oauth_token: w.server_oauth_token,
+            task: w.task,
+        })
+    }
+
+    pub fn title(&self) -> &str {
+        &self.task.title
+    }
+}
+
+/// A subset of `git check-ref-format` that also refuses option-like names.
+fn check_branch(b: &str) -> Result<(), String> {
+    let bad = b.len() > 255
+        || b.starts_with('-')
+        || b.starts_with('/')
+        || b.starts_with('.')
+        || b.ends_with('/')
+        || b.ends_with('.')
+        || b.ends_with(".lock")
+        || b.contains("..")
+        || b.contains("//")
+        || b.contains("@{")
+        || b.contains("/.")
+        || b.chars()
+            .any(|c| c.is_control() || c.is_whitespace() || "~^:?*[\\".contains(c));
+    if bad {
+        Err(format!(
+            "the branch name {:?} is not a safe git branch name",
+            b.chars().take(80).collect::<String>()
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// How a task ended, as the agent saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskStatus {
+    Completed,
+    Failed,
+    /// Stopped because the agent was shutting down (reported as failed).
+    Cancelled,
+    /// The server closed the worker; nothing was reported.
+    Aborted,
+}
+
+/// The record of one task, for the exit code and the job summary.
+#[derive(Debug, Clone)]
+pub struct TaskResult {
+    pub worker_id: String,
+    pub task_id: String,
+    pub title: String,
+    pub status: TaskStatus,
+    pub error: Option<String>,
+    pub summary: Option<String>,
+    pub usage: Usage,
+    pub duration: Duration,
+    /// Whether the server acknowledged the terminal report (or closed the worker itself).
+    pub reported: bool,
+    /// The task failed because this agent lacks configuration (exit code 2).
+    pub config_error: bool,
+    /// The last few things the runner said it was doing (for the job log).
+    pub recent_actions: Vec<String>,
+    /// The pull request opened or updated for the task.
+    pub pr_url: Option<String>,
+}
+
+impl TaskResult {
+    /// Whether the result counts as a failure for the exit code.
+    pub fn is_failure(&self) -> bool {
+        self.status != TaskStatus::Completed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn branch_names_that_could_hurt_git_are_refused() {
+        for bad in [
+            "../x",
+            "-x",
+            "--upload-pack=evil",
+            "a..b",
+            "a b",
+            "x.lock",
+            "a/.b",
+            "a~1",
+            "a:b",
+            "/x",
+        ] {
+            assert!(check_branch(bad).is_err(), "{bad} accepted");
+        }
+        for good in ["buildd/tsk_1a2b-fix-login-redirect", "feature/x_y-1.2"] {
+            assert!(check_branch(good).is_ok(), "{good} refused");
+        }
+    }
+
+    #[test]
+    fn ids_are_plain() {
+        assert!(Id::parse("wkr_9").is_some());
+        assert!(Id::parse("0b8f2c1e-aaaa-bbbb-cccc-1234567890ab").is_some());
+        assert!(Id::parse("..").is_none());
+        assert!(Id::parse("a/b").is_none());
+        assert!(Id::parse("").is_none());
+    }
+
+    fn claim(body: serde_json::Value) -> ClaimedWorker {
+        serde_json::from_value(body).unwrap()
+    }
+
+    #[test]
+    fn a_claim_is_read_once_into_its_identity() {
+        let t = ClaimedTask::from_claim(claim(serde_json::json!({
+            "id": "wkr_1", "taskId": "tsk_1", "branch": "",
+            "task": {"id": "tsk_1", "title": "T",
+                     "context": {"baseBranch": "main", "resumeBranch": ""},
+                     "workspace": {"repo": " acme/web "}}
+        })))
+        .unwrap();
+        assert_eq!(t.worker_id.as_str(), "wkr_1");
+        assert_eq!(t.branch, "buildd/tsk_1");
+        assert_eq!(t.repo.as_deref(), Some("acme/web"));
+        assert_eq!(t.base_branch.as_deref(), Some("main"));
+        assert_eq!(t.resume_branch, None);
+        let mismatch = ClaimedTask::from_claim(claim(serde_json::json!({
+            "id": "wkr_1", "taskId": "tsk_1", "task": {"id": "tsk_2", "title": "T"}
+        })));
+        assert!(mismatch.is_err());
+    }
+
+    proptest::proptest! {
+        /// Whatever a hostile server sends, parsing and validating a claim never
+        /// panics, and what passes is safe to hand to git and to paths.
+        #[test]
+        fn hostile_claims_are_parsed_and_checked_without_panics(
+            id in ".{0,40}", task_id in ".{0,40}", branch in ".{0,80}", title in ".{0,100}",
+            junk in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+        ) {
+            let _ = serde_json::from_slice::<crate::buildd::types::ClaimResponse>(&junk);
+            let body = serde_json::json!({"workers":[{"id": id, "taskId": task_id, "branch": branch,
+                "task": {"id": task_id, "title": title}}]});
+            let parsed: crate::buildd::types::ClaimResponse = serde_json::from_value(body).unwrap();
+            let w = parsed.workers[0].clone();
+            if let Ok(t) = ClaimedTask::from_claim(w) {
+                proptest::prop_assert!(!t.worker_id.as_str().contains('/'));
+                proptest::prop_assert!(!t.branch.starts_with('-') && !t.branch.contains(".."));
+                proptest::prop_assert!(!t.branch.chars().any(char::is_whitespace));
+            }
+        }
+    }
+}
