@@ -56,7 +56,8 @@ impl Hint for AppError {
                 "the key came from {key_source}; check it is a current worker or admin key for {server}"
             ),
             ServerProblem::Forbidden { .. } => {
-                "use a worker or admin key (trigger keys can create tasks but not claim them)".into()
+                "use a worker or admin key (trigger keys can create tasks but not claim them)"
+                    .into()
             }
             ServerProblem::ClaimRejected { .. } => {
                 "check --task and --workspace name a task and workspace this key can claim".into()

@@ -54,7 +54,10 @@ pub fn rendered(redactor: &Redactor, err: &dyn Hint) -> String {
     let mut out = format!("error: {}\n", redactor.redact(&err.to_string()));
     let mut source = err.source();
     while let Some(cause) = source {
-        out.push_str(&format!("caused by: {}\n", redactor.redact(&cause.to_string())));
+        out.push_str(&format!(
+            "caused by: {}\n",
+            redactor.redact(&cause.to_string())
+        ));
         source = cause.source();
     }
     if let Some(h) = err.hint() {

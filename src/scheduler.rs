@@ -147,7 +147,10 @@ impl Scheduler {
             if self.finished(&round) {
                 break;
             }
-            if self.idle_deadline(&round).is_some_and(|d| tokio::time::Instant::now() >= d) {
+            if self
+                .idle_deadline(&round)
+                .is_some_and(|d| tokio::time::Instant::now() >= d)
+            {
                 info!("idle timeout reached with nothing to do; exiting");
                 break;
             }
@@ -223,7 +226,10 @@ impl Scheduler {
                 round.claimed_once = true;
                 let got = resp.workers.len() as u32;
                 if got == 0 {
-                    debug!(reason = resp.reason().unwrap_or("none given"), "nothing to claim");
+                    debug!(
+                        reason = resp.reason().unwrap_or("none given"),
+                        "nothing to claim"
+                    );
                 }
                 round.queue_empty = got < free;
                 let wait = budget_wait(resp.budget_resets_at.as_deref(), got);
@@ -315,7 +321,10 @@ impl Scheduler {
                 round.grace_deadline = Some(tokio::time::Instant::now() + self.config.grace_period);
             }
             Mode::Once | Mode::UntilIdle => {
-                info!(running = round.running, "stopping: cancelling running tasks");
+                info!(
+                    running = round.running,
+                    "stopping: cancelling running tasks"
+                );
             }
         }
     }
@@ -332,7 +341,10 @@ impl Scheduler {
             self.task_finished(&mut round, r);
         }
         if !waited {
-            warn!(running = round.running, "second signal: exiting without waiting for the remaining tasks");
+            warn!(
+                running = round.running,
+                "second signal: exiting without waiting for the remaining tasks"
+            );
             round.record.abandoned = round.running as usize;
         }
         round.record

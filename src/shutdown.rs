@@ -73,8 +73,8 @@ impl Stop {
             .get()
             .cloned()
             .or_else(|| self.parent.as_ref().and_then(|p| p.reason()))
-            // Cancelled through the token alone (by a runner's own child token):
-            // the only outside cause that does not say why is a shutdown.
+            // Cancelled through its plain token, where nobody records why:
+            // count it as a shutdown, the one stop that needs no explanation.
             .or(Some(StopReason::Shutdown))
     }
 
@@ -128,7 +128,10 @@ mod tests {
         assert_eq!(a.reason(), None);
         root.stop(StopReason::ServerClosed("gone".into()));
         assert_eq!(a.reason(), Some(StopReason::ServerClosed("gone".into())));
-        assert_eq!(b.reason(), Some(StopReason::TimedOut(Duration::from_secs(1))));
+        assert_eq!(
+            b.reason(),
+            Some(StopReason::TimedOut(Duration::from_secs(1)))
+        );
     }
 
     #[test]
@@ -139,7 +142,11 @@ mod tests {
         assert_eq!(s.reason(), Some(StopReason::Shutdown));
         let child = s.child();
         child.stop(StopReason::TimedOut(Duration::from_secs(1)));
-        assert_eq!(child.reason(), Some(StopReason::Shutdown), "already stopped");
+        assert_eq!(
+            child.reason(),
+            Some(StopReason::Shutdown),
+            "already stopped"
+        );
     }
 
     #[test]

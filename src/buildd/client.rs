@@ -6,9 +6,7 @@ use std::time::Duration;
 use reqwest::{StatusCode, header};
 use serde::de::DeserializeOwned;
 
-use super::types::{
-    ClaimRequest, ClaimResponse, ConflictBody, ErrorBody, UpdateAck, WorkerUpdate,
-};
+use super::types::{ClaimRequest, ClaimResponse, ConflictBody, ErrorBody, UpdateAck, WorkerUpdate};
 use crate::secret::Secret;
 
 /// Largest response body we read from the server; a claim with a few tasks is

@@ -51,15 +51,19 @@ impl Hint for ConfigError {
                 "fix or remove {}, or point BUILDD_CONFIG at another file",
                 path.display()
             ),
-            ConfigError::Dispatch(_) => "check the workflow's trigger; pass --task / BUILDD_TASK_ID \
+            ConfigError::Dispatch(_) => {
+                "check the workflow's trigger; pass --task / BUILDD_TASK_ID \
                  to name the task yourself"
-                .into(),
+                    .into()
+            }
             ConfigError::BadServer { .. } => {
                 "use a full URL such as https://buildd.example.com or http://localhost:3000".into()
             }
-            ConfigError::NoClaudeAuth => "set CLAUDE_CODE_OAUTH_TOKEN (a Claude Pro/Team seat: run \
+            ConfigError::NoClaudeAuth => {
+                "set CLAUDE_CODE_OAUTH_TOKEN (a Claude Pro/Team seat: run \
                  `claude setup-token`) for the cli runner, or ANTHROPIC_API_KEY for the api runner"
-                .into(),
+                    .into()
+            }
             ConfigError::ApiRunnerWithoutKey => {
                 "export ANTHROPIC_API_KEY, or use --runner cli with CLAUDE_CODE_OAUTH_TOKEN".into()
             }

@@ -29,7 +29,9 @@ pub(super) fn resolve(
             .filter(|v| !v.is_empty())
             .map(str::to_string)
     };
-    let token = var("GITHUB_TOKEN").or_else(|| var("GH_TOKEN")).map(Secret::new);
+    let token = var("GITHUB_TOKEN")
+        .or_else(|| var("GH_TOKEN"))
+        .map(Secret::new);
     let work_dir = if flags.work_dir.is_absolute() {
         flags.work_dir
     } else {

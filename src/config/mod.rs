@@ -148,11 +148,8 @@ impl Config {
         let server = validate_server(&server)?;
 
         let actions = ActionsEnv::from_map(&env);
-        let (task, workspace) = dispatched(
-            &actions,
-            non_empty(cli.task),
-            non_empty(cli.workspace),
-        )?;
+        let (task, workspace) =
+            dispatched(&actions, non_empty(cli.task), non_empty(cli.workspace))?;
         let summary_path = cli.summary.or_else(|| {
             actions
                 .is_actions()
@@ -246,7 +243,9 @@ fn dispatched(
         Ok(Some(d)) => Ok((task.or(d.task_id), workspace.or(d.workspace_id))),
         Ok(None) => Ok((task, workspace)),
         Err(DispatchError::NotBuilddTask { event_type }) => {
-            tracing::warn!("ignoring repository_dispatch of type {event_type:?}; claiming as usual");
+            tracing::warn!(
+                "ignoring repository_dispatch of type {event_type:?}; claiming as usual"
+            );
             Ok((task, workspace))
         }
         Err(e) => Err(ConfigError::Dispatch(e)),
@@ -439,7 +438,14 @@ mod tests {
         let missing = env(&[("CLAUDE_CODE_OAUTH_TOKEN", "tok"), ("PATH", "/nonexistent")]);
         let err = run(&[], missing).unwrap_err();
         assert!(matches!(err, ConfigError::ClaudeNotFound { .. }), "{err:?}");
-        assert!(!err.to_string().contains("hint"), "the hint is not in the message");
-        assert!(err.hint().unwrap().contains("npm install -g @anthropic-ai/claude-code"));
+        assert!(
+            !err.to_string().contains("hint"),
+            "the hint is not in the message"
+        );
+        assert!(
+            err.hint()
+                .unwrap()
+                .contains("npm install -g @anthropic-ai/claude-code")
+        );
     }
 }

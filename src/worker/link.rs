@@ -350,7 +350,11 @@ impl ServerLink {
         if let Some(text) = ack.instructions.filter(|t| !t.trim().is_empty()) {
             info!(worker = %self.worker_id, "the server sent instructions for the task");
             // Nobody listening (the runner takes none) is logged by whoever dropped it.
-            if self.messages.send(ServerMessage::Instructions(text)).is_err() {
+            if self
+                .messages
+                .send(ServerMessage::Instructions(text))
+                .is_err()
+            {
                 warn!(worker = %self.worker_id, "instructions from the server arrived after the run");
             }
         }

@@ -16,6 +16,8 @@ pub mod outcome;
 pub mod report;
 pub mod task;
 
+#[cfg(test)]
+mod tests;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -120,9 +122,7 @@ pub async fn run(
         worker_id: task.worker_id.as_str(),
         shutdown: &shutdown,
     };
-    let (ending, reported) = reporter
-        .deliver(outcome(interrupted, work, delivery))
-        .await;
+    let (ending, reported) = reporter.deliver(outcome(interrupted, work, delivery)).await;
     let result = result(&task, ending, reported, record.recent_actions, started);
     info!(
         worker = %result.worker_id,
@@ -184,7 +184,13 @@ async fn work(
     let prepared = match prepared {
         Ok(p) => p,
         Err(PrepareEnd::Interrupted(reason)) => {
-            return (Some(reason), Work::Cancelled { usage: Usage::default() }, None);
+            return (
+                Some(reason),
+                Work::Cancelled {
+                    usage: Usage::default(),
+                },
+                None,
+            );
         }
         Err(PrepareEnd::Failed(reason)) => {
             let failed = Work::Failed {
@@ -269,10 +275,17 @@ async fn supervise(
 ) -> (Option<StopReason>, Work) {
     let runner = ctx.runner.clone();
     let sink = link.sink();
-    let token = stop.token().clone();
+    // A child: the runner notices the task's stop, but cannot stop the task.
+    let token = stop.token().child_token();
     let mut run = tokio::spawn(async move { runner.run(request, sink, token).await });
     let interrupted = tokio::select! {
-        joined = &mut run => return (None, work_from(ctx, joined)),
+        joined = &mut run => {
+            // A run that did not finish while the task was being stopped ended
+            // because of the stop (its token was cancelled): the stop is the cause.
+            let finished = matches!(joined, Ok(Ok(_)));
+            let interrupted = if finished { None } else { stop.reason() };
+            return (interrupted, work_from(ctx, joined));
+        }
         reason = stop.stopped() => reason,
     };
     (Some(interrupted), work_from(ctx, run.await))

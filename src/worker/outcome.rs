@@ -246,7 +246,10 @@ mod tests {
             None,
         );
         assert_eq!(timed_out.status, TaskStatus::Failed);
-        assert_eq!(timed_out.error.as_deref(), Some("task timed out after 1m 30s"));
+        assert_eq!(
+            timed_out.error.as_deref(),
+            Some("task timed out after 1m 30s")
+        );
         let update = timed_out.update.unwrap();
         assert_eq!(update.status, Some(WorkerStatus::Failed));
         assert_eq!(update.turns, Some(2), "usage up to the stop is kept");

@@ -1,0 +1,301 @@
+//! The worker against the in-process fake buildd server, with a scripted
+//! runner: what the server sees of a task, without spawning the binary.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use buildd_fakes::buildd::{DEFAULT_KEY, FakeBuildd, Fault, Route, TaskSeed};
+use tokio_util::sync::CancellationToken;
+
+use super::*;
+use crate::git::{Author, GitSettings};
+use crate::runner::{ProgressSink, RunFuture};
+use crate::secret::Secret;
+
+type Script =
+    Arc<dyn Fn(RunRequest, ProgressSink, CancellationToken) -> RunFuture<'static> + Send + Sync>;
+
+/// A runner that does whatever the test says.
+struct Scripted(Script);
+
+impl Runner for Scripted {
+    fn name(&self) -> &'static str {
+        "scripted"
+    }
+    fn run<'a>(
+        &'a self,
+        request: RunRequest,
+        progress: ProgressSink,
+        cancel: CancellationToken,
+    ) -> RunFuture<'a> {
+        (self.0)(request, progress, cancel)
+    }
+}
+
+struct Setup {
+    fake: Arc<FakeBuildd>,
+    ctx: WorkerContext,
+    _dir: tempfile::TempDir,
+}
+
+fn setup(script: Script, task_timeout: Option<Duration>) -> Setup {
+    let fake = Arc::new(FakeBuildd::start());
+    let dir = tempfile::tempdir().unwrap();
+    let client =
+        BuilddClient::new(&fake.url(), Secret::new(DEFAULT_KEY), "buildd-agent/test").unwrap();
+    let redactor = Redactor::new();
+    let git = Git::new(
+        GitSettings {
+            work_dir: dir.path().join("work"),
+            cwd: dir.path().to_path_buf(),
+            push: false,
+            pr: false,
+            author: Author::default(),
+            token: None,
+            server_url: "https://github.com".into(),
+            api_url: "https://api.github.com".into(),
+            buildd_server: fake.url(),
+            parent_env: std::env::vars_os().collect(),
+        },
+        redactor.clone(),
+    );
+    let ctx = WorkerContext {
+        client,
+        runner: Arc::new(Scripted(script)),
+        redactor,
+        checkout: dir.path().to_path_buf(),
+        git,
+        task_timeout,
+        timing: LinkTiming {
+            progress: Duration::from_millis(20),
+            lease: Duration::from_millis(60),
+            status_poll: Duration::from_millis(40),
+        },
+        retry: RetryPolicy {
+            base_delay: Duration::from_millis(5),
+            max_delay: Duration::from_millis(20),
+            budget: Duration::from_secs(20),
+        },
+        outbox: Some(Outbox::open(&dir.path().join("state")).unwrap()),
+        server: fake.url(),
+    };
+    Setup {
+        fake,
+        ctx,
+        _dir: dir,
+    }
+}
+
+/// Seed one task, claim it as the scheduler would, and run the worker on it.
+async fn run_one(s: &Setup, seed: TaskSeed) -> TaskResult {
+    s.fake.add_task(seed);
+    let claim = crate::buildd::types::ClaimRequest {
+        runner: "buildd-agent/test".into(),
+        max_tasks: 1,
+        workspace_id: None,
+        task_id: None,
+        capabilities: Vec::new(),
+    };
+    let mut resp = s.ctx.client.claim(&claim).await.unwrap();
+    let task = ClaimedTask::from_claim(resp.workers.remove(0)).unwrap();
+    let shutdown = Shutdown::new();
+    let stop = shutdown.now.child();
+    run(s.ctx.clone(), task, stop, shutdown).await
+}
+
+fn seed(title: &str) -> TaskSeed {
+    TaskSeed {
+        title: title.into(),
+        ..TaskSeed::default()
+    }
+}
+
+/// Poll `cond` until it holds (a bound only for a broken test, not a timing claim).
+async fn until(what: &str, cond: impl Fn() -> bool) {
+    for _ in 0..2000 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("gave up waiting for {what}");
+}
+
+fn done(summary: &str) -> Result<RunOutcome, RunError> {
+    Ok(RunOutcome {
+        summary: summary.into(),
+        usage: Usage {
+            turns: 2,
+            ..Usage::default()
+        },
+    })
+}
+
+/// Updates the worker sent that are neither `running` nor terminal.
+fn progress_updates(fake: &FakeBuildd) -> Vec<serde_json::Value> {
+    fake.workers()[0]
+        .updates
+        .iter()
+        .filter(|u| u.get("status").is_none())
+        .cloned()
+        .collect()
+}
+
+#[tokio::test]
+async fn a_quiet_task_keeps_its_lease() {
+    let fake_slot: Arc<std::sync::OnceLock<Arc<FakeBuildd>>> = Arc::default();
+    let slot = fake_slot.clone();
+    let s = setup(
+        Arc::new(move |_, _, _| {
+            let fake = slot.get().cloned().unwrap();
+            Box::pin(async move {
+                // Quiet until the server has seen two lease renewals.
+                until("lease renewals", || progress_updates(&fake).len() >= 2).await;
+                done("quiet work")
+            })
+        }),
+        None,
+    );
+    let _ = fake_slot.set(s.fake.clone());
+    let r = run_one(&s, seed("Quiet")).await;
+    assert_eq!(r.status, TaskStatus::Completed);
+    let renewals = progress_updates(&s.fake);
+    assert!(renewals.len() >= 2);
+    for u in &renewals {
+        // A renewal repeats the last action: the start line, never empty.
+        assert_eq!(u["currentAction"], "Starting (scripted runner)", "{u}");
+    }
+    let w = &s.fake.workers()[0];
+    assert_eq!((w.status.as_str(), w.terminal_reports), ("completed", 1));
+    assert!(s.fake.violations().is_empty(), "{:?}", s.fake.violations());
+}
+
+#[tokio::test]
+async fn a_burst_of_progress_is_coalesced() {
+    let fake_slot: Arc<std::sync::OnceLock<Arc<FakeBuildd>>> = Arc::default();
+    let slot = fake_slot.clone();
+    let s = setup(
+        Arc::new(move |_, progress, _| {
+            let fake = slot.get().cloned().unwrap();
+            Box::pin(async move {
+                for i in 0..200 {
+                    progress.action(format!("step {i}"));
+                }
+                until("the last step", || {
+                    progress_updates(&fake)
+                        .iter()
+                        .any(|u| u["currentAction"] == "step 199")
+                })
+                .await;
+                done("bursty work")
+            })
+        }),
+        None,
+    );
+    let _ = fake_slot.set(s.fake.clone());
+    let r = run_one(&s, seed("Burst")).await;
+    assert_eq!(r.status, TaskStatus::Completed);
+    let sent = progress_updates(&s.fake);
+    assert!(sent.len() < 20, "200 actions became {} updates", sent.len());
+    assert_eq!(r.recent_actions.len(), 50, "the job log keeps the last 50");
+    assert_eq!(
+        r.recent_actions.last().map(String::as_str),
+        Some("step 199")
+    );
+}
+
+#[tokio::test]
+async fn a_worker_the_server_closes_mid_run_stops_and_reports_nothing() {
+    let fake_slot: Arc<std::sync::OnceLock<Arc<FakeBuildd>>> = Arc::default();
+    let slot = fake_slot.clone();
+    let s = setup(
+        Arc::new(move |request, _, cancel| {
+            let fake = slot.get().cloned().unwrap();
+            Box::pin(async move {
+                fake.close_worker(&request.worker_id, "failed");
+                cancel.cancelled().await;
+                Err(RunError::Cancelled {
+                    usage: Usage::default(),
+                })
+            })
+        }),
+        None,
+    );
+    let _ = fake_slot.set(s.fake.clone());
+    let r = run_one(&s, seed("Closed")).await;
+    assert_eq!(r.status, TaskStatus::Aborted);
+    assert!(
+        r.reported,
+        "the server's decision stands; nothing to deliver"
+    );
+    assert_eq!(s.fake.workers()[0].terminal_reports, 0);
+    let outbox = s.ctx.outbox.as_ref().unwrap();
+    assert!(outbox.pending(&s.ctx.server, |_, _| {}).is_empty());
+}
+
+#[tokio::test]
+async fn the_task_timeout_covers_a_hanging_checkout() {
+    // A "git server" that accepts connections and never answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let repo = format!("http://{}/acme/web.git", listener.local_addr().unwrap());
+    let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = ran.clone();
+    let s = setup(
+        Arc::new(move |_, _, _| {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            Box::pin(async { done("should not run") })
+        }),
+        Some(Duration::from_millis(300)),
+    );
+    let r = run_one(
+        &s,
+        TaskSeed {
+            repo: Some(repo),
+            ..seed("Slow clone")
+        },
+    )
+    .await;
+    drop(listener);
+    assert_eq!(r.status, TaskStatus::Failed);
+    assert_eq!(r.error.as_deref(), Some("task timed out after 300ms"));
+    assert!(!ran.load(std::sync::atomic::Ordering::SeqCst));
+    let w = &s.fake.workers()[0];
+    assert_eq!(w.status, "failed");
+    assert_eq!(w.fields["error"], "task timed out after 300ms");
+}
+
+#[tokio::test]
+async fn the_final_report_is_retried_until_acknowledged() {
+    let fake_slot: Arc<std::sync::OnceLock<Arc<FakeBuildd>>> = Arc::default();
+    let slot = fake_slot.clone();
+    let s = setup(
+        Arc::new(move |_, _, _| {
+            let fake = slot.get().cloned().unwrap();
+            Box::pin(async move {
+                fake.inject(Route::Update, Fault::Status(503));
+                fake.inject(Route::Update, Fault::Drop);
+                done("worth keeping")
+            })
+        }),
+        None,
+    );
+    let _ = fake_slot.set(s.fake.clone());
+    let r = run_one(&s, seed("Flaky server")).await;
+    assert_eq!(r.status, TaskStatus::Completed);
+    assert!(r.reported);
+    let w = &s.fake.workers()[0];
+    assert_eq!((w.status.as_str(), w.terminal_reports), ("completed", 1));
+    assert_eq!(w.fields["summary"], "worth keeping");
+    let terminal_attempts = s
+        .fake
+        .requests()
+        .iter()
+        .filter(|r| r.method == "PATCH" && r.body.get("status").is_some_and(|s| s == "completed"))
+        .count();
+    assert_eq!(
+        terminal_attempts, 3,
+        "two failures, then the acknowledgement"
+    );
+    let outbox = s.ctx.outbox.as_ref().unwrap();
+    assert!(outbox.pending(&s.ctx.server, |_, _| {}).is_empty());
+}
