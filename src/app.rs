@@ -100,16 +100,7 @@ async fn run_inner(config: &Config, redactor: &Redactor) -> Result<u8, AppError>
     let client = BuilddClient::new(&config.server, config.api_key.clone(), &user_agent)
         .map_err(AppError::Client)?;
 
-    let outbox = match crate::outbox::Outbox::open(&config.state_dir) {
-        Ok(ob) => Some(ob),
-        Err(e) => {
-            warn!(
-                "cannot use the state dir {} ({e}); reports will not survive a crash",
-                config.state_dir.display()
-            );
-            None
-        }
-    };
+    let outbox = open_outbox(config);
     if let Some(ob) = &outbox {
         crate::replay::replay(ob, &client, &config.server, redactor).await;
     }
@@ -162,10 +153,13 @@ async fn run_inner(config: &Config, redactor: &Redactor) -> Result<u8, AppError>
     // Finish the sweep rather than let the runtime's shutdown cut it off mid-way
     // (bounded: a hung git must not hold up an exit).
     let _ = tokio::time::timeout(SWEEP_WAIT, sweep).await;
-    let signal = signalled.get().copied();
-    let code = exit_code(&record, signal);
-    // Written on success, failure and interruption alike.
-    let report = crate::summary::run_report(&record, signal.is_some(), redactor, &config.server);
+    Ok(finish(config, redactor, &record, signalled.get().copied()))
+}
+
+/// After the run: the summary (on success, failure and interruption alike),
+/// the server problem if there was one, the totals; returns the exit code.
+fn finish(config: &Config, redactor: &Redactor, record: &RunRecord, signal: Option<i32>) -> u8 {
+    let report = crate::summary::run_report(record, signal.is_some(), redactor, &config.server);
     if let Err(e) = crate::summary::write(&report, config.summary_path.as_deref(), &config.actions)
     {
         warn!("cannot write the run summary: {e}");
@@ -178,8 +172,22 @@ async fn run_inner(config: &Config, redactor: &Redactor) -> Result<u8, AppError>
         };
         crate::error::render(redactor, &err);
     }
-    log_totals(&record);
-    Ok(code)
+    log_totals(record);
+    exit_code(record, signal)
+}
+
+/// The outbox in the state dir; without one, reports do not survive a crash.
+fn open_outbox(config: &Config) -> Option<crate::outbox::Outbox> {
+    match crate::outbox::Outbox::open(&config.state_dir) {
+        Ok(ob) => Some(ob),
+        Err(e) => {
+            warn!(
+                "cannot use the state dir {} ({e}); reports will not survive a crash",
+                config.state_dir.display()
+            );
+            None
+        }
+    }
 }
 
 fn scheduler_config(config: &Config) -> SchedulerConfig {

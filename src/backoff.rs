@@ -42,6 +42,15 @@ impl Backoff {
     }
 }
 
+/// Retry timing for calls to the buildd server.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+    /// How long the server may stay unreachable before --once/--until-idle give up.
+    pub budget: Duration,
+}
+
 /// `d` in whole milliseconds, for messages ("334ms", not "334ms 89us 132ns").
 pub fn round_ms(d: Duration) -> Duration {
     Duration::from_millis(d.as_millis() as u64)

@@ -7,8 +7,16 @@ use tracing_subscriber::fmt::MakeWriter;
 
 use std::collections::HashMap;
 
-use crate::config::flags::LogFormat;
 use crate::redact::Redactor;
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// human-readable lines on stderr
+    Pretty,
+    /// one JSON object per line on stderr
+    Json,
+}
 
 /// Install the global subscriber. `RUST_LOG` wins; the seed's `DEBUG=*` (or
 /// any non-empty `DEBUG`) means debug; otherwise info. On GitHub Actions

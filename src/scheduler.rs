@@ -20,10 +20,11 @@ use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
+use crate::backoff::RetryPolicy;
 use crate::backoff::{Backoff, round_ms};
 use crate::buildd::types::{ClaimRequest, ClaimedWorker, WorkerStatus, WorkerUpdate};
 use crate::buildd::{BuilddClient, BuilddError};
-use crate::config::{Mode, RetryPolicy};
+use crate::config::Mode;
 use crate::redact::Redactor;
 use crate::shutdown::{Shutdown, Stop, StopReason};
 use crate::worker::task::Id;

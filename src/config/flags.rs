@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
+pub use crate::logging::LogFormat;
+
 /// Exit codes, shown at the end of `--help` and in the README.
 pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
@@ -175,15 +177,6 @@ pub enum RunnerChoice {
     Api,
     /// the claude CLI, headless (CLAUDE_CODE_OAUTH_TOKEN or ANTHROPIC_API_KEY)
     Cli,
-}
-
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// human-readable lines on stderr
-    Pretty,
-    /// one JSON object per line on stderr
-    Json,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {

@@ -15,6 +15,20 @@ pub(super) struct GitFlags {
     pub author: Author,
 }
 
+impl GitFlags {
+    pub fn from_cli(cli: &super::flags::Cli, env: &HashMap<String, String>) -> Self {
+        GitFlags {
+            work_dir: cli
+                .work_dir
+                .clone()
+                .unwrap_or_else(|| super::home_dir(env).join(".buildd").join("workspaces")),
+            push: !cli.no_push,
+            pr: !cli.no_push && !cli.no_pr,
+            author: cli.git_author.clone().unwrap_or_default(),
+        }
+    }
+}
+
 /// Git settings from the flags and the GitHub environment variables; a
 /// relative work dir is taken from `cwd`, where the agent started.
 pub(super) fn resolve(

@@ -28,6 +28,7 @@ use crate::actions::dispatch::{DispatchError, read_dispatch};
 use crate::git::GitSettings;
 use crate::secret::Secret;
 
+pub use crate::backoff::RetryPolicy;
 pub use error::ConfigError;
 pub use file::{config_path, home_dir};
 use flags::{Cli, LogFormat};
@@ -77,15 +78,6 @@ pub enum Mode {
     Daemon { idle_timeout: Option<Duration> },
 }
 
-/// Retry timing for calls to the buildd server.
-#[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
-    pub base_delay: Duration,
-    pub max_delay: Duration,
-    /// How long the server may stay unreachable before --once/--until-idle give up.
-    pub budget: Duration,
-}
-
 /// Everything the agent needs, validated and decided.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -130,63 +122,24 @@ impl Config {
         matches: &clap::ArgMatches,
         env: HashMap<String, String>,
     ) -> Result<Config, ConfigError> {
-        let config_path = config_path(&env);
-        let file = file::read_config_file(&config_path)?;
-
-        let (api_key, api_key_source) = match cli.api_key.filter(|k| !k.trim().is_empty()) {
-            Some(k) => (k, source_of(matches, "api_key")),
-            None => match file.api_key.filter(|k| !k.trim().is_empty()) {
-                Some(k) => (k, Source::File),
-                None => return Err(ConfigError::MissingApiKey { config_path }),
-            },
-        };
-        let server = cli
-            .server
-            .filter(|s| !s.trim().is_empty())
-            .or(file.buildd_server)
-            .unwrap_or_else(|| DEFAULT_SERVER.into());
-        let server = validate_server(&server)?;
-
+        let (api_key, api_key_source, server) = key_and_server(&cli, matches, &env)?;
         let actions = ActionsEnv::from_map(&env);
-        let (task, workspace) =
-            dispatched(&actions, non_empty(cli.task), non_empty(cli.workspace))?;
-        let summary_path = cli.summary.or_else(|| {
+        let (task, workspace) = dispatched(
+            &actions,
+            non_empty(cli.task.clone()),
+            non_empty(cli.workspace.clone()),
+        )?;
+        let summary_path = cli.summary.clone().or_else(|| {
             actions
                 .is_actions()
                 .then(|| actions.summary_path.clone())
                 .flatten()
         });
-        let mode = if cli.once {
-            Mode::Once
-        } else if cli.until_idle {
-            Mode::UntilIdle
-        } else {
-            Mode::Daemon {
-                idle_timeout: cli.idle_timeout,
-            }
-        };
-        let runner = runner::resolve(
-            runner::RunnerFlags {
-                choice: cli.runner,
-                model: non_empty(cli.model),
-                max_turns: cli.max_turns,
-                max_tokens: cli.max_tokens,
-                max_cost_usd: cli.max_cost_usd,
-                claude_bin: cli.claude_bin,
-            },
-            mode,
-            &env,
-        )?;
+        let mode = mode(&cli);
+        let runner = runner::resolve(runner::RunnerFlags::from_cli(&cli), mode, &env)?;
         let checkout = std::env::current_dir().map_err(ConfigError::WorkDir)?;
         let git = git::resolve(
-            git::GitFlags {
-                work_dir: cli
-                    .work_dir
-                    .unwrap_or_else(|| home_dir(&env).join(".buildd").join("workspaces")),
-                push: !cli.no_push,
-                pr: !cli.no_push && !cli.no_pr,
-                author: cli.git_author.unwrap_or_default(),
-            },
+            git::GitFlags::from_cli(&cli, &env),
             &checkout,
             &server,
             &env,
@@ -230,6 +183,43 @@ impl Config {
     }
 }
 
+/// The buildd key (and where it came from) and the server URL: flags and env
+/// vars, else the config file, else the default server.
+fn key_and_server(
+    cli: &Cli,
+    matches: &clap::ArgMatches,
+    env: &HashMap<String, String>,
+) -> Result<(String, Source, String), ConfigError> {
+    let config_path = config_path(env);
+    let file = file::read_config_file(&config_path)?;
+    let (api_key, source) = match cli.api_key.clone().filter(|k| !k.trim().is_empty()) {
+        Some(k) => (k, source_of(matches, "api_key")),
+        None => match file.api_key.filter(|k| !k.trim().is_empty()) {
+            Some(k) => (k, Source::File),
+            None => return Err(ConfigError::MissingApiKey { config_path }),
+        },
+    };
+    let server = cli
+        .server
+        .clone()
+        .filter(|s| !s.trim().is_empty())
+        .or(file.buildd_server)
+        .unwrap_or_else(|| DEFAULT_SERVER.into());
+    Ok((api_key, source, validate_server(&server)?))
+}
+
+fn mode(cli: &Cli) -> Mode {
+    if cli.once {
+        Mode::Once
+    } else if cli.until_idle {
+        Mode::UntilIdle
+    } else {
+        Mode::Daemon {
+            idle_timeout: cli.idle_timeout,
+        }
+    }
+}
+
 /// A dispatched workflow names its task in the event; flags still win.
 fn dispatched(
     actions: &ActionsEnv,
@@ -252,7 +242,7 @@ fn dispatched(
     }
 }
 
-fn non_empty(v: Option<String>) -> Option<String> {
+pub(crate) fn non_empty(v: Option<String>) -> Option<String> {
     v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
 }
 

@@ -43,6 +43,19 @@ pub(super) struct RunnerFlags {
     pub claude_bin: Option<std::path::PathBuf>,
 }
 
+impl RunnerFlags {
+    pub fn from_cli(cli: &super::flags::Cli) -> Self {
+        RunnerFlags {
+            choice: cli.runner,
+            model: super::non_empty(cli.model.clone()),
+            max_turns: cli.max_turns,
+            max_tokens: cli.max_tokens,
+            max_cost_usd: cli.max_cost_usd,
+            claude_bin: cli.claude_bin.clone(),
+        }
+    }
+}
+
 /// Choose the runner for `--runner`. Fails when the needed Claude credentials
 /// or the `claude` CLI are missing, before anything is claimed.
 pub(super) fn resolve(

@@ -25,8 +25,8 @@ use std::time::{Duration, Instant};
 
 use tracing::info;
 
+use crate::backoff::RetryPolicy;
 use crate::buildd::BuilddClient;
-use crate::config::RetryPolicy;
 use crate::git::{Git, Prepared, TaskInfo};
 use crate::outbox::Outbox;
 use crate::redact::Redactor;

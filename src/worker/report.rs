@@ -14,10 +14,10 @@ use tracing::{error, info, warn};
 
 use super::link::Journal;
 use super::outcome::{Ending, bounded, refused_completion};
+use crate::backoff::RetryPolicy;
 use crate::backoff::{Backoff, round_ms};
 use crate::buildd::types::WorkerStatus;
 use crate::buildd::{BuilddClient, BuilddError};
-use crate::config::RetryPolicy;
 use crate::redact::Redactor;
 use crate::shutdown::Shutdown;
 
