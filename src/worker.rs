@@ -346,7 +346,7 @@ pub async fn run(
             }
             Err(match e {
                 RunError::Cancelled { .. } => (TaskStatus::Cancelled, SHUTDOWN_REASON.to_string()),
-                RunError::Config(m) => {
+                RunError::Config { message: m, .. } => {
                     result.config_error = true;
                     (TaskStatus::Failed, m)
                 }

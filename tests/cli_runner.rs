@@ -314,15 +314,18 @@ async fn missing_binary_is_a_config_error_with_the_install_hint() {
         )
         .await
         .expect_err("no binary");
-    let RunError::Config(msg) = &err else {
+    let RunError::Config { message: msg, hint } = &err else {
         panic!("expected Config, got {err:?}")
     };
     assert!(msg.contains("no-such-claude"), "{msg}");
+    // The hint travels beside the message (for the terminal), not inside it.
+    let hint = hint.as_deref().unwrap_or_default();
     assert!(
-        msg.contains("npm install -g @anthropic-ai/claude-code"),
-        "{msg}"
+        hint.contains("npm install -g @anthropic-ai/claude-code"),
+        "{hint}"
     );
-    assert!(msg.contains("CLAUDE_BIN"), "{msg}");
+    assert!(hint.contains("CLAUDE_BIN"), "{hint}");
+    assert!(!msg.contains("npm install"), "hint pasted into {msg}");
 
     // Nothing on PATH either.
     let runner = CliRunner::new(CliRunnerConfig {
@@ -331,8 +334,12 @@ async fn missing_binary_is_a_config_error_with_the_install_hint() {
     })
     .with_parent_env(vec![("PATH".into(), checkout.path().display().to_string())]);
     let err = runner.locate_claude().expect_err("not on PATH");
+    let RunError::Config { hint, .. } = &err else {
+        panic!("expected Config, got {err:?}")
+    };
     assert!(
-        err.to_string()
+        hint.as_deref()
+            .unwrap_or_default()
             .contains("npm install -g @anthropic-ai/claude-code")
     );
 }
@@ -362,7 +369,7 @@ async fn no_credentials_is_a_config_error_and_claude_never_starts() {
         err.to_string().starts_with("No authentication configured. Set CLAUDE_CODE_OAUTH_TOKEN (Claude seat) or ANTHROPIC_API_KEY."),
         "{err}"
     );
-    assert!(matches!(err, RunError::Config(_)));
+    assert!(matches!(err, RunError::Config { .. }));
     assert_eq!(fake.recorded("pid"), None, "claude was started anyway");
 }
 
