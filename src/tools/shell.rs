@@ -193,13 +193,13 @@ mod tests {
         .collect()
     }
 
-    fn child_env(parent: Vec<(OsString, OsString)>) -> Vec<(OsString, OsString)> {
+    fn model_env(parent: Vec<(OsString, OsString)>) -> Vec<(OsString, OsString)> {
         ChildEnv::new(Consumer::ModelCommands, parent).into_vec()
     }
 
     async fn sh(command: &str, timeout: Duration, cap: usize) -> ShellResult {
         let dir = tempfile::tempdir().expect("tempdir");
-        let env = child_env(parent_env());
+        let env = model_env(parent_env());
         run(
             command,
             dir.path(),
@@ -240,7 +240,7 @@ mod tests {
     async fn runs_in_the_given_directory() {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("marker.txt"), "x").expect("write");
-        let env = child_env(parent_env());
+        let env = model_env(parent_env());
         let r = run(
             "ls",
             dir.path(),
@@ -352,7 +352,7 @@ mod tests {
     async fn cancel_kills_the_group_at_once() {
         let dir = tempfile::tempdir().expect("tempdir");
         let pidfile = dir.path().join("pid");
-        let env = child_env(parent_env());
+        let env = model_env(parent_env());
         let cancel = CancellationToken::new();
         let command = "sleep 100 & echo $! > pid.tmp && mv pid.tmp pid; sleep 100";
         let run = run(

@@ -92,7 +92,7 @@ impl Default for CliRunnerConfig {
 /// The CLI's whole environment: the policy for the CLI applied to `parent`,
 /// then `extra_env`, then the credential. `is_root` adds `IS_SANDBOX=1`,
 /// without which the CLI refuses `bypassPermissions` as root.
-pub fn child_env<I, K, V>(
+pub fn claude_env<I, K, V>(
     parent: I,
     extra_env: &[(String, String)],
     credential: &Credential,
@@ -217,7 +217,7 @@ impl CliRunner {
         }
 
         let is_root = nix::unistd::geteuid().is_root();
-        let env = child_env(parent_env, &self.config.extra_env, &credential, is_root);
+        let env = claude_env(parent_env, &self.config.extra_env, &credential, is_root);
         let spec = CommandSpec::new(&bin, &request.checkout)
             .args(self.args())
             .envs(env.into_vec());
@@ -362,7 +362,7 @@ pub(super) mod tests {
             ("GH_TOKEN".to_owned(), "ghp_extra".to_owned()),
             ("CLAUDE_CODE_OAUTH_TOKEN".to_owned(), "sneaky".to_owned()),
         ];
-        let env = strings(child_env(
+        let env = strings(claude_env(
             parent,
             &extra,
             &Credential::ApiKey(Secret::new("sk-chosen")),
@@ -395,7 +395,7 @@ pub(super) mod tests {
 
     #[test]
     fn env_as_root_sets_is_sandbox_and_oauth_uses_its_variable() {
-        let env = strings(child_env(
+        let env = strings(claude_env(
             [("PATH", "/bin")],
             &[],
             &Credential::OauthToken(Secret::new("oat")),
