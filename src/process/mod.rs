@@ -4,7 +4,7 @@
 //! Three callers start programs: the shell tool (the model's commands), git
 //! (the agent's own checkout, commit and push) and the CLI runner (the
 //! `claude` CLI, which runs the model's commands itself). All three describe
-//! what to run as a [`CommandSpec`] whose environment comes from [`env`] (one
+//! what to run as a [`CommandSpec`] whose environment comes from [`env`](mod@env) (one
 //! policy, with each consumer's differences named there), hand it to
 //! [`spawn`] with an optional [`Confinement`], and get back a
 //! [`ProcessGroup`] that stops everything the child started.
