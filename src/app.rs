@@ -95,7 +95,7 @@ pub async fn run(config: Config, redactor: Redactor) -> u8 {
 }
 
 async fn run_inner(config: &Config, redactor: &Redactor) -> Result<u8, AppError> {
-    let runner = build_runner(&config.runner);
+    let runner = build_runner(&config.runner, redactor);
     let user_agent = format!("buildd-agent/{}", env!("CARGO_PKG_VERSION"));
     let client = BuilddClient::new(&config.server, config.api_key.clone(), &user_agent)
         .map_err(AppError::Client)?;
@@ -203,12 +203,16 @@ fn scheduler_config(config: &Config) -> SchedulerConfig {
     }
 }
 
-/// The runner the configuration chose.
-fn build_runner(settings: &RunnerSettings) -> Arc<dyn Runner> {
+/// The runner the configuration chose, redacting with the agent's redactor.
+fn build_runner(settings: &RunnerSettings, redactor: &Redactor) -> Arc<dyn Runner> {
     match settings {
         RunnerSettings::Api(api) => Arc::new(ApiRunner::new((**api).clone())),
         RunnerSettings::Cli { config, parent_env } => {
-            Arc::new(CliRunner::new(config.clone()).with_parent_env(parent_env.clone()))
+            let config = crate::runner::cli::CliRunnerConfig {
+                redactor: redactor.clone(),
+                ..config.clone()
+            };
+            Arc::new(CliRunner::new(config).with_parent_env(parent_env.clone()))
         }
     }
 }

@@ -505,7 +505,7 @@ async fn the_servers_key_wins_and_no_key_is_a_config_error() {
     h.config.api_key = None;
     let err = h.run().await.0.expect_err("no key");
     assert!(
-        matches!(&err, RunError::Config(m) if m.contains("ANTHROPIC_API_KEY")),
+        matches!(&err, RunError::Config { message: m, .. } if m.contains("ANTHROPIC_API_KEY")),
         "{err:?}"
     );
     assert!(h.fake.requests().is_empty());

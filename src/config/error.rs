@@ -33,7 +33,10 @@ pub enum ConfigError {
     #[error("No authentication configured: the api runner needs ANTHROPIC_API_KEY")]
     ApiRunnerWithoutKey,
     #[error("{message}")]
-    ClaudeNotFound { message: String },
+    ClaudeNotFound {
+        message: String,
+        hint: Option<String>,
+    },
     #[error("cannot read BUILDD_PRICES")]
     Prices(#[source] crate::anthropic::PriceError),
     #[error("cannot determine the working directory")]
@@ -43,6 +46,7 @@ pub enum ConfigError {
 impl Hint for ConfigError {
     fn hint(&self) -> Option<String> {
         Some(match self {
+            ConfigError::ClaudeNotFound { hint, .. } => return hint.clone(),
             ConfigError::MissingApiKey { config_path } => format!(
                 "pass --api-key, set BUILDD_API_KEY, or run `buildd login` (writes {})",
                 config_path.display()
@@ -59,17 +63,10 @@ impl Hint for ConfigError {
             ConfigError::BadServer { .. } => {
                 "use a full URL such as https://buildd.example.com or http://localhost:3000".into()
             }
-            ConfigError::NoClaudeAuth => {
-                "set CLAUDE_CODE_OAUTH_TOKEN (a Claude Pro/Team seat: run \
-                 `claude setup-token`) for the cli runner, or ANTHROPIC_API_KEY for the api runner"
-                    .into()
-            }
+            ConfigError::NoClaudeAuth => crate::runner::cli::NO_AUTH_HINT.into(),
             ConfigError::ApiRunnerWithoutKey => {
                 "export ANTHROPIC_API_KEY, or use --runner cli with CLAUDE_CODE_OAUTH_TOKEN".into()
             }
-            ConfigError::ClaudeNotFound { .. } => "install it with `npm install -g \
-                 @anthropic-ai/claude-code`, or point --claude-bin / CLAUDE_BIN at it"
-                .into(),
             ConfigError::Prices(_) => "BUILDD_PRICES is a JSON object {\"model-prefix\": \
                  {\"input\": 3, \"output\": 15, ...}} or a path to one"
                 .into(),

@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::flags::RunnerChoice;
 use super::{ConfigError, Mode};
 use crate::anthropic::PriceTable;
+use crate::runner::RunError;
 use crate::runner::api::ApiRunnerConfig;
 use crate::runner::cli::{CliRunner, CliRunnerConfig};
 use crate::secret::Secret;
@@ -95,8 +96,14 @@ pub(super) fn resolve(
             CliRunner::new(config.clone())
                 .with_parent_env(parent_env.clone())
                 .locate_claude()
-                .map_err(|e| ConfigError::ClaudeNotFound {
-                    message: message_without_hint(&e.to_string()),
+                .map_err(|e| match e {
+                    RunError::Config { message, hint } => {
+                        ConfigError::ClaudeNotFound { message, hint }
+                    }
+                    other => ConfigError::ClaudeNotFound {
+                        message: other.to_string(),
+                        hint: None,
+                    },
                 })?;
             Ok(RunnerSettings::Cli { config, parent_env })
         }
@@ -143,9 +150,4 @@ fn prices(env: &HashMap<String, String>) -> Result<PriceTable, ConfigError> {
     }
     .map_err(ConfigError::Prices)?;
     Ok(table)
-}
-
-/// The runner's message up to any hint it carries (the hint is ours to give).
-fn message_without_hint(text: &str) -> String {
-    text.split("\nhint:").next().unwrap_or(text).to_string()
 }

@@ -33,6 +33,25 @@ pub struct Prepared {
     pub(super) dot_git: Vec<u8>,
 }
 
+/// Refuse branch names and a worker id that are not safe to hand to git or
+/// to use as a directory name.
+fn check_names(worker_id: &str, branch: &str, others: [Option<&str>; 2]) -> Result<(), GitError> {
+    check_ref_name(branch)?;
+    for b in others.into_iter().flatten() {
+        check_ref_name(b)?;
+    }
+    if worker_id.is_empty()
+        || !worker_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c))
+    {
+        return Err(GitError::Invalid(format!(
+            "{worker_id:?} is not a usable worker id"
+        )));
+    }
+    Ok(())
+}
+
 impl Git {
     /// Make the repository available and create the task's worktree on
     /// `branch`, based on `base_branch` (else the remote's default branch), or
@@ -45,19 +64,7 @@ impl Git {
         base_branch: Option<&str>,
         resume_branch: Option<&str>,
     ) -> Result<Prepared, GitError> {
-        check_ref_name(branch)?;
-        for b in [base_branch, resume_branch].into_iter().flatten() {
-            check_ref_name(b)?;
-        }
-        if worker_id.is_empty()
-            || !worker_id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c))
-        {
-            return Err(GitError::Invalid(format!(
-                "{worker_id:?} is not a usable worker id"
-            )));
-        }
+        check_names(worker_id, branch, [base_branch, resume_branch])?;
         let spec = RepoSpec::parse(repo, &self.settings.server_url).map_err(GitError::Invalid)?;
         let repo_dir = self.repository(&spec).await?;
         let lock = self.lock_for(&repo_dir).await;
@@ -70,51 +77,9 @@ impl Git {
             Some(b) => b.to_string(),
             None => self.default_branch(&repo_dir).await?,
         };
-        let mut start_ref = format!("refs/remotes/origin/{base}");
-        self.run(
-            &repo_dir,
-            &[
-                "fetch",
-                "--quiet",
-                "--no-tags",
-                "origin",
-                "--",
-                &format!("+refs/heads/{base}:{start_ref}"),
-            ],
-        )
-        .await?;
-        for candidate in [resume_branch, Some(branch)].into_iter().flatten() {
-            let listed = self
-                .run(
-                    &repo_dir,
-                    &[
-                        "ls-remote",
-                        "--heads",
-                        "origin",
-                        "--",
-                        &format!("refs/heads/{candidate}"),
-                    ],
-                )
-                .await?;
-            if !listed.trim().is_empty() {
-                let r = format!("refs/remotes/origin/{candidate}");
-                self.run(
-                    &repo_dir,
-                    &[
-                        "fetch",
-                        "--quiet",
-                        "--no-tags",
-                        "origin",
-                        "--",
-                        &format!("+refs/heads/{candidate}:{r}"),
-                    ],
-                )
-                .await?;
-                info!(branch = candidate, "resuming from the remote branch");
-                start_ref = r;
-                break;
-            }
-        }
+        let start_ref = self
+            .fetch_start(&repo_dir, &base, [resume_branch, Some(branch)])
+            .await?;
         let start_sha = self
             .run(
                 &repo_dir,
@@ -128,45 +93,9 @@ impl Git {
             .await?
             .trim()
             .to_string();
-
-        let worktrees = self.settings.work_dir.join("worktrees");
-        std::fs::create_dir_all(&worktrees).map_err(|source| GitError::Io {
-            path: worktrees.clone(),
-            source,
-        })?;
-        let worktree = worktrees.join(worker_id);
-        if worktree.exists() {
-            // A leftover from a crash with the same worker id: start clean.
-            self.remove_worktree(&repo_dir, &worktree).await;
-        }
-        let pid_file = worktrees.join(format!("{worker_id}.pid"));
-        std::fs::write(&pid_file, std::process::id().to_string()).map_err(|source| {
-            GitError::Io {
-                path: pid_file,
-                source,
-            }
-        })?;
-        let path = worktree.to_string_lossy().into_owned();
-        self.run(
-            &repo_dir,
-            &[
-                "worktree",
-                "add",
-                "--quiet",
-                "--force",
-                "--no-track",
-                "-B",
-                branch,
-                "--",
-                &path,
-                &start_sha,
-            ],
-        )
-        .await?;
-        let dot_git = std::fs::read(worktree.join(".git")).map_err(|source| GitError::Io {
-            path: worktree.join(".git"),
-            source,
-        })?;
+        let (worktree, dot_git) = self
+            .add_worktree(&repo_dir, worker_id, branch, &start_sha)
+            .await?;
         debug!(worktree = %worktree.display(), %branch, %base, "worktree ready");
         Ok(Prepared {
             worktree,
@@ -177,6 +106,112 @@ impl Git {
             spec,
             dot_git,
         })
+    }
+
+    /// Fetch `base`, and the first of `candidates` the remote already has (a
+    /// resumed task); returns the remote-tracking ref to start from.
+    async fn fetch_start(
+        &self,
+        repo_dir: &Path,
+        base: &str,
+        candidates: [Option<&str>; 2],
+    ) -> Result<String, GitError> {
+        let base_ref = format!("refs/remotes/origin/{base}");
+        self.fetch_branch(repo_dir, base, &base_ref).await?;
+        for candidate in candidates.into_iter().flatten() {
+            let listed = self
+                .run(
+                    repo_dir,
+                    &[
+                        "ls-remote",
+                        "--heads",
+                        "origin",
+                        "--",
+                        &format!("refs/heads/{candidate}"),
+                    ],
+                )
+                .await?;
+            if !listed.trim().is_empty() {
+                let r = format!("refs/remotes/origin/{candidate}");
+                self.fetch_branch(repo_dir, candidate, &r).await?;
+                info!(branch = candidate, "resuming from the remote branch");
+                return Ok(r);
+            }
+        }
+        Ok(base_ref)
+    }
+
+    /// Fetch the remote's `branch` into `into`.
+    async fn fetch_branch(
+        &self,
+        repo_dir: &Path,
+        branch: &str,
+        into: &str,
+    ) -> Result<(), GitError> {
+        self.run(
+            repo_dir,
+            &[
+                "fetch",
+                "--quiet",
+                "--no-tags",
+                "origin",
+                "--",
+                &format!("+refs/heads/{branch}:{into}"),
+            ],
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Create the worktree for `worker_id` on `branch` at `start_sha`, with
+    /// the pid file that says this agent owns it; returns its path and what
+    /// its `.git` file says.
+    async fn add_worktree(
+        &self,
+        repo_dir: &Path,
+        worker_id: &str,
+        branch: &str,
+        start_sha: &str,
+    ) -> Result<(PathBuf, Vec<u8>), GitError> {
+        let worktrees = self.settings.work_dir.join("worktrees");
+        std::fs::create_dir_all(&worktrees).map_err(|source| GitError::Io {
+            path: worktrees.clone(),
+            source,
+        })?;
+        let worktree = worktrees.join(worker_id);
+        if worktree.exists() {
+            // A leftover from a crash with the same worker id: start clean.
+            self.remove_worktree(repo_dir, &worktree).await;
+        }
+        let pid_file = worktrees.join(format!("{worker_id}.pid"));
+        std::fs::write(&pid_file, std::process::id().to_string()).map_err(|source| {
+            GitError::Io {
+                path: pid_file,
+                source,
+            }
+        })?;
+        let path = worktree.to_string_lossy().into_owned();
+        self.run(
+            repo_dir,
+            &[
+                "worktree",
+                "add",
+                "--quiet",
+                "--force",
+                "--no-track",
+                "-B",
+                branch,
+                "--",
+                &path,
+                start_sha,
+            ],
+        )
+        .await?;
+        let dot_git = std::fs::read(worktree.join(".git")).map_err(|source| GitError::Io {
+            path: worktree.join(".git"),
+            source,
+        })?;
+        Ok((worktree, dot_git))
     }
 
     /// Remove a task's worktree (its commits stay on the branch in the repository).

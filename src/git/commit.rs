@@ -44,8 +44,32 @@ impl Git {
     /// Commit, push and open the PR, as the settings allow. A failed push or
     /// PR is an error that says where the commits are and how to push them.
     pub async fn finish(&self, p: &Prepared, task: &TaskInfo) -> Result<GitOutcome, GitError> {
-        // The model could have pointed `.git` at a repository of its own
-        // (with hooks or an fsmonitor in its config); put ours back first.
+        self.restore_dot_git(p)?;
+        self.commit_leftovers(p, task).await?;
+        let mut outcome = self.measure(p).await?;
+        if outcome.no_changes() {
+            info!(branch = %p.branch, "the task changed nothing: no push, no pull request");
+            outcome.note = Some("no changes".into());
+            return Ok(outcome);
+        }
+        if !self.settings.push {
+            outcome.note = Some("--no-push: the branch was not pushed".into());
+            return Ok(outcome);
+        }
+        self.push(p).await?;
+        outcome.pushed = true;
+        info!(branch = %p.branch, commits = outcome.commit_count, "pushed");
+        if !self.settings.pr {
+            outcome.note = Some("--no-pr: no pull request opened".into());
+            return Ok(outcome);
+        }
+        self.open_pr(p, task, &mut outcome).await?;
+        Ok(outcome)
+    }
+
+    /// The model could have pointed `.git` at a repository of its own (with
+    /// hooks or an fsmonitor in its config); put ours back before running git.
+    fn restore_dot_git(&self, p: &Prepared) -> Result<(), GitError> {
         let dot_git = p.worktree.join(".git");
         if dot_git.is_dir() && !dot_git.is_symlink() {
             let _ = std::fs::remove_dir_all(&dot_git);
@@ -55,34 +79,47 @@ impl Git {
         std::fs::write(&dot_git, &p.dot_git).map_err(|source| GitError::Io {
             path: p.worktree.join(".git"),
             source,
-        })?;
+        })
+    }
+
+    /// Commit whatever the runner left uncommitted, as the configured author
+    /// with the task's trailer.
+    async fn commit_leftovers(&self, p: &Prepared, task: &TaskInfo) -> Result<(), GitError> {
         let wt = &p.worktree;
         self.run(wt, &["add", "--all"]).await?;
         let (clean, _, _) = self.output(wt, &["diff", "--cached", "--quiet"]).await?;
-        if !clean {
-            let a = &self.settings.author;
-            let message = format!(
-                "{}\n\nBuildd-Task: {}\n",
-                commit_subject(&task.title),
-                task.task_id
-            );
-            let mut cmd_args = vec!["-c".to_string(), format!("user.name={}", a.name)];
-            cmd_args.extend(["-c".into(), format!("user.email={}", a.email)]);
-            cmd_args.extend(["commit", "--quiet", "--no-verify", "-m", &message].map(String::from));
-            let args: Vec<&str> = cmd_args.iter().map(String::as_str).collect();
-            let mut cmd = self.command(wt, &args);
-            cmd.env("GIT_AUTHOR_NAME", &a.name)
-                .env("GIT_AUTHOR_EMAIL", &a.email)
-                .env("GIT_COMMITTER_NAME", &a.name)
-                .env("GIT_COMMITTER_EMAIL", &a.email);
-            let out = cmd.output().await.map_err(GitError::Spawn)?;
-            if !out.status.success() {
-                return Err(GitError::Command {
-                    command: "commit".into(),
-                    output: self.redact(&String::from_utf8_lossy(&out.stderr)),
-                });
-            }
+        if clean {
+            return Ok(());
         }
+        let a = &self.settings.author;
+        let message = format!(
+            "{}\n\nBuildd-Task: {}\n",
+            commit_subject(&task.title),
+            task.task_id
+        );
+        let mut cmd_args = vec!["-c".to_string(), format!("user.name={}", a.name)];
+        cmd_args.extend(["-c".into(), format!("user.email={}", a.email)]);
+        cmd_args.extend(["commit", "--quiet", "--no-verify", "-m", &message].map(String::from));
+        let args: Vec<&str> = cmd_args.iter().map(String::as_str).collect();
+        let mut spec = self.command(wt, &args);
+        spec.set_env("GIT_AUTHOR_NAME", &a.name);
+        spec.set_env("GIT_AUTHOR_EMAIL", &a.email);
+        spec.set_env("GIT_COMMITTER_NAME", &a.name);
+        spec.set_env("GIT_COMMITTER_EMAIL", &a.email);
+        let out = self.exec(spec).await?;
+        if !out.status.success() {
+            return Err(GitError::Command {
+                command: "commit".into(),
+                output: self.redact(&String::from_utf8_lossy(&out.stderr)),
+            });
+        }
+        Ok(())
+    }
+
+    /// What the branch holds since the worktree was created: commits, the
+    /// last one, files and lines changed.
+    async fn measure(&self, p: &Prepared) -> Result<GitOutcome, GitError> {
+        let wt = &p.worktree;
         let range = format!("{}..HEAD", p.start_sha);
         let count: u32 = self
             .run(wt, &["rev-list", "--count", &range])
@@ -96,8 +133,6 @@ impl Git {
             ..Default::default()
         };
         if count == 0 {
-            info!(branch = %p.branch, "the task changed nothing: no push, no pull request");
-            outcome.note = Some("no changes".into());
             return Ok(outcome);
         }
         outcome.last_commit_sha = Some(
@@ -117,69 +152,72 @@ impl Git {
             outcome.lines_added += added.and_then(|n| n.parse::<u32>().ok()).unwrap_or(0);
             outcome.lines_removed += removed.and_then(|n| n.parse::<u32>().ok()).unwrap_or(0);
         }
+        Ok(outcome)
+    }
 
-        if !self.settings.push {
-            outcome.note = Some("--no-push: the branch was not pushed".into());
-            return Ok(outcome);
-        }
+    /// Push the branch to the claim's URL, not `origin`: the model can
+    /// rewrite the repository's config, and must not redirect our push (or
+    /// its token).
+    async fn push(&self, p: &Prepared) -> Result<(), GitError> {
         let refspec = format!("HEAD:refs/heads/{}", p.branch);
-        // To the claim's URL, not `origin`: the model can rewrite the
-        // repository's config, and must not redirect our push (or its token).
         let (ok, _, output) = self
-            .output(wt, &["push", "--quiet", "--", &p.spec.url, &refspec])
+            .output(
+                &p.worktree,
+                &["push", "--quiet", "--", &p.spec.url, &refspec],
+            )
             .await?;
-        if !ok {
-            return Err(GitError::Push {
+        if ok {
+            Ok(())
+        } else {
+            Err(GitError::Push {
                 branch: p.branch.clone(),
                 repo: p.repo_dir.clone(),
                 output,
-            });
+            })
         }
-        outcome.pushed = true;
-        info!(branch = %p.branch, commits = count, "pushed");
+    }
 
-        if !self.settings.pr {
-            outcome.note = Some("--no-pr: no pull request opened".into());
-            return Ok(outcome);
-        }
+    /// Open or update the pull request, when the repository is on GitHub and
+    /// there is a token; otherwise say why not in `outcome.note`.
+    async fn open_pr(
+        &self,
+        p: &Prepared,
+        task: &TaskInfo,
+        outcome: &mut GitOutcome,
+    ) -> Result<(), GitError> {
         let Some((owner, name)) = p.spec.github.clone() else {
             outcome.note = Some("the repository is not on GitHub: no pull request".into());
-            return Ok(outcome);
+            return Ok(());
         };
         let Some(token) = self.settings.token.clone() else {
             warn!(
                 "no GITHUB_TOKEN or GH_TOKEN: the branch was pushed but no pull request was opened"
             );
             outcome.note = Some("no GITHUB_TOKEN: no pull request opened".into());
-            return Ok(outcome);
+            return Ok(());
         };
-        let prs = PullRequests::new(&self.settings.api_url, token).map_err(|e| {
-            GitError::PullRequest {
-                branch: p.branch.clone(),
-                base: p.base.clone(),
-                reason: self.redact(&e.to_string()),
-            }
-        })?;
+        let pr_error = |e: &dyn std::fmt::Display| GitError::PullRequest {
+            branch: p.branch.clone(),
+            base: p.base.clone(),
+            reason: self.redact(&e.to_string()),
+        };
+        let prs = PullRequests::new(&self.settings.api_url, token).map_err(|e| pr_error(&e))?;
         let request = PrRequest {
             owner,
             repo: name,
             head: p.branch.clone(),
             base: p.base.clone(),
             title: commit_subject(&task.title),
-            body: pr_body(task, &self.settings.buildd_server, &outcome),
+            body: pr_body(task, &self.settings.buildd_server, outcome),
         };
         let pr = prs
             .open_or_update(&request)
             .await
-            .map_err(|e| GitError::PullRequest {
-                branch: p.branch.clone(),
-                base: p.base.clone(),
-                reason: self.redact(&e.to_string()),
-            })?;
+            .map_err(|e| pr_error(&e))?;
         info!(url = %pr.url, number = pr.number, updated = pr.existed, "pull request ready");
         outcome.pr_url = Some(pr.url);
         outcome.pr_number = Some(pr.number);
-        Ok(outcome)
+        Ok(())
     }
 }
 

@@ -5,8 +5,10 @@
 //! in the worktree) and [`Git::finish`] after a successful run; [`Git::sweep`]
 //! runs once at start-up to remove worktrees a crashed agent left behind.
 //! `git` itself runs as a child process (every runner has it, and it handles
-//! auth and protocols): with a scrubbed environment, no prompts, and hooks
-//! switched off, because the model can write files in the worktree. The GitHub
+//! auth and protocols), started through `crate::process` in its own process
+//! group: with git's environment policy (`process::env`, `Consumer::Git`),
+//! no prompts, and hooks switched off, because the model can write files in
+//! the worktree. The GitHub
 //! token travels to git only in environment variables, never in argv, a URL or
 //! `.git/config`, and everything git prints passes through the [`Redactor`].
 //!
@@ -19,12 +21,14 @@ mod remote;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::process::Output;
 use std::sync::Arc;
 
 use base64::Engine as _;
-use tokio::process::Command;
 use tokio::sync::Mutex;
 
+use crate::process::env::{ChildEnv, Consumer};
+use crate::process::{ChildStdio, CommandSpec};
 use crate::redact::Redactor;
 use crate::secret::Secret;
 
@@ -163,34 +167,12 @@ impl Git {
         map.entry(dir.to_path_buf()).or_default().clone()
     }
 
-    /// A git command in `dir` with the scrubbed environment, no prompts, no
+    /// A git command in `dir` with git's environment policy, no prompts, no
     /// hooks, no fsmonitor and — for remotes on the GitHub host — the token
     /// as an HTTP header passed through `GIT_CONFIG_*` variables.
-    fn command(&self, dir: &Path, args: &[&str]) -> Command {
+    fn command(&self, dir: &Path, args: &[&str]) -> CommandSpec {
         let s = &self.settings;
-        let mut cmd = Command::new("git");
-        cmd.env_clear()
-            .envs(crate::tools::shell::child_env(s.parent_env.iter().cloned()))
-            .current_dir(dir)
-            .kill_on_drop(true)
-            .stdin(std::process::Stdio::null());
-        // Whatever the worktree contains, git must not run it.
-        cmd.args([
-            "-c",
-            "core.hooksPath=/dev/null",
-            "-c",
-            "core.fsmonitor=false",
-            "-c",
-            "commit.gpgsign=false",
-            "-c",
-            "protocol.ext.allow=never",
-            // A stalled transfer fails instead of holding the task forever.
-            "-c",
-            "http.lowSpeedLimit=1000",
-            "-c",
-            "http.lowSpeedTime=120",
-        ]);
-        cmd.args(args);
+        let mut env = ChildEnv::new(Consumer::Git, s.parent_env.iter().cloned());
         let mut config: Vec<(String, String)> = Vec::new();
         if let Some(token) = &s.token
             && s.server_url.starts_with("https://")
@@ -201,15 +183,40 @@ impl Git {
                 format!("Authorization: Basic {}", basic_auth(token.expose())),
             ));
         }
-        cmd.env("GIT_CONFIG_COUNT", config.len().to_string());
+        env.set("GIT_CONFIG_COUNT", config.len().to_string());
         for (i, (k, v)) in config.into_iter().enumerate() {
-            cmd.env(format!("GIT_CONFIG_KEY_{i}"), k);
-            cmd.env(format!("GIT_CONFIG_VALUE_{i}"), v);
+            env.set(format!("GIT_CONFIG_KEY_{i}"), k);
+            env.set(format!("GIT_CONFIG_VALUE_{i}"), v);
         }
-        cmd.env("GIT_TERMINAL_PROMPT", "0")
-            .env("GIT_ASKPASS", "true")
-            .env("GIT_CONFIG_NOSYSTEM", "1");
-        cmd
+        CommandSpec::new("git", dir)
+            // Whatever the worktree contains, git must not run it.
+            .args([
+                "-c",
+                "core.hooksPath=/dev/null",
+                "-c",
+                "core.fsmonitor=false",
+                "-c",
+                "commit.gpgsign=false",
+                "-c",
+                "protocol.ext.allow=never",
+                // A stalled transfer fails instead of holding the task forever.
+                "-c",
+                "http.lowSpeedLimit=1000",
+                "-c",
+                "http.lowSpeedTime=120",
+            ])
+            .args(args)
+            .envs(env.into_vec())
+    }
+
+    /// Run `spec` to its end in its own process group (killed if this future
+    /// is dropped), collecting its output.
+    async fn exec(&self, spec: CommandSpec) -> Result<Output, GitError> {
+        crate::process::spawn(spec, ChildStdio::output(), None)
+            .map_err(GitError::Spawn)?
+            .output()
+            .await
+            .map_err(GitError::Spawn)
     }
 
     /// Run git; stdout on success, a redacted error with its output otherwise.
@@ -227,11 +234,7 @@ impl Git {
 
     /// Run git; (success, stdout, redacted stderr+stdout for messages).
     async fn output(&self, dir: &Path, args: &[&str]) -> Result<(bool, String, String), GitError> {
-        let out = self
-            .command(dir, args)
-            .output()
-            .await
-            .map_err(GitError::Spawn)?;
+        let out = self.exec(self.command(dir, args)).await?;
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&out.stderr);
         let text = format!("{}\n{}", stderr.trim(), stdout.trim());
@@ -329,10 +332,10 @@ mod tests {
             },
             Redactor::new(),
         );
-        let cmd = git.command(Path::new("/tmp"), &["fetch", "origin"]);
-        let std = cmd.as_std();
-        let argv: Vec<String> = std
-            .get_args()
+        let spec = git.command(Path::new("/tmp"), &["fetch", "origin"]);
+        let argv: Vec<String> = spec
+            .args
+            .iter()
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
         assert!(
@@ -340,13 +343,14 @@ mod tests {
                 .iter()
                 .any(|a| a.contains("ghs_") || a.contains("Basic"))
         );
-        let env: Vec<(String, String)> = std
-            .get_envs()
-            .filter_map(|(k, v)| {
-                Some((
+        let env: Vec<(String, String)> = spec
+            .env
+            .iter()
+            .map(|(k, v)| {
+                (
                     k.to_string_lossy().into_owned(),
-                    v?.to_string_lossy().into_owned(),
-                ))
+                    v.to_string_lossy().into_owned(),
+                )
             })
             .collect();
         assert!(!env.iter().any(|(k, _)| k == "GITHUB_TOKEN"));

@@ -13,6 +13,7 @@ use serde_json::Value;
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
+use super::prompt::Brief;
 use super::{ProgressSink, RunError, RunFuture, RunOutcome, RunRequest, Runner, Usage};
 use crate::anthropic::types::{
     CacheControl, ContentBlock, Message, MessageResponse, MessagesRequest, Role, StopReason,
@@ -143,7 +144,10 @@ impl Runner for ApiRunner {
                     http_client(&self.config.base_url, DEFAULT_CONNECT_TIMEOUT)
                 })
                 .await
-                .map_err(|e| RunError::Config(e.to_string()))?;
+                .map_err(|e| RunError::Config {
+                    message: e.to_string(),
+                    hint: None,
+                })?;
             Session::new(&self.config, &request, progress, http.clone())?
                 .run(&cancel)
                 .await
@@ -180,23 +184,29 @@ impl<'a> Session<'a> {
             .filter(|k| !k.is_empty())
             .or_else(|| config.api_key.clone().filter(|k| !k.is_empty()))
             .ok_or_else(|| {
-                RunError::Config(
-                    "the API runner has no Anthropic API key: the server sent none with the task \
-                     and ANTHROPIC_API_KEY is not set\nhint: export ANTHROPIC_API_KEY=sk-ant-..., \
-                     or use the CLI runner with a Claude login"
+                RunError::Config {
+                message: "the API runner has no Anthropic API key: the server sent none with the \
+                          task and ANTHROPIC_API_KEY is not set"
+                    .into(),
+                hint: Some(
+                    "export ANTHROPIC_API_KEY=sk-ant-..., or use the CLI runner with a Claude login"
                         .into(),
-                )
+                ),
+            }
             })?;
         let mut client_config = ClientConfig::new(config.base_url.clone(), key);
         client_config.api_version = config.api_version.clone();
         client_config.retry = config.retry.clone();
-        let client =
-            Client::with_http(client_config, http).map_err(|e| RunError::Config(e.to_string()))?;
+        let client = Client::with_http(client_config, http).map_err(|e| RunError::Config {
+            message: e.to_string(),
+            hint: None,
+        })?;
         let toolbox = Toolbox::new(
             request.checkout.clone(),
             ToolConfig {
                 shell_timeout: config.tool_shell_timeout,
                 output_cap: config.tool_output_cap,
+                confinement: None,
             },
         );
         let mut tools = toolbox.definitions();
@@ -208,16 +218,14 @@ impl<'a> Session<'a> {
             );
         }
         // Breakpoint 2: the system prompt, fixed for the whole task.
+        let brief = Brief::from_request(request);
         let system = vec![SystemBlock {
-            text: system_prompt(request),
+            text: brief.system_prompt(),
             cache_control: Some(CacheControl::Ephemeral),
         }];
         let messages = vec![Message {
             role: Role::User,
-            content: vec![ContentBlock::text(
-                "Work on the task described above. When it is done, reply with a short summary \
-                 of what you changed and anything left undone.",
-            )],
+            content: vec![ContentBlock::text(brief.first_user_message())],
         }];
         Ok(Self {
             config,
@@ -436,45 +444,6 @@ impl<'a> Session<'a> {
     }
 }
 
-/// The system prompt: who the agent is, where it works, and the task itself.
-fn system_prompt(request: &RunRequest) -> String {
-    let task = &request.task;
-    let mut s = String::from(
-        "You are buildd-agent, an autonomous software engineer working on one task in a git \
-         checkout. Work until the task is done: read the code, make the change, and check it \
-         (build, tests) where you can. Nobody answers questions while you work; make reasonable \
-         decisions and say what you assumed in your final summary.\n\n",
-    );
-    s.push_str(&format!(
-        "Working directory: {}\nTools act inside it only.\n",
-        request.checkout.display()
-    ));
-    if !request.branch.is_empty() {
-        s.push_str(&format!("Branch: {}\n", request.branch));
-    }
-    if let Some(ws) = &task.workspace {
-        s.push_str(&format!("Workspace: {}", ws.name));
-        if let Some(repo) = &ws.repo {
-            s.push_str(&format!(" (repository {repo})"));
-        }
-        s.push('\n');
-    }
-    s.push_str(&format!("\n# Task: {}\n", task.title.trim()));
-    if let Some(d) = task
-        .description
-        .as_deref()
-        .map(str::trim)
-        .filter(|d| !d.is_empty())
-    {
-        s.push_str(&format!("\n{d}\n"));
-    }
-    if let Some(ctx) = task.context.as_ref().filter(|c| !c.is_null()) {
-        let pretty = serde_json::to_string_pretty(ctx).unwrap_or_else(|_| ctx.to_string());
-        s.push_str(&format!("\n## Context\n```json\n{pretty}\n```\n"));
-    }
-    s
-}
-
 /// Breakpoint 3: the last block of the newest user turn, so the next request reads the whole
 /// conversation from cache. Older markers are removed to stay within the API's limit of four.
 fn mark_newest_user_turn(messages: &mut [Message]) {
@@ -637,39 +606,5 @@ mod tests {
         let d = ApiRunnerConfig::from_lookup(|_| None);
         assert_eq!(d.api_version, DEFAULT_API_VERSION);
         assert!(d.api_key.is_none());
-    }
-
-    #[test]
-    fn system_prompt_names_the_task_and_where_to_work() {
-        let request = RunRequest {
-            task: crate::buildd::types::Task {
-                id: "tsk_1".into(),
-                title: "Fix the login bug".into(),
-                description: Some("Users cannot log in.".into()),
-                context: Some(serde_json::json!({"issue": 42})),
-                workspace: Some(crate::buildd::types::Workspace {
-                    name: "web".into(),
-                    repo: Some("acme/web".into()),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            },
-            worker_id: "wkr_1".into(),
-            branch: "buildd/fix-login".into(),
-            checkout: "/tmp/co".into(),
-            server_api_key: None,
-            server_oauth_token: None,
-        };
-        let p = system_prompt(&request);
-        for needle in [
-            "Fix the login bug",
-            "Users cannot log in.",
-            "\"issue\": 42",
-            "acme/web",
-            "buildd/fix-login",
-            "/tmp/co",
-        ] {
-            assert!(p.contains(needle), "{needle:?} missing from:\n{p}");
-        }
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod prompt;
 pub mod stream_json;
 
 use std::future::Future;
@@ -107,9 +108,13 @@ pub enum RunError {
     #[error("cancelled")]
     Cancelled { usage: Usage },
     /// The task cannot run on this agent for lack of configuration
-    /// (for example no Claude credentials). Maps to exit code 2.
-    #[error("{0}")]
-    Config(String),
+    /// (for example no Claude credentials). Maps to exit code 2. The message
+    /// says what is missing; the hint, how to fix it, is for the terminal only.
+    #[error("{message}")]
+    Config {
+        message: String,
+        hint: Option<String>,
+    },
 }
 
 impl RunError {
@@ -117,7 +122,7 @@ impl RunError {
     pub fn usage(&self) -> Usage {
         match self {
             RunError::Failed { usage, .. } | RunError::Cancelled { usage } => *usage,
-            RunError::Config(_) => Usage::default(),
+            RunError::Config { .. } => Usage::default(),
         }
     }
 }

@@ -11,9 +11,10 @@
 //! custom tools, `glob` and `grep`, built on ripgrep's crates.
 //!
 //! The parts: [`path`] decides which paths are inside the checkout,
-//! [`shell`] runs commands (and builds the scrubbed environment other modules
-//! reuse through [`child_env`]), [`editor`] views and edits files, [`search`]
-//! finds files and lines, `capture` bounds output.
+//! [`shell`] runs commands (through `crate::process`, with the model's
+//! environment policy and the optional confinement of [`ToolConfig`]),
+//! [`editor`] views and edits files, [`search`] finds files and lines,
+//! `capture` bounds output.
 
 mod capture;
 pub mod editor;
@@ -31,8 +32,8 @@ use futures_util::FutureExt;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-pub use shell::child_env;
-
+use crate::process::Confinement;
+use crate::process::env::{ChildEnv, Consumer};
 use path::Confined;
 
 /// The bash tool's name and Anthropic type.
@@ -53,6 +54,10 @@ pub struct ToolConfig {
     pub shell_timeout: Duration,
     /// Most characters of output one tool call returns to the model.
     pub output_cap: usize,
+    /// How the model's shell commands are confined (the sandbox); `None`
+    /// runs them with the environment policy and the checkout as their only
+    /// limits.
+    pub confinement: Option<Arc<dyn Confinement>>,
 }
 
 impl Default for ToolConfig {
@@ -60,6 +65,7 @@ impl Default for ToolConfig {
         Self {
             shell_timeout: Duration::from_secs(10 * 60),
             output_cap: 30_000,
+            confinement: None,
         }
     }
 }
@@ -114,7 +120,8 @@ struct BashInput {
 
 impl Toolbox {
     /// Tools confined to `checkout`, with the shell environment built from
-    /// this process's environment by [`child_env`].
+    /// this process's environment by the model's policy
+    /// ([`Consumer::ModelCommands`]).
     pub fn new(checkout: PathBuf, config: ToolConfig) -> Self {
         Self::with_parent_env(checkout, config, std::env::vars_os())
     }
@@ -128,7 +135,7 @@ impl Toolbox {
         Self {
             confined: Arc::new(Confined::new(checkout)),
             config,
-            env: Arc::new(child_env(parent_env)),
+            env: Arc::new(ChildEnv::new(Consumer::ModelCommands, parent_env).into_vec()),
         }
     }
 
@@ -238,6 +245,7 @@ impl Toolbox {
             &self.env,
             timeout,
             self.config.output_cap,
+            self.config.confinement.as_deref(),
             cancel,
         )
         .await;
@@ -438,6 +446,7 @@ mod tests {
         let config = ToolConfig {
             shell_timeout: Duration::from_millis(200),
             output_cap: 1000,
+            ..ToolConfig::default()
         };
         let tb = toolbox(dir.path(), config);
         let cancel = CancellationToken::new();
@@ -479,6 +488,43 @@ mod tests {
         assert!(!out.content.contains("toolbox_secret"), "{}", out.content);
         assert!(!out.content.contains("toolbox-secret"), "{}", out.content);
         assert!(out.content.contains("PATH="), "{}", out.content);
+    }
+
+    /// Puts every command under `env CONFINED=yes`, as a sandbox wrapper
+    /// rewrites what runs.
+    #[derive(Debug)]
+    struct MarkConfined;
+
+    impl Confinement for MarkConfined {
+        fn wrap(
+            &self,
+            spec: crate::process::CommandSpec,
+        ) -> std::io::Result<crate::process::CommandSpec> {
+            let mut wrapped = crate::process::CommandSpec::new("env", spec.cwd.clone())
+                .arg("CONFINED=yes")
+                .arg(spec.program);
+            wrapped.args.extend(spec.args);
+            wrapped.env = spec.env;
+            Ok(wrapped)
+        }
+    }
+
+    #[tokio::test]
+    async fn bash_runs_through_the_configured_confinement() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = ToolConfig {
+            confinement: Some(Arc::new(MarkConfined)),
+            ..ToolConfig::default()
+        };
+        let tb = toolbox(dir.path(), config);
+        let out = tb
+            .call(
+                BASH_TOOL,
+                json!({"command": "echo \"confined=$CONFINED\""}),
+                &CancellationToken::new(),
+            )
+            .await;
+        assert_eq!(out, ToolOutput::ok("confined=yes\n"));
     }
 
     #[tokio::test]

@@ -9,166 +9,32 @@
 //! nothing more than the behaviour itself; `restart` is accepted and is a
 //! no-op.
 //!
-//! The environment is built from an allowlist ([`child_env`]) so the agent's
-//! own credentials (buildd key, Anthropic key, OAuth and GitHub tokens) never
-//! reach commands the model writes. The CLI runner and git can reuse it.
+//! The environment comes from the one child-environment policy
+//! (`crate::process::env`, [`Consumer::ModelCommands`]) so the agent's own
+//! credentials (buildd key, Anthropic key, OAuth and GitHub tokens) never
+//! reach commands the model writes. The command starts through
+//! [`crate::process::spawn`], with the caller's confinement if it has one.
+//!
+//! [`Consumer::ModelCommands`]: crate::process::env::Consumer::ModelCommands
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsString;
 use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
 use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
 use tokio_util::sync::CancellationToken;
 
 use super::capture::Capture;
+use crate::process::{ChildStdio, CommandSpec, Confinement, ProcessGroup};
 
 /// How long a timed-out command gets between SIGTERM and SIGKILL.
 const TERM_GRACE: Duration = Duration::from_secs(2);
 /// How long to keep reading after the command ended, in case something that
 /// left the process group (`setsid`) still holds the output pipe.
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
-
-/// Variables passed through to commands unchanged, when the parent has them.
-const ALLOWED: &[&str] = &[
-    // The basics every program expects.
-    "PATH",
-    "HOME",
-    "USER",
-    "LOGNAME",
-    "SHELL",
-    "LANG",
-    "LANGUAGE",
-    "TERM",
-    "TZ",
-    "TMPDIR",
-    "TMP",
-    "TEMP",
-    "XDG_CACHE_HOME",
-    "XDG_CONFIG_HOME",
-    "XDG_DATA_HOME",
-    // Certificates, so package managers work behind corporate TLS.
-    "SSL_CERT_FILE",
-    "SSL_CERT_DIR",
-    "NODE_EXTRA_CA_CERTS",
-    "REQUESTS_CA_BUNDLE",
-    // Proxies (plain URLs; a proxy URL with credentials in it is dropped below).
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "NO_PROXY",
-    "http_proxy",
-    "https_proxy",
-    "no_proxy",
-    // Tool chains: where compilers, caches and installed tools live.
-    "CARGO_HOME",
-    "RUSTUP_HOME",
-    "RUSTUP_TOOLCHAIN",
-    "GOPATH",
-    "GOROOT",
-    "GOCACHE",
-    "GOMODCACHE",
-    "GOFLAGS",
-    "JAVA_HOME",
-    "GRADLE_USER_HOME",
-    "MAVEN_OPTS",
-    "NODE_PATH",
-    "NVM_DIR",
-    "NVM_BIN",
-    "BUN_INSTALL",
-    "DENO_DIR",
-    "PNPM_HOME",
-    "COREPACK_HOME",
-    "npm_config_cache",
-    "YARN_CACHE_FOLDER",
-    "PYENV_ROOT",
-    "VIRTUAL_ENV",
-    "CONDA_PREFIX",
-    "PIP_CACHE_DIR",
-    "UV_CACHE_DIR",
-    "POETRY_HOME",
-    "GEM_HOME",
-    "GEM_PATH",
-    "BUNDLE_PATH",
-    "DOTNET_ROOT",
-    "CC",
-    "CXX",
-    "AR",
-    "PKG_CONFIG_PATH",
-    "LD_LIBRARY_PATH",
-    "LIBRARY_PATH",
-    "CPATH",
-];
-
-/// Passed through by prefix (locale settings).
-const ALLOWED_PREFIXES: &[&str] = &["LC_"];
-
-/// Set for every command: nothing may wait for a person at a prompt or a
-/// pager, and tools should print plain text.
-const FORCED: &[(&str, &str)] = &[
-    ("GIT_TERMINAL_PROMPT", "0"),
-    ("GIT_PAGER", "cat"),
-    ("PAGER", "cat"),
-    ("GCM_INTERACTIVE", "never"),
-    ("DEBIAN_FRONTEND", "noninteractive"),
-    ("CI", "true"),
-    ("NO_COLOR", "1"),
-];
-
-/// Whether a variable name looks like it holds a credential. Checked even for
-/// allowlisted names, as a second line of defence.
-fn looks_secret(name: &str) -> bool {
-    let upper = name.to_ascii_uppercase();
-    [
-        "TOKEN",
-        "SECRET",
-        "PASSWORD",
-        "PASSWD",
-        "CREDENTIAL",
-        "PRIVATE",
-        "API_KEY",
-        "AUTH",
-    ]
-    .iter()
-    .any(|word| upper.contains(word))
-        || upper.ends_with("_KEY")
-        || upper.ends_with("KEY_ID")
-}
-
-/// The environment for a child process, built from `parent` (normally
-/// `std::env::vars_os()`): allowlisted variables only, nothing that looks
-/// like a credential, plus non-interactive hints. Taking the parent
-/// environment as an argument keeps callers (and tests) from touching the
-/// process-global environment.
-pub fn child_env<I>(parent: I) -> Vec<(OsString, OsString)>
-where
-    I: IntoIterator<Item = (OsString, OsString)>,
-{
-    let mut out: Vec<(OsString, OsString)> = parent
-        .into_iter()
-        .filter(|(name, value)| {
-            let Some(name) = name.to_str() else {
-                return false;
-            };
-            let allowed =
-                ALLOWED.contains(&name) || ALLOWED_PREFIXES.iter().any(|p| name.starts_with(p));
-            let proxy_with_credentials = name.to_ascii_lowercase().ends_with("_proxy")
-                && value.to_string_lossy().contains('@');
-            allowed && !looks_secret(name) && !proxy_with_credentials
-        })
-        .filter(|(name, _)| !FORCED.iter().any(|(forced, _)| OsStr::new(forced) == name))
-        .collect();
-    out.extend(
-        FORCED
-            .iter()
-            .map(|(name, value)| (OsString::from(name), OsString::from(value))),
-    );
-    out.sort();
-    out
-}
 
 /// How a command ended.
 #[derive(Debug)]
@@ -201,46 +67,38 @@ pub enum ShellError {
     Wait(#[source] std::io::Error),
 }
 
-/// Run `command` with `bash -c` in `cwd` with exactly the environment `env`.
-/// stdout and stderr share one pipe, so their lines interleave as the
-/// command wrote them. The process group is killed on timeout, on
-/// cancellation, and after the command exits (to end background jobs it
-/// left behind).
+/// Run `command` with `bash -c` in `cwd` with exactly the environment `env`,
+/// confined by `confinement` when given. stdout and stderr share one pipe, so
+/// their lines interleave as the command wrote them. The process group is
+/// killed on timeout, on cancellation, and after the command exits (to end
+/// background jobs it left behind).
 pub async fn run(
     command: &str,
     cwd: &Path,
     env: &[(OsString, OsString)],
     timeout: Duration,
     output_cap: usize,
+    confinement: Option<&dyn Confinement>,
     cancel: &CancellationToken,
 ) -> Result<ShellResult, ShellError> {
     let (reader, writer) = std::io::pipe().map_err(ShellError::Pipe)?;
     let writer_err = writer.try_clone().map_err(ShellError::Pipe)?;
     let mut rx = pipe::Receiver::from_owned_fd(OwnedFd::from(reader)).map_err(ShellError::Pipe)?;
 
-    let mut cmd = tokio::process::Command::new("bash");
-    cmd.arg("-c")
+    let spec = CommandSpec::new("bash", cwd)
+        .arg("-c")
         .arg(command)
-        .current_dir(cwd)
-        .env_clear()
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(writer))
-        .stderr(Stdio::from(writer_err))
-        .process_group(0)
-        .kill_on_drop(true);
-    let spawned = cmd.spawn();
-    // The Command holds our copies of the pipe's write end; drop them so the
-    // reader sees EOF once the command's processes are gone.
-    drop(cmd);
-    let mut child = spawned.map_err(ShellError::Spawn)?;
-    let group = child
-        .id()
-        .and_then(|id| i32::try_from(id).ok())
-        .map(Pid::from_raw);
-    // If this future is dropped mid-command (the caller gave up on it), the
-    // whole group still dies, not just bash.
-    let mut guard = GroupGuard(group);
+        .envs(env.iter().cloned());
+    let stdio = ChildStdio {
+        stdin: Stdio::null(),
+        stdout: Stdio::from(writer),
+        stderr: Stdio::from(writer_err),
+    };
+    // `spawn` drops its copies of the pipe's write end, so the reader sees
+    // EOF once the command's processes are gone. If this future is dropped
+    // mid-command (the caller gave up on it), dropping the group still kills
+    // the whole group, not just bash.
+    let mut group = crate::process::spawn(spec, stdio, confinement).map_err(ShellError::Spawn)?;
 
     let mut capture = Capture::new(output_cap);
     let mut buf = vec![0u8; 16 * 1024];
@@ -253,32 +111,14 @@ pub async fn run(
             biased;
             _ = cancel.cancelled() => break Ending::Cancelled,
             _ = &mut deadline => break Ending::TimedOut(timeout),
-            status = child.wait() => break Ending::Exited(status.map_err(ShellError::Wait)?),
+            status = group.wait() => break Ending::Exited(status.map_err(ShellError::Wait)?),
             read = rx.read(&mut buf), if !eof => match read {
                 Ok(0) | Err(_) => eof = true,
                 Ok(n) => capture.push(&buf[..n]),
             },
         }
     };
-
-    match ending {
-        Ending::Cancelled => signal_group(group, Signal::SIGKILL),
-        Ending::TimedOut(_) => {
-            signal_group(group, Signal::SIGTERM);
-            // Give it a moment to exit cleanly, but not forever.
-            let _ = tokio::time::timeout(TERM_GRACE, child.wait()).await;
-            signal_group(group, Signal::SIGKILL);
-        }
-        // The leader has been reaped, but the kernel does not hand out its
-        // pid again while other members of its group still use it as their
-        // group id, so this reaches leftover background jobs and nothing else.
-        Ending::Exited(_) => signal_group(group, Signal::SIGKILL),
-    }
-    // Reap the leader if the loop ended before it exited (no zombie left).
-    if !matches!(ending, Ending::Exited(_)) {
-        let _ = child.start_kill();
-        let _ = child.wait().await;
-    }
+    stop(&mut group, &ending).await;
 
     // Everything in the group is dead; collect what it wrote. Once every
     // holder of the write end has exited the pipe reports EOF.
@@ -294,32 +134,36 @@ pub async fn run(
         .await;
     }
 
-    guard.0 = None;
     Ok(ShellResult {
         output: capture.finish(),
         ending,
     })
 }
 
-/// Kills the process group when dropped, unless disarmed.
-struct GroupGuard(Option<Pid>);
-
-impl Drop for GroupGuard {
-    fn drop(&mut self) {
-        signal_group(self.0, Signal::SIGKILL);
-    }
-}
-
-fn signal_group(group: Option<Pid>, signal: Signal) {
-    if let Some(group) = group {
-        // ESRCH (nobody left in the group) is the common, fine case.
-        let _ = killpg(group, signal);
+/// Stop what is left of the group once the command has ended as `ending`,
+/// and reap the leader (no zombie left).
+async fn stop(group: &mut ProcessGroup, ending: &Ending) {
+    match ending {
+        Ending::Cancelled => {
+            group.kill();
+            let _ = group.wait().await;
+        }
+        // Give it a moment to exit cleanly, but not forever.
+        Ending::TimedOut(_) => {
+            let _ = group.terminate(TERM_GRACE).await;
+        }
+        // The leader has been reaped, but the kernel does not hand out its
+        // pid again while other members of its group still use it as their
+        // group id, so this reaches leftover background jobs and nothing else.
+        Ending::Exited(_) => group.kill(),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::process::env::{ChildEnv, Consumer};
 
     fn parent_env() -> Vec<(OsString, OsString)> {
         [
@@ -349,76 +193,20 @@ mod tests {
         .collect()
     }
 
-    fn names(env: &[(OsString, OsString)]) -> Vec<String> {
-        env.iter()
-            .map(|(k, _)| k.to_string_lossy().into_owned())
-            .collect()
-    }
-
-    #[test]
-    fn child_env_keeps_the_allowlist_and_drops_secrets() {
-        let env = child_env(parent_env());
-        let names = names(&env);
-        for keep in [
-            "PATH",
-            "HOME",
-            "LC_ALL",
-            "CARGO_HOME",
-            "GIT_TERMINAL_PROMPT",
-            "CI",
-        ] {
-            assert!(
-                names.contains(&keep.to_string()),
-                "{keep} missing: {names:?}"
-            );
-        }
-        for drop in [
-            "BUILDD_API_KEY",
-            "ANTHROPIC_API_KEY",
-            "CLAUDE_CODE_OAUTH_TOKEN",
-            "GITHUB_TOKEN",
-            "GH_TOKEN",
-            "AWS_SECRET_ACCESS_KEY",
-            "DB_PASSWORD",
-            "RANDOM_THING",
-            "HTTPS_PROXY",
-        ] {
-            assert!(
-                !names.contains(&drop.to_string()),
-                "{drop} leaked: {names:?}"
-            );
-        }
-        let ci: Vec<_> = env.iter().filter(|(k, _)| k == "CI").collect();
-        assert_eq!(ci.len(), 1);
-        assert_eq!(ci[0].1, "true");
-    }
-
-    #[test]
-    fn secret_looking_names_are_caught() {
-        for name in [
-            "X_TOKEN",
-            "my_secret",
-            "NPM_AUTH",
-            "SSH_PRIVATE",
-            "OPENAI_API_KEY",
-            "FOO_KEY",
-        ] {
-            assert!(looks_secret(name), "{name}");
-        }
-        for name in ["PATH", "HOME", "KEYBOARD", "LC_ALL", "CARGO_HOME"] {
-            assert!(!looks_secret(name), "{name}");
-        }
+    fn model_env(parent: Vec<(OsString, OsString)>) -> Vec<(OsString, OsString)> {
+        ChildEnv::new(Consumer::ModelCommands, parent).into_vec()
     }
 
     async fn sh(command: &str, timeout: Duration, cap: usize) -> ShellResult {
         let dir = tempfile::tempdir().expect("tempdir");
-        let env = child_env(parent_env());
+        let env = model_env(parent_env());
         run(
             command,
             dir.path(),
             &env,
             timeout,
             cap,
+            None,
             &CancellationToken::new(),
         )
         .await
@@ -452,13 +240,14 @@ mod tests {
     async fn runs_in_the_given_directory() {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("marker.txt"), "x").expect("write");
-        let env = child_env(parent_env());
+        let env = model_env(parent_env());
         let r = run(
             "ls",
             dir.path(),
             &env,
             Duration::from_secs(60),
             1000,
+            None,
             &CancellationToken::new(),
         )
         .await
@@ -563,7 +352,7 @@ mod tests {
     async fn cancel_kills_the_group_at_once() {
         let dir = tempfile::tempdir().expect("tempdir");
         let pidfile = dir.path().join("pid");
-        let env = child_env(parent_env());
+        let env = model_env(parent_env());
         let cancel = CancellationToken::new();
         let command = "sleep 100 & echo $! > pid.tmp && mv pid.tmp pid; sleep 100";
         let run = run(
@@ -572,6 +361,7 @@ mod tests {
             &env,
             Duration::from_secs(600),
             1000,
+            None,
             &cancel,
         );
         let canceller = async {

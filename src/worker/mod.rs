@@ -303,11 +303,17 @@ fn work_from(
             usage: done.usage,
         }),
         Ok(Err(RunError::Cancelled { usage })) => Work::Cancelled { usage },
-        Ok(Err(RunError::Config(message))) => Work::Failed {
-            reason: redact(&message),
-            usage: Usage::default(),
-            config_error: true,
-        },
+        Ok(Err(RunError::Config { message, hint })) => {
+            // The fix is for whoever runs the agent, not for the server's record.
+            if let Some(hint) = hint {
+                tracing::warn!("{}; hint: {}", redact(&message), redact(&hint));
+            }
+            Work::Failed {
+                reason: redact(&message),
+                usage: Usage::default(),
+                config_error: true,
+            }
+        }
         Ok(Err(e @ RunError::Failed { .. })) => Work::Failed {
             usage: e.usage(),
             reason: redact(&e.to_string()),

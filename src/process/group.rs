@@ -1,35 +1,34 @@
-//! Child processes that run in their own process group, so stopping one
-//! stops everything it started.
+//! The one process-group type: a child that leads its own process group, so
+//! stopping it stops everything it started.
 //!
-//! The CLI runner (`crate::runner::cli`), the shell tool and git all start
-//! programs that may start programs of their own (`claude` runs `bash`, which
-//! runs `cargo`, which runs `rustc` ...). Signalling only the direct child would
-//! leave the rest running as orphans, so [`ChildGroup`] puts the child in a new
-//! process group (`setpgid(0, 0)` between fork and exec) and signals the whole
-//! group: SIGTERM first, SIGKILL after a grace period, and SIGKILL on drop as
-//! the last line of defence.
-//!
-//! Unix only, like the rest of the agent.
+//! The CLI runner, the shell tool and git all start programs that may start
+//! programs of their own (`claude` runs `bash`, which runs `cargo`, which runs
+//! `rustc` ...). Signalling only the direct child would leave the rest running
+//! as orphans, so [`super::spawn`] puts the child in a new process group
+//! (`setpgid(0, 0)` between fork and exec) and [`ProcessGroup`] signals the
+//! whole group: SIGTERM first, SIGKILL after a grace period, and SIGKILL on
+//! drop as the last line of defence.
 
 use std::io;
-use std::process::ExitStatus;
+use std::process::{ExitStatus, Output};
 use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
 
-/// How often [`ChildGroup::terminate`] looks whether the group is gone yet.
+/// How often [`ProcessGroup::terminate`] looks whether the group is gone yet.
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
 
 /// A spawned child that leads its own process group.
 ///
-/// Dropping a `ChildGroup` whose group was not stopped with
+/// Dropping a `ProcessGroup` whose group was not stopped with
 /// [`terminate`](Self::terminate) or [`kill`](Self::kill) sends SIGKILL to the
 /// whole group; tokio reaps the leader in the background.
 #[derive(Debug)]
-pub struct ChildGroup {
+pub struct ProcessGroup {
     child: Child,
     pgid: Pid,
     /// Set once the group has been signalled for good; after that the group
@@ -37,12 +36,13 @@ pub struct ChildGroup {
     stopped: bool,
 }
 
-impl ChildGroup {
-    /// Spawn `command` as the leader of a new process group.
+impl ProcessGroup {
+    /// Spawn `command` as the leader of a new process group. Only
+    /// [`super::spawn`] calls this, after the confinement step.
     ///
     /// The command's own stdio settings are kept; take the pipes with
     /// [`take_stdin`](Self::take_stdin) and friends.
-    pub fn spawn(mut command: Command) -> io::Result<Self> {
+    pub(super) fn spawn(command: &mut Command) -> io::Result<Self> {
         command.process_group(0);
         let child = command.spawn()?;
         // A child that was just spawned has not been waited for, so it has an id.
@@ -85,6 +85,28 @@ impl ChildGroup {
         self.child.wait().await
     }
 
+    /// Read the piped stdout and stderr to their end and wait for the leader,
+    /// like [`std::process::Command::output`]. A stream that was not piped
+    /// comes back empty. Dropping the returned group afterwards (as this does)
+    /// kills whatever the leader left running in its group.
+    pub async fn output(mut self) -> io::Result<Output> {
+        async fn read_all(stream: Option<impl AsyncRead + Unpin>) -> io::Result<Vec<u8>> {
+            let mut buf = Vec::new();
+            if let Some(mut stream) = stream {
+                stream.read_to_end(&mut buf).await?;
+            }
+            Ok(buf)
+        }
+        let (stdout, stderr) = (self.take_stdout(), self.take_stderr());
+        let (stdout, stderr) = tokio::try_join!(read_all(stdout), read_all(stderr))?;
+        let status = self.wait().await?;
+        Ok(Output {
+            status,
+            stdout,
+            stderr,
+        })
+    }
+
     /// Stop the whole group: SIGTERM to every member, then wait up to `grace`
     /// for the leader to exit and the group to empty, then SIGKILL whatever is
     /// left. Returns the leader's exit status.
@@ -116,7 +138,7 @@ impl ChildGroup {
     }
 
     /// SIGKILL the whole group now, without a grace period. The leader is
-    /// reaped by a later [`wait`](Self::wait) or, if the `ChildGroup` is
+    /// reaped by a later [`wait`](Self::wait) or, if the `ProcessGroup` is
     /// dropped, by tokio in the background.
     pub fn kill(&mut self) {
         if !self.stopped {
@@ -144,7 +166,7 @@ impl ChildGroup {
     }
 }
 
-impl Drop for ChildGroup {
+impl Drop for ProcessGroup {
     fn drop(&mut self) {
         self.kill();
     }
@@ -153,12 +175,15 @@ impl Drop for ChildGroup {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::process::Stdio;
+    use crate::process::{ChildStdio, CommandSpec, spawn};
 
-    fn sh(script: &str) -> Command {
-        let mut cmd = Command::new("sh");
-        cmd.arg("-c").arg(script).stdin(Stdio::null());
-        cmd
+    /// `sh -c script` in its own group, stdout piped.
+    fn sh(script: &str) -> ProcessGroup {
+        let spec = CommandSpec::new("sh", std::env::temp_dir())
+            .arg("-c")
+            .arg(script)
+            .envs(std::env::vars_os());
+        spawn(spec, ChildStdio::output(), None).expect("spawn sh")
     }
 
     /// Whether `pid` names a live process. A zombie counts as gone: it has
@@ -189,7 +214,7 @@ mod tests {
         false
     }
 
-    async fn read_pid(group: &mut ChildGroup) -> i32 {
+    async fn read_pid(group: &mut ProcessGroup) -> i32 {
         use tokio::io::AsyncBufReadExt;
         let out = group.take_stdout().expect("stdout piped");
         let mut line = String::new();
@@ -202,9 +227,7 @@ mod tests {
 
     #[tokio::test]
     async fn child_leads_its_own_group() {
-        let mut cmd = sh("ps -o pgid= -p $$");
-        cmd.stdout(Stdio::piped());
-        let mut group = ChildGroup::spawn(cmd).unwrap();
+        let mut group = sh("ps -o pgid= -p $$");
         let pgid = read_pid(&mut group).await;
         assert_eq!(pgid, group.pid());
         assert!(group.wait().await.unwrap().success());
@@ -212,9 +235,7 @@ mod tests {
 
     #[tokio::test]
     async fn terminate_stops_grandchildren() {
-        let mut cmd = sh("sleep 300 & echo $!; wait");
-        cmd.stdout(Stdio::piped());
-        let mut group = ChildGroup::spawn(cmd).unwrap();
+        let mut group = sh("sleep 300 & echo $!; wait");
         let grandchild = read_pid(&mut group).await;
         assert!(alive(grandchild));
         let status = group.terminate(Duration::from_secs(10)).await.unwrap();
@@ -227,9 +248,7 @@ mod tests {
     async fn terminate_escalates_to_sigkill_when_sigterm_is_ignored() {
         // Ignored signals stay ignored across exec, so the grandchild ignores
         // SIGTERM too and only SIGKILL can stop either of them.
-        let mut cmd = sh("trap '' TERM; sleep 300 & echo $!; wait");
-        cmd.stdout(Stdio::piped());
-        let mut group = ChildGroup::spawn(cmd).unwrap();
+        let mut group = sh("trap '' TERM; sleep 300 & echo $!; wait");
         let grandchild = read_pid(&mut group).await;
         let status = group.terminate(Duration::from_millis(100)).await.unwrap();
         use std::os::unix::process::ExitStatusExt;
@@ -239,9 +258,7 @@ mod tests {
 
     #[tokio::test]
     async fn terminate_after_exit_stops_what_the_leader_left_behind() {
-        let mut cmd = sh("sleep 300 & echo $!");
-        cmd.stdout(Stdio::piped());
-        let mut group = ChildGroup::spawn(cmd).unwrap();
+        let mut group = sh("sleep 300 & echo $!");
         let grandchild = read_pid(&mut group).await;
         assert!(group.wait().await.unwrap().success());
         assert!(alive(grandchild));
@@ -256,10 +273,16 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn output_collects_both_streams_and_the_status() {
+        let out = sh("echo out; echo err >&2; exit 4").output().await.unwrap();
+        assert_eq!(out.stdout, b"out\n");
+        assert_eq!(out.stderr, b"err\n");
+        assert_eq!(out.status.code(), Some(4));
+    }
+
+    #[tokio::test]
     async fn drop_kills_the_group() {
-        let mut cmd = sh("sleep 300 & echo $!; wait");
-        cmd.stdout(Stdio::piped());
-        let mut group = ChildGroup::spawn(cmd).unwrap();
+        let mut group = sh("sleep 300 & echo $!; wait");
         let leader = group.pid();
         let grandchild = read_pid(&mut group).await;
         drop(group);

@@ -1,0 +1,121 @@
+//! Which credential a run of the `claude` CLI uses, and the variable it
+//! travels in.
+
+use crate::process::env::{ANTHROPIC_API_KEY_VAR, CLAUDE_OAUTH_TOKEN_VAR};
+use crate::runner::{RunError, RunRequest};
+use crate::secret::Secret;
+
+use super::CliRunnerConfig;
+
+/// What is missing when no credential is found (the seed agent's wording).
+const NO_AUTH: &str = "No authentication configured. Set CLAUDE_CODE_OAUTH_TOKEN (Claude seat) \
+     or ANTHROPIC_API_KEY.";
+
+/// How to get one (also the start-up check's hint, so both say the same).
+pub const NO_AUTH_HINT: &str = "for a Claude subscription run `claude setup-token` and export the \
+     token it prints as CLAUDE_CODE_OAUTH_TOKEN; otherwise export an Anthropic API key as \
+     ANTHROPIC_API_KEY";
+
+/// The one credential a run uses.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Credential {
+    /// A Claude subscription token, passed as `CLAUDE_CODE_OAUTH_TOKEN`.
+    OauthToken(Secret),
+    /// An Anthropic API key, passed as `ANTHROPIC_API_KEY`.
+    ApiKey(Secret),
+}
+
+impl Credential {
+    /// The secret value.
+    pub fn secret(&self) -> &Secret {
+        match self {
+            Credential::OauthToken(s) | Credential::ApiKey(s) => s,
+        }
+    }
+
+    /// The environment variable the CLI reads it from.
+    pub fn var(&self) -> &'static str {
+        match self {
+            Credential::OauthToken(_) => CLAUDE_OAUTH_TOKEN_VAR,
+            Credential::ApiKey(_) => ANTHROPIC_API_KEY_VAR,
+        }
+    }
+}
+
+/// Pick the credential for one run. Credentials the server handed over with
+/// the claim are used instead of the local ones (buildd-api.md); within each,
+/// the OAuth token wins over the API key. Empty values count as absent.
+pub fn resolve_credential(
+    config: &CliRunnerConfig,
+    request: &RunRequest,
+) -> Result<Credential, RunError> {
+    let present = |s: &Option<Secret>| s.as_ref().filter(|s| !s.is_empty()).cloned();
+    present(&request.server_oauth_token)
+        .map(Credential::OauthToken)
+        .or_else(|| present(&request.server_api_key).map(Credential::ApiKey))
+        .or_else(|| present(&config.oauth_token).map(Credential::OauthToken))
+        .or_else(|| present(&config.api_key).map(Credential::ApiKey))
+        .ok_or_else(|| RunError::Config {
+            message: NO_AUTH.to_owned(),
+            hint: Some(NO_AUTH_HINT.to_owned()),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runner::cli::tests::request;
+
+    fn secret(s: &str) -> Option<Secret> {
+        Some(Secret::new(s))
+    }
+
+    #[test]
+    fn server_credentials_win_and_oauth_beats_api_key() {
+        let mut config = CliRunnerConfig {
+            oauth_token: secret("local-oauth"),
+            api_key: secret("local-key"),
+            ..CliRunnerConfig::default()
+        };
+        let mut req = request();
+        assert_eq!(
+            resolve_credential(&config, &req).unwrap(),
+            Credential::OauthToken(Secret::new("local-oauth"))
+        );
+        req.server_api_key = secret("server-key");
+        assert_eq!(
+            resolve_credential(&config, &req).unwrap(),
+            Credential::ApiKey(Secret::new("server-key"))
+        );
+        req.server_oauth_token = secret("server-oauth");
+        assert_eq!(
+            resolve_credential(&config, &req).unwrap(),
+            Credential::OauthToken(Secret::new("server-oauth"))
+        );
+        config.oauth_token = None;
+        let req = request();
+        assert_eq!(
+            resolve_credential(&config, &req).unwrap(),
+            Credential::ApiKey(Secret::new("local-key"))
+        );
+    }
+
+    #[test]
+    fn no_credentials_is_a_config_error_with_the_seed_wording() {
+        let config = CliRunnerConfig {
+            api_key: secret("  "),
+            ..CliRunnerConfig::default()
+        };
+        let err = resolve_credential(&config, &request()).unwrap_err();
+        let RunError::Config { message, hint } = err else {
+            panic!("{err:?}")
+        };
+        assert!(message.starts_with(
+            "No authentication configured. Set CLAUDE_CODE_OAUTH_TOKEN (Claude seat) or ANTHROPIC_API_KEY."
+        ));
+        // The hint travels beside the message, never pasted into it.
+        let hint = hint.expect("a hint");
+        assert!(hint.contains("claude setup-token"), "{hint}");
+        assert!(!message.contains("hint"), "{message}");
+    }
+}

@@ -1,0 +1,450 @@
+//! The CLI runner: works on a task by driving the `claude` CLI headless.
+//!
+//! One run is one `claude -p --output-format stream-json ...` process, started
+//! in the task's checkout in its own process group (`crate::process`), with the
+//! brief (`super::prompt`) on stdin and an environment built by the one
+//! child-environment policy (`crate::process::env`, `Consumer::ClaudeCli`)
+//! rather than inherited, so the agent's own secrets (`BUILDD_API_KEY`, GitHub
+//! tokens) never reach the model's shell. Its stdout is read line by line as
+//! it arrives and parsed by [`super::stream_json`]; the lines become
+//! [`Progress`](super::Progress) for the worker, and the final `result` line
+//! becomes the [`RunOutcome`] or [`RunError`]. Cancelling the token stops the
+//! whole process group: SIGTERM, then SIGKILL after a grace period.
+//!
+//! The parts: `credentials` (which credential, which variable), `locate`
+//! (finding the binary), `session` (one running `claude`), `stream` (what its
+//! output means), `lines` (bounded line reading, stderr's tail), `describe`
+//! (tool calls as one-line progress). Everything relayed passes through the
+//! runner's [`Redactor`], which learns the credentials a run uses.
+
+mod credentials;
+mod describe;
+mod lines;
+mod locate;
+mod session;
+mod stream;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::prompt::Brief;
+use super::{ProgressSink, RunError, RunFuture, RunOutcome, RunRequest, Runner, Usage};
+use crate::process::env::{ChildEnv, Consumer};
+use crate::process::{CommandSpec, Confinement};
+use crate::redact::Redactor;
+use crate::secret::Secret;
+
+pub use credentials::{Credential, NO_AUTH_HINT, resolve_credential};
+pub use describe::describe_tool_use;
+
+use session::{Ended, Session};
+use stream::{Report, failure_reason};
+
+/// How the CLI runner is set up.
+#[derive(Debug, Clone)]
+pub struct CliRunnerConfig {
+    /// The `claude` executable (from `--claude-bin` / `CLAUDE_BIN`); a bare
+    /// name or `None` is looked up on `PATH`.
+    pub claude_bin: Option<PathBuf>,
+    /// `--model` for the CLI; `None` lets the CLI choose.
+    pub model: Option<String>,
+    /// `--max-turns` for the CLI.
+    pub max_turns: u32,
+    /// The local Claude OAuth token (`CLAUDE_CODE_OAUTH_TOKEN`).
+    pub oauth_token: Option<Secret>,
+    /// The local Anthropic API key (`ANTHROPIC_API_KEY`).
+    pub api_key: Option<Secret>,
+    /// More variables for the CLI's environment, set after the allowlist.
+    /// Cannot set the credential variables, the forced settings or any of
+    /// `BUILDD_API_KEY`, `GITHUB_TOKEN`, `GH_TOKEN`.
+    pub extra_env: Vec<(String, String)>,
+    /// How long the CLI gets between SIGTERM and SIGKILL when stopped.
+    pub kill_grace: Duration,
+    /// Hides secrets in everything the runner relays (progress, the summary,
+    /// failure reasons). Pass the agent's shared redactor; the runner adds
+    /// the credentials it uses to it.
+    pub redactor: Redactor,
+    /// How the `claude` process (and so every command the model runs
+    /// through it) is confined; `None` runs it unconfined.
+    pub confinement: Option<Arc<dyn Confinement>>,
+}
+
+impl Default for CliRunnerConfig {
+    fn default() -> Self {
+        Self {
+            claude_bin: None,
+            model: None,
+            max_turns: 100,
+            oauth_token: None,
+            api_key: None,
+            extra_env: Vec::new(),
+            kill_grace: Duration::from_secs(10),
+            redactor: Redactor::new(),
+            confinement: None,
+        }
+    }
+}
+
+/// The CLI's whole environment: the policy for the CLI applied to `parent`,
+/// then `extra_env`, then the credential. `is_root` adds `IS_SANDBOX=1`,
+/// without which the CLI refuses `bypassPermissions` as root.
+pub fn claude_env<I, K, V>(
+    parent: I,
+    extra_env: &[(String, String)],
+    credential: &Credential,
+    is_root: bool,
+) -> ChildEnv
+where
+    I: IntoIterator<Item = (K, V)>,
+    K: Into<OsString>,
+    V: Into<OsString>,
+{
+    let mut env = ChildEnv::new(Consumer::ClaudeCli { is_root }, parent);
+    for (k, v) in extra_env {
+        env.set_configured(k, v);
+    }
+    env.set(credential.var(), credential.secret().expose());
+    env
+}
+
+/// Runs tasks with the `claude` CLI.
+#[derive(Debug, Clone)]
+pub struct CliRunner {
+    config: CliRunnerConfig,
+    /// The environment the allowlist picks from; `None` reads the process's
+    /// environment at each run.
+    parent_env: Option<Vec<(String, String)>>,
+}
+
+impl CliRunner {
+    /// A runner with `config`, taking `PATH` and friends from this process's
+    /// environment.
+    pub fn new(config: CliRunnerConfig) -> Self {
+        Self {
+            config,
+            parent_env: None,
+        }
+    }
+
+    /// Use `env` instead of this process's environment as the one the
+    /// allowlist picks from (and `PATH` is searched in).
+    pub fn with_parent_env(mut self, env: Vec<(String, String)>) -> Self {
+        self.parent_env = Some(env);
+        self
+    }
+
+    /// The `claude` executable this runner would start, or a
+    /// [`RunError::Config`] saying what is missing, with a hint on how to
+    /// install it. Cheap; call it at start-up to fail early.
+    pub fn locate_claude(&self) -> Result<PathBuf, RunError> {
+        locate::locate_claude(self.config.claude_bin.as_deref(), &self.parent_env())
+    }
+
+    /// The arguments `claude` is started with (the prompt goes on stdin).
+    pub fn args(&self) -> Vec<OsString> {
+        let mut args: Vec<OsString> = [
+            "-p",
+            "--output-format",
+            "stream-json",
+            "--verbose",
+            "--permission-mode",
+            "bypassPermissions",
+            "--max-turns",
+        ]
+        .into_iter()
+        .map(OsString::from)
+        .collect();
+        args.push(self.config.max_turns.to_string().into());
+        if let Some(model) = self.config.model.as_deref().filter(|m| !m.is_empty()) {
+            args.push("--model".into());
+            args.push(model.into());
+        }
+        args
+    }
+
+    fn parent_env(&self) -> Vec<(String, String)> {
+        match &self.parent_env {
+            Some(env) => env.clone(),
+            None => std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+                .collect(),
+        }
+    }
+
+    /// The runner's redactor, taught every credential this run could use or
+    /// hold: the chosen one and both pairs it was chosen from.
+    fn redactor_for(&self, credential: &Credential, request: &RunRequest) -> Redactor {
+        let redactor = self.config.redactor.clone();
+        let known = [
+            Some(credential.secret()),
+            request.server_api_key.as_ref(),
+            request.server_oauth_token.as_ref(),
+            self.config.api_key.as_ref(),
+            self.config.oauth_token.as_ref(),
+        ];
+        for secret in known.into_iter().flatten() {
+            redactor.add(secret.expose());
+        }
+        redactor
+    }
+
+    /// One run, as phases: check the set-up, start `claude`, follow its
+    /// output, stop it, decide the outcome.
+    async fn run_task(
+        &self,
+        request: RunRequest,
+        progress: ProgressSink,
+        cancel: CancellationToken,
+    ) -> Result<RunOutcome, RunError> {
+        let parent_env = self.parent_env();
+        let bin = locate::locate_claude(self.config.claude_bin.as_deref(), &parent_env)?;
+        let credential = resolve_credential(&self.config, &request)?;
+        let redactor = self.redactor_for(&credential, &request);
+        let fail = |reason: String, usage: Usage| RunError::Failed {
+            reason: redactor.redact(&reason).into_owned(),
+            usage,
+        };
+        if !request.checkout.is_dir() {
+            let reason = format!(
+                "the checkout {} is not a directory",
+                request.checkout.display()
+            );
+            return Err(fail(reason, Usage::default()));
+        }
+
+        let is_root = nix::unistd::geteuid().is_root();
+        let env = claude_env(parent_env, &self.config.extra_env, &credential, is_root);
+        let spec = CommandSpec::new(&bin, &request.checkout)
+            .args(self.args())
+            .envs(env.into_vec());
+        let prompt = Brief::from_request(&request).cli_prompt();
+        let mut session = Session::start(spec, prompt, self.config.confinement.as_deref())
+            .map_err(|e| {
+                fail(
+                    format!("could not start {}: {e}", bin.display()),
+                    Usage::default(),
+                )
+            })?;
+
+        let report = Report {
+            checkout: &request.checkout,
+            redactor: &redactor,
+            progress: &progress,
+        };
+        let cancelled = session.follow(&report, &cancel).await;
+        let ended = session.stop(self.config.kill_grace, cancelled).await;
+        self.outcome(ended, &redactor)
+    }
+
+    /// How a run ended, from what the stream said and how the CLI exited.
+    fn outcome(&self, ended: Ended, redactor: &Redactor) -> Result<RunOutcome, RunError> {
+        let Ended {
+            mut state,
+            cancelled,
+            exit,
+            stderr,
+        } = ended;
+        let usage = state.current_usage();
+        // A result that arrived before the cancellation is still the result.
+        if cancelled && state.result.is_none() {
+            tracing::info!("claude run cancelled");
+            return Err(RunError::Cancelled { usage });
+        }
+        let fail = |reason: String| RunError::Failed {
+            reason: redactor.redact(&reason).into_owned(),
+            usage,
+        };
+        match state.result.take() {
+            Some(r) if !r.is_error => {
+                if let Some(status) = exit.filter(|s| !s.success()) {
+                    tracing::warn!(%status, "claude reported success but exited unsuccessfully");
+                }
+                let summary = r
+                    .result
+                    .filter(|t| !t.trim().is_empty())
+                    .or(state.last_text)
+                    .unwrap_or_default();
+                Ok(RunOutcome {
+                    summary: redactor.redact(&summary).into_owned(),
+                    usage,
+                })
+            }
+            Some(r) => Err(fail(failure_reason(&r, self.config.max_turns))),
+            None => {
+                let status = exit.map_or_else(|| "an unknown status".to_owned(), |s| s.to_string());
+                let mut reason = format!("claude exited ({status}) without a result");
+                if !stderr.is_empty() {
+                    reason.push_str(":\n");
+                    reason.push_str(&stderr);
+                }
+                Err(fail(reason))
+            }
+        }
+    }
+}
+
+impl Runner for CliRunner {
+    fn name(&self) -> &'static str {
+        "cli"
+    }
+
+    fn run<'a>(
+        &'a self,
+        request: RunRequest,
+        progress: ProgressSink,
+        cancel: CancellationToken,
+    ) -> RunFuture<'a> {
+        Box::pin(self.run_task(request, progress, cancel))
+    }
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+    use crate::buildd::types::{Task, Workspace};
+    use std::collections::BTreeMap;
+
+    pub(super) fn request() -> RunRequest {
+        RunRequest {
+            task: Task {
+                id: "tsk_1".into(),
+                title: "Fix the flaky test".into(),
+                description: Some("It fails on Tuesdays.".into()),
+                context: Some(serde_json::json!({"baseBranch": "main"})),
+                workspace: Some(Workspace {
+                    id: "ws".into(),
+                    name: "web".into(),
+                    repo: Some("acme/web".into()),
+                    local_path: None,
+                }),
+                ..Task::default()
+            },
+            worker_id: "wkr_1".into(),
+            branch: "buildd/tsk_1-fix".into(),
+            checkout: PathBuf::from("/work/checkout"),
+            server_api_key: None,
+            server_oauth_token: None,
+        }
+    }
+
+    fn strings(env: ChildEnv) -> BTreeMap<String, String> {
+        env.iter()
+            .map(|(k, v)| {
+                (
+                    k.to_string_lossy().into_owned(),
+                    v.to_string_lossy().into_owned(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn env_is_an_allowlist_plus_what_the_cli_needs() {
+        let parent = [
+            ("PATH", "/usr/bin"),
+            ("HOME", "/home/me"),
+            ("LC_ALL", "C.UTF-8"),
+            ("XDG_CONFIG_HOME", "/home/me/.config"),
+            ("ANTHROPIC_BASE_URL", "http://127.0.0.1:1"),
+            ("BUILDD_API_KEY", "bld_secret"),
+            ("GITHUB_TOKEN", "ghs_x"),
+            ("GH_TOKEN", "ghp_x"),
+            ("ANTHROPIC_API_KEY", "sk-from-parent"),
+            ("AWS_SECRET_ACCESS_KEY", "aws"),
+            ("RANDOM_THING", "1"),
+        ];
+        let extra = vec![
+            ("MY_TOOL_FLAG".to_owned(), "on".to_owned()),
+            ("GH_TOKEN".to_owned(), "ghp_extra".to_owned()),
+            ("CLAUDE_CODE_OAUTH_TOKEN".to_owned(), "sneaky".to_owned()),
+        ];
+        let env = strings(claude_env(
+            parent,
+            &extra,
+            &Credential::ApiKey(Secret::new("sk-chosen")),
+            false,
+        ));
+        let expected: BTreeMap<String, String> = [
+            ("PATH", "/usr/bin"),
+            ("HOME", "/home/me"),
+            ("LC_ALL", "C.UTF-8"),
+            ("XDG_CONFIG_HOME", "/home/me/.config"),
+            ("ANTHROPIC_BASE_URL", "http://127.0.0.1:1"),
+            ("ANTHROPIC_API_KEY", "sk-chosen"),
+            ("MY_TOOL_FLAG", "on"),
+            ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1"),
+            ("DISABLE_TELEMETRY", "1"),
+            // The settings every child gets (`process::env::FORCED`).
+            ("GIT_TERMINAL_PROMPT", "0"),
+            ("GIT_PAGER", "cat"),
+            ("PAGER", "cat"),
+            ("GCM_INTERACTIVE", "never"),
+            ("DEBIAN_FRONTEND", "noninteractive"),
+            ("CI", "true"),
+            ("NO_COLOR", "1"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        assert_eq!(env, expected);
+    }
+
+    #[test]
+    fn env_as_root_sets_is_sandbox_and_oauth_uses_its_variable() {
+        let env = strings(claude_env(
+            [("PATH", "/bin")],
+            &[],
+            &Credential::OauthToken(Secret::new("oat")),
+            true,
+        ));
+        assert_eq!(env.get("IS_SANDBOX").map(String::as_str), Some("1"));
+        assert_eq!(
+            env.get("CLAUDE_CODE_OAUTH_TOKEN").map(String::as_str),
+            Some("oat")
+        );
+        assert!(!env.contains_key("ANTHROPIC_API_KEY"));
+    }
+
+    #[test]
+    fn args_match_the_documented_invocation() {
+        let mut config = CliRunnerConfig {
+            max_turns: 7,
+            ..CliRunnerConfig::default()
+        };
+        assert_eq!(
+            CliRunner::new(config.clone()).args(),
+            [
+                "-p",
+                "--output-format",
+                "stream-json",
+                "--verbose",
+                "--permission-mode",
+                "bypassPermissions",
+                "--max-turns",
+                "7"
+            ]
+        );
+        config.model = Some("claude-opus-4-8".into());
+        let args = CliRunner::new(config).args();
+        assert_eq!(&args[8..], ["--model", "claude-opus-4-8"]);
+    }
+
+    #[test]
+    fn the_runners_redactor_hides_the_credentials_it_uses() {
+        let config = CliRunnerConfig {
+            api_key: Some(Secret::new("short")),
+            ..CliRunnerConfig::default()
+        };
+        let runner = CliRunner::new(config);
+        let credential = Credential::ApiKey(Secret::new("sk-ant-abcdefgh"));
+        let r = runner.redactor_for(&credential, &request());
+        assert_eq!(
+            r.redact("key sk-ant-abcdefgh in a short line"),
+            "key *** in a short line"
+        );
+    }
+}

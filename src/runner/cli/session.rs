@@ -1,0 +1,189 @@
+//! One running `claude` process: started with the prompt on stdin, its
+//! stdout followed until the run ends, then stopped with everything it
+//! started.
+//!
+//! The phases are [`Session::start`] (spawn, feed stdin, collect stderr's
+//! tail), [`Session::follow`] (read stream-json lines until the output ends,
+//! the CLI exits, the wind-down after the result passes, or the run is
+//! cancelled) and [`Session::stop`] (stop the process group, collect stderr).
+
+use std::io;
+use std::process::ExitStatus;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::ChildStdout;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::lines::{Line, LineReader, Tail};
+use super::stream::{Report, StreamState};
+use crate::process::{ChildStdio, CommandSpec, Confinement, ProcessGroup};
+
+/// Longest stdout line kept. Longer lines (a `Write` of a huge file) are
+/// skipped rather than buffered without bound.
+const MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
+
+/// How long a run that has ended (result line seen, or the CLI exited) may
+/// take to wrap up before it is stopped. A CLI that hangs after its result, or
+/// a background process that escaped the group and holds stdout open, must
+/// not hold the task forever; what the CLI wrote before exiting is already in
+/// the pipe.
+const WIND_DOWN: Duration = Duration::from_secs(5);
+
+/// A started `claude` and the tasks feeding and draining it.
+pub(super) struct Session {
+    group: ProcessGroup,
+    lines: LineReader<ChildStdout>,
+    /// Writes the prompt to stdin, on its own so a prompt larger than the
+    /// pipe buffer never waits on us reading stdout.
+    writer: JoinHandle<()>,
+    /// Keeps the end of stderr in `tail`.
+    stderr_reader: JoinHandle<()>,
+    tail: Tail,
+    /// What the stream said so far.
+    state: StreamState,
+    /// Whether the leader has exited (and with what).
+    leader_done: bool,
+    exit: Option<ExitStatus>,
+    /// Set once the run is over (result line seen or the CLI exited): how
+    /// long to keep reading before stopping whatever is left.
+    wind_down: Option<Instant>,
+}
+
+/// How a session ended.
+pub(super) struct Ended {
+    /// What the stream said.
+    pub state: StreamState,
+    /// The run was cancelled before a result arrived.
+    pub cancelled: bool,
+    /// The CLI's exit status, when known.
+    pub exit: Option<ExitStatus>,
+    /// The end of what the CLI wrote to stderr.
+    pub stderr: String,
+}
+
+impl Session {
+    /// Spawn `spec` in its own process group, with `prompt` on its stdin.
+    pub(super) fn start(
+        spec: CommandSpec,
+        prompt: String,
+        confinement: Option<&dyn Confinement>,
+    ) -> io::Result<Self> {
+        let bin = spec.program.to_string_lossy().into_owned();
+        let mut group = crate::process::spawn(spec, ChildStdio::piped(), confinement)?;
+        tracing::info!(pid = group.pid(), %bin, "started claude");
+        let stdout = group
+            .take_stdout()
+            .ok_or_else(|| io::Error::other("claude's stdout was not piped"))?;
+        let stdin = group.take_stdin();
+        let writer = tokio::spawn(async move {
+            let Some(mut stdin) = stdin else { return };
+            if let Err(err) = stdin.write_all(prompt.as_bytes()).await {
+                // The CLI exiting early closes the pipe; its output says why.
+                tracing::debug!(%err, "could not write the prompt to claude");
+            }
+        });
+        let tail = Tail::default();
+        let stderr = group.take_stderr();
+        let stderr_tail = tail.clone();
+        let stderr_reader = tokio::spawn(async move {
+            let Some(mut stderr) = stderr else { return };
+            let mut chunk = [0u8; 4096];
+            while let Ok(n) = stderr.read(&mut chunk).await {
+                if n == 0 {
+                    break;
+                }
+                stderr_tail.push(&chunk[..n]);
+            }
+        });
+        Ok(Self {
+            group,
+            lines: LineReader::new(stdout, MAX_LINE_BYTES),
+            writer,
+            stderr_reader,
+            tail,
+            state: StreamState::default(),
+            leader_done: false,
+            exit: None,
+            wind_down: None,
+        })
+    }
+
+    /// Follow the output until the run is over; returns whether it was
+    /// cancelled first.
+    pub(super) async fn follow(&mut self, to: &Report<'_>, cancel: &CancellationToken) -> bool {
+        let far = Instant::now() + Duration::from_secs(365 * 86_400);
+        loop {
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return true,
+                line = self.lines.next_line() => match line {
+                    Ok(Some(Line::Complete(line))) => {
+                        self.state.handle_line(&line, to);
+                        if self.state.result.is_some() && self.wind_down.is_none() {
+                            self.wind_down = Some(Instant::now() + WIND_DOWN);
+                        }
+                    }
+                    Ok(Some(Line::TooLong(len))) => {
+                        tracing::warn!(len, "skipping an over-long stream-json line");
+                    }
+                    Ok(None) => break,
+                    Err(err) => {
+                        tracing::warn!(%err, "reading claude's output failed");
+                        break;
+                    }
+                },
+                status = self.group.wait(), if !self.leader_done => {
+                    self.leader_done = true;
+                    self.exit = status
+                        .inspect_err(|err| tracing::warn!(%err, "waiting for claude failed"))
+                        .ok();
+                    self.wind_down.get_or_insert(Instant::now() + WIND_DOWN);
+                }
+                _ = tokio::time::sleep_until(self.wind_down.unwrap_or(far)), if self.wind_down.is_some() => {
+                    tracing::warn!("claude did not finish after its run ended; stopping it");
+                    return false;
+                }
+            }
+        }
+        // Output ended: let the CLI exit on its own unless cancelled.
+        if self.leader_done {
+            return false;
+        }
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => true,
+            status = self.group.wait() => {
+                self.exit = status.ok();
+                false
+            }
+            _ = tokio::time::sleep_until(self.wind_down.unwrap_or(far)), if self.wind_down.is_some() => false,
+        }
+    }
+
+    /// Stop the whole group (SIGTERM, then SIGKILL after `grace`) and collect
+    /// what is left.
+    pub(super) async fn stop(mut self, grace: Duration, cancelled: bool) -> Ended {
+        let status = self.group.terminate(grace).await;
+        let exit = self.exit.or(status.ok());
+        self.writer.abort();
+        // The group is gone, so stderr is at its end unless an escaped process
+        // holds it; the tail is shared, so giving up early loses nothing read.
+        if tokio::time::timeout(WIND_DOWN, &mut self.stderr_reader)
+            .await
+            .is_err()
+        {
+            tracing::debug!("stderr stayed open after claude was stopped");
+            self.stderr_reader.abort();
+        }
+        let _ = self.writer.await;
+        Ended {
+            state: self.state,
+            cancelled,
+            exit,
+            stderr: self.tail.text(),
+        }
+    }
+}

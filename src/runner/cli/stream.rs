@@ -1,0 +1,344 @@
+//! What the CLI's stream-json output means: each event becomes progress
+//! (redacted) and accounting, and the final `result` line decides the run.
+//! Parsing itself is [`crate::runner::stream_json`].
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use crate::redact::Redactor;
+use crate::runner::stream_json::{
+    self, AssistantMessage, ContentBlock, Event, RunResult, TokenUsage,
+};
+use crate::runner::{ProgressSink, Usage};
+
+use super::describe::{describe_tool_use, truncate};
+
+/// Where what the stream says is reported.
+pub(super) struct Report<'a> {
+    /// The task's checkout, to show paths relative to it.
+    pub checkout: &'a Path,
+    /// Hides secrets in anything reported.
+    pub redactor: &'a Redactor,
+    pub progress: &'a ProgressSink,
+}
+
+/// What the stream has told us so far, and the progress it implies.
+#[derive(Debug, Default)]
+pub(super) struct StreamState {
+    /// Usage of each model reply by message id: several lines share an id and
+    /// repeat the reply's usage, so the latest one per id counts.
+    replies: HashMap<String, TokenUsage>,
+    /// Reply ids in order of arrival, for turn counting.
+    reply_ids: HashSet<String>,
+    anonymous_replies: u32,
+    /// The latest non-empty text the model wrote, the summary when the
+    /// result line has none.
+    pub(super) last_text: Option<String>,
+    /// The final `result` line, once it arrived.
+    pub(super) result: Option<RunResult>,
+}
+
+impl StreamState {
+    /// Parse one stdout line and apply it; malformed lines are logged and skipped.
+    pub(super) fn handle_line(&mut self, line: &str, to: &Report<'_>) {
+        if line.trim().is_empty() {
+            return;
+        }
+        match stream_json::parse_line(line) {
+            Ok(event) => self.apply(event, to),
+            Err(err) => tracing::warn!(
+                %err,
+                line = %to.redactor.redact(&truncate(line, 200)),
+                "skipping a stream-json line"
+            ),
+        }
+    }
+
+    /// Take in one event and report what it means.
+    fn apply(&mut self, event: Event, to: &Report<'_>) {
+        let progress = to.progress;
+        match event {
+            Event::Init(init) => {
+                tracing::info!(session_id = %init.session_id, model = %init.model,
+                    version = %init.claude_code_version, "claude started");
+                progress.action(format!(
+                    "Claude Code {} started ({})",
+                    init.claude_code_version, init.model
+                ));
+            }
+            Event::Assistant(msg) => self.on_reply(&msg, to),
+            Event::User(msg) => {
+                for block in &msg.content {
+                    if let ContentBlock::ToolResult {
+                        tool_use_id,
+                        is_error: true,
+                        ..
+                    } = block
+                    {
+                        tracing::debug!(%tool_use_id, "tool call failed");
+                    }
+                }
+            }
+            Event::ApiRetry(r) => {
+                let why = match r.error_status {
+                    Some(status) => format!("Claude API error {status}"),
+                    None => "Claude API unreachable".to_owned(),
+                };
+                progress.action(format!("{why}, retry {}/{}", r.attempt, r.max_retries));
+            }
+            Event::Result(r) => {
+                if !r.permission_denials.is_empty() {
+                    tracing::warn!(
+                        count = r.permission_denials.len(),
+                        "claude reported permission denials"
+                    );
+                }
+                self.result = Some(r);
+                if let Some(usage) = self.final_usage() {
+                    progress.usage(usage);
+                }
+            }
+            Event::Unknown { kind } => tracing::debug!(%kind, "ignoring stream-json line"),
+        }
+    }
+
+    /// One line of a model reply: its usage (the latest line of a reply
+    /// counts), its tool calls as progress, its text as the candidate summary.
+    fn on_reply(&mut self, msg: &AssistantMessage, to: &Report<'_>) {
+        let before = self.usage();
+        let key = if msg.id.is_empty() {
+            self.anonymous_replies += 1;
+            format!("\0anonymous-{}", self.anonymous_replies)
+        } else {
+            msg.id.clone()
+        };
+        self.reply_ids.insert(key.clone());
+        let usage = msg.usage.unwrap_or_default();
+        let slot = self.replies.entry(key).or_default();
+        if msg.usage.is_some() {
+            *slot = usage;
+        }
+        for block in &msg.content {
+            match block {
+                ContentBlock::ToolUse { name, input, .. } => {
+                    let action = describe_tool_use(name, input, to.checkout);
+                    to.progress.action(to.redactor.redact(&action));
+                }
+                ContentBlock::Text { text } if !text.trim().is_empty() => {
+                    self.last_text = Some(text.clone());
+                }
+                _ => {}
+            }
+        }
+        let after = self.usage();
+        if after != before {
+            to.progress.usage(after);
+        }
+    }
+
+    /// Accounting from the replies seen so far (no cost: the CLI only
+    /// reports it at the end).
+    fn usage(&self) -> Usage {
+        let mut u = Usage {
+            turns: u32::try_from(self.reply_ids.len()).unwrap_or(u32::MAX),
+            ..Usage::default()
+        };
+        for t in self.replies.values() {
+            u.input_tokens += t.input_tokens;
+            u.output_tokens += t.output_tokens;
+            u.cache_creation_input_tokens += t.cache_creation_input_tokens;
+            u.cache_read_input_tokens += t.cache_read_input_tokens;
+        }
+        u
+    }
+
+    /// The CLI's own final accounting, once the result line arrived.
+    fn final_usage(&self) -> Option<Usage> {
+        let r = self.result.as_ref()?;
+        Some(Usage {
+            input_tokens: r.usage.input_tokens,
+            output_tokens: r.usage.output_tokens,
+            cache_creation_input_tokens: r.usage.cache_creation_input_tokens,
+            cache_read_input_tokens: r.usage.cache_read_input_tokens,
+            turns: r.num_turns,
+            cost_usd: r.total_cost_usd,
+        })
+    }
+
+    /// The best accounting available now.
+    pub(super) fn current_usage(&self) -> Usage {
+        self.final_usage().unwrap_or_else(|| self.usage())
+    }
+}
+
+/// Why a run that produced a result line with `is_error: true` failed.
+pub(super) fn failure_reason(r: &RunResult, max_turns: u32) -> String {
+    match r.result.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+        Some(text) => text.to_owned(),
+        None if r.subtype == "error_max_turns" => {
+            format!("claude reached the turn limit ({max_turns} turns) before finishing")
+        }
+        None => format!(
+            "claude ended the run with an error ({}) after {} turns",
+            if r.subtype.is_empty() {
+                "no subtype"
+            } else {
+                &r.subtype
+            },
+            r.num_turns
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runner::Progress;
+
+    const SUCCESS: &str =
+        include_str!("../../../tests/fixtures/claude-cli/success-bash-tool.jsonl");
+    const API_ERROR: &str = include_str!("../../../tests/fixtures/claude-cli/api-error-400.jsonl");
+    const REFUSED: &str =
+        include_str!("../../../tests/fixtures/claude-cli/connection-refused.jsonl");
+    const CACHED: &str =
+        include_str!("../../../tests/fixtures/claude-cli/success-cache-tokens.jsonl");
+
+    fn replay(fixture: &str) -> (StreamState, Vec<Progress>) {
+        let (sink, mut rx) = ProgressSink::channel();
+        let mut state = StreamState::default();
+        let redactor = Redactor::new();
+        let report = Report {
+            checkout: Path::new("/home/runner/work/demo/demo"),
+            redactor: &redactor,
+            progress: &sink,
+        };
+        for line in fixture.lines() {
+            state.handle_line(line, &report);
+        }
+        let mut seen = Vec::new();
+        while let Ok(p) = rx.try_recv() {
+            seen.push(p);
+        }
+        (state, seen)
+    }
+
+    #[test]
+    fn success_stream_becomes_progress_and_final_usage() {
+        let (state, seen) = replay(SUCCESS);
+        let running = Usage {
+            input_tokens: 1000,
+            output_tokens: 1,
+            turns: 1,
+            ..Usage::default()
+        };
+        let two = Usage {
+            input_tokens: 2000,
+            output_tokens: 2,
+            turns: 2,
+            ..Usage::default()
+        };
+        let last = Usage {
+            input_tokens: 2000,
+            output_tokens: 200,
+            turns: 2,
+            cost_usd: Some(0.015),
+            ..Usage::default()
+        };
+        assert_eq!(
+            seen,
+            vec![
+                Progress::Action("Claude Code 2.1.197 started (claude-opus-4-8[1m])".into()),
+                Progress::Usage(running),
+                Progress::Action("Bash: echo MARKER123 > out.txt".into()),
+                Progress::Usage(two),
+                Progress::Usage(last),
+            ]
+        );
+        assert_eq!(state.current_usage(), last);
+        assert_eq!(
+            state.last_text.as_deref(),
+            Some("Created out.txt with the marker.")
+        );
+    }
+
+    #[test]
+    fn final_usage_includes_cache_tokens() {
+        // Recorded from the real CLI: the assistant lines carry the usage of
+        // `message_start` (1 output token); the result carries the totals.
+        let (state, seen) = replay(CACHED);
+        // serde_json's default float parsing may be one ulp off the text.
+        let cost = state.current_usage().cost_usd.expect("the CLI's cost");
+        assert!((cost - 0.003645).abs() < 1e-12, "{cost}");
+        let last = Usage {
+            input_tokens: 200,
+            output_tokens: 100,
+            cache_creation_input_tokens: 20,
+            cache_read_input_tokens: 40,
+            turns: 2,
+            cost_usd: Some(cost),
+        };
+        assert_eq!(state.current_usage(), last);
+        assert_eq!(seen.last(), Some(&Progress::Usage(last)));
+        assert!(seen.contains(&Progress::Action("Bash: echo hi > out.txt".into())));
+        assert!(seen.contains(&Progress::Usage(Usage {
+            input_tokens: 200,
+            output_tokens: 2,
+            cache_creation_input_tokens: 20,
+            cache_read_input_tokens: 40,
+            turns: 2,
+            cost_usd: None,
+        })));
+    }
+
+    #[test]
+    fn error_stream_fails_on_is_error() {
+        let (state, _) = replay(API_ERROR);
+        let r = state.result.as_ref().unwrap();
+        assert!(r.is_error);
+        assert_eq!(failure_reason(r, 5), "API Error: 400 scripted failure");
+    }
+
+    #[test]
+    fn retries_are_reported() {
+        let (_, seen) = replay(REFUSED);
+        assert!(seen.contains(&Progress::Action(
+            "Claude API unreachable, retry 3/10".into()
+        )));
+    }
+
+    #[test]
+    fn failure_reason_without_text() {
+        let r = RunResult {
+            subtype: "error_max_turns".into(),
+            is_error: true,
+            num_turns: 6,
+            ..RunResult::default()
+        };
+        assert_eq!(
+            failure_reason(&r, 5),
+            "claude reached the turn limit (5 turns) before finishing"
+        );
+        let r = RunResult {
+            subtype: "error_during_execution".into(),
+            is_error: true,
+            num_turns: 2,
+            result: Some(" ".into()),
+            ..RunResult::default()
+        };
+        assert_eq!(
+            failure_reason(&r, 5),
+            "claude ended the run with an error (error_during_execution) after 2 turns"
+        );
+    }
+
+    #[test]
+    fn malformed_and_unknown_lines_are_skipped() {
+        let input = format!(
+            "not json\n{{\"type\":\"brand_new\"}}\n\n{{\"type\":\"result\",\"num_turns\":\"x\"}}\n{}",
+            SUCCESS
+        );
+        let (state, seen) = replay(&input);
+        assert!(state.result.is_some_and(|r| !r.is_error));
+        assert_eq!(seen.len(), 5);
+    }
+}
