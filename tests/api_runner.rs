@@ -64,6 +64,9 @@ impl Harness {
             checkout: self.checkout.path().to_path_buf(),
             server_api_key: None,
             server_oauth_token: None,
+            git: None,
+            inbox: Default::default(),
+            today: "2026-12-01".into(),
         }
     }
 

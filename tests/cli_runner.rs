@@ -81,6 +81,9 @@ fn request(checkout: PathBuf) -> RunRequest {
         checkout,
         server_api_key: None,
         server_oauth_token: None,
+        git: None,
+        inbox: Default::default(),
+        today: "2026-12-01".into(),
     }
 }
 

@@ -134,6 +134,9 @@ struct Inner {
     outage_until: Option<std::time::Instant>,
     /// Workers whose terminal report was applied but never acknowledged.
     ack_lost: std::collections::HashSet<String>,
+    /// The latest undelivered `POST …/instruct` message per worker (a newer one
+    /// overwrites it); handed out on the worker's next successful update.
+    instructions: HashMap<String, String>,
 }
 
 type Shared = Arc<Mutex<Inner>>;
@@ -280,6 +283,15 @@ impl FakeBuildd {
         if let Some(w) = s.workers.iter_mut().find(|w| w.id == worker_id) {
             w.status = status.into();
         }
+    }
+
+    /// Queue a user's message for a worker, as `POST /api/workers/{id}/instruct`
+    /// does: it replaces an undelivered one and is returned (then cleared) as
+    /// `instructions` on the worker's next successful update.
+    pub fn instruct(&self, worker_id: &str, message: &str) {
+        lock(&self.state)
+            .instructions
+            .insert(worker_id.into(), message.into());
     }
 
     /// Every request received, in order.
@@ -761,7 +773,10 @@ fn update_inner(
             w.terminal_reports += 1;
         }
     }
-    let worker = worker_json(w);
+    let mut worker = worker_json(w);
+    if let Some(message) = s.instructions.remove(id) {
+        worker["instructions"] = Value::String(message);
+    }
     if let (Some(st), Some(ti)) = (new_status, task_index) {
         let t = &mut s.tasks[ti];
         match st.as_str() {

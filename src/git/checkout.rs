@@ -27,6 +27,8 @@ pub struct Prepared {
     pub base: String,
     /// The commit the worktree started from; changes are counted from here.
     pub start_sha: String,
+    /// The work continues a branch the remote already had (a resumed task).
+    pub resumed: bool,
     pub spec: RepoSpec,
     /// What the worktree's `.git` file said at creation (restored before we
     /// run git there again, in case the model rewrote it).
@@ -80,6 +82,7 @@ impl Git {
         let start_ref = self
             .fetch_start(&repo_dir, &base, [resume_branch, Some(branch)])
             .await?;
+        let resumed = start_ref != format!("refs/remotes/origin/{base}");
         let start_sha = self
             .run(
                 &repo_dir,
@@ -103,6 +106,7 @@ impl Git {
             branch: branch.into(),
             base,
             start_sha,
+            resumed,
             spec,
             dot_git,
         })

@@ -14,7 +14,7 @@ use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
 use super::prompt::Brief;
-use super::{ProgressSink, RunError, RunFuture, RunOutcome, RunRequest, Runner, Usage};
+use super::{Inbox, ProgressSink, RunError, RunFuture, RunOutcome, RunRequest, Runner, Usage};
 use crate::anthropic::types::{
     CacheControl, ContentBlock, Message, MessageResponse, MessagesRequest, Role, StopReason,
     SystemBlock, Usage as ApiUsage,
@@ -169,6 +169,8 @@ struct Session<'a> {
     /// The most recent non-empty assistant text, for the summary.
     last_text: String,
     warned_unknown_cost: bool,
+    /// Where the server's messages for the task arrive.
+    inbox: Inbox,
 }
 
 impl<'a> Session<'a> {
@@ -239,7 +241,24 @@ impl<'a> Session<'a> {
             usage: Usage::default(),
             last_text: String::new(),
             warned_unknown_cost: false,
+            inbox: request.inbox.clone(),
         })
+    }
+
+    /// Hand the model what the task's owner sent while it worked, as text at
+    /// the end of the user turn about to be sent (the history stays append-only).
+    /// After a `pause_turn` the conversation ends on the assistant's turn, which
+    /// must go back as it is: the messages wait for the next user turn.
+    fn deliver_instructions(&mut self) {
+        let Some(turn) = self.messages.last_mut().filter(|m| m.role == Role::User) else {
+            return;
+        };
+        for text in self.inbox.drain() {
+            turn.content.push(ContentBlock::text(format!(
+                "A message from the task's owner arrived while you worked (sent through \
+                 buildd). Take it into account:\n\n{text}"
+            )));
+        }
     }
 
     fn failed(&self, reason: impl Into<String>) -> RunError {
@@ -261,6 +280,7 @@ impl<'a> Session<'a> {
                 )));
             }
             trim_history(&mut self.messages, self.config.history_budget_tokens);
+            self.deliver_instructions();
             mark_newest_user_turn(&mut self.messages);
             let request = MessagesRequest {
                 model: self.config.model.clone(),

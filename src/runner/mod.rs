@@ -14,6 +14,7 @@ pub mod stream_json;
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -37,6 +38,56 @@ pub struct RunRequest {
     pub server_api_key: Option<Secret>,
     /// A Claude OAuth token the server handed over for this task (`serverOauthToken`).
     pub server_oauth_token: Option<Secret>,
+    /// The repository state the work starts from (`None`: the claim names no
+    /// repository and nothing is committed for the task).
+    pub git: Option<GitContext>,
+    /// Messages for the running task from the server (a user's instructions).
+    pub inbox: Inbox,
+    /// Today's date (UTC, `YYYY-MM-DD`), for the brief; given, not read, so
+    /// the brief is reproducible.
+    pub today: String,
+}
+
+/// What the checkout is, and what happens to it when the task ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GitContext {
+    /// The repository (`owner/name` or a URL), as the claim named it.
+    pub repo: String,
+    /// The branch a pull request would target.
+    pub base: String,
+    /// The commit the worktree started from.
+    pub start_sha: String,
+    /// The branch already existed on the remote: this continues earlier work.
+    pub resumed: bool,
+    /// The agent pushes the branch after the task (not with `--no-push`).
+    pub push: bool,
+    /// The agent opens or updates a pull request after pushing.
+    pub pull_request: bool,
+}
+
+/// Where a runner reads messages the server sent for its task (instructions a
+/// user queued on the dashboard). Cheap to clone; clones share the messages.
+#[derive(Debug, Clone, Default)]
+pub struct Inbox(Option<Arc<Mutex<mpsc::UnboundedReceiver<String>>>>);
+
+/// The sending side of an [`Inbox`] (the worker's server link holds it).
+pub type InboxSender = mpsc::UnboundedSender<String>;
+
+impl Inbox {
+    /// An inbox and the sender that fills it.
+    pub fn channel() -> (InboxSender, Self) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (tx, Self(Some(Arc::new(Mutex::new(rx)))))
+    }
+
+    /// Every message that arrived since the last call, oldest first.
+    pub fn drain(&self) -> Vec<String> {
+        let Some(rx) = &self.0 else {
+            return Vec::new();
+        };
+        let mut rx = rx.lock().unwrap_or_else(|p| p.into_inner());
+        std::iter::from_fn(|| rx.try_recv().ok()).collect()
+    }
 }
 
 /// Token and cost accounting, cumulative over a task.

@@ -215,6 +215,9 @@ mod tests {
             checkout: PathBuf::from("/work/checkout"),
             server_api_key: None,
             server_oauth_token: None,
+            git: None,
+            inbox: Default::default(),
+            today: "2026-12-01".into(),
         }
     }
 
@@ -265,6 +268,9 @@ mod tests {
             checkout: "/tmp/co".into(),
             server_api_key: None,
             server_oauth_token: None,
+            git: None,
+            inbox: Default::default(),
+            today: "2026-12-01".into(),
         };
         let p = Brief::from_request(&request).system_prompt();
         for needle in [

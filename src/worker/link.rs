@@ -10,12 +10,14 @@
 //! The server speaks back through the link: a closed worker (409/404, or a
 //! terminal status read back) stops the task's [`Stop`] with
 //! [`StopReason::ServerClosed`]; messages a user sent through the server
-//! (`instructions` on an update's answer) arrive on [`LinkHandle::messages`].
+//! (`instructions` on an update's answer) go to the runner's [`Inbox`], each
+//! text once (mission replies and guidance come back on every answer).
 //!
 //! The link runs as its own tokio task from [`ServerLink::start`] until the
 //! worker calls [`LinkHandle::finish`], across every phase: checkout, run and
 //! delivery (a slow push is leased too).
 
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
@@ -28,7 +30,7 @@ use crate::buildd::types::{UpdateAck, WorkerStatus, WorkerUpdate};
 use crate::buildd::{BuilddClient, BuilddError};
 use crate::outbox::{EntryKind, Outbox};
 use crate::redact::Redactor;
-use crate::runner::{Progress, ProgressSink, Usage};
+use crate::runner::{Inbox, InboxSender, Progress, ProgressSink, Usage};
 use crate::shutdown::{Stop, StopReason};
 
 /// How many progress lines a result keeps for the job log.
@@ -47,13 +49,6 @@ pub struct LinkTiming {
     /// With nothing sent for this long, read the worker's status (it may have
     /// been cancelled on the server).
     pub status_poll: Duration,
-}
-
-/// A message from the server to the running task.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ServerMessage {
-    /// Instructions a user queued for this worker (`POST …/instruct`).
-    Instructions(String),
 }
 
 /// The task's entries in the outbox: journal first, then send.
@@ -122,7 +117,7 @@ pub struct LinkHandle {
     phase: watch::Sender<String>,
     done: CancellationToken,
     join: JoinHandle<LinkRecord>,
-    messages: Option<mpsc::UnboundedReceiver<ServerMessage>>,
+    inbox: Inbox,
 }
 
 impl LinkHandle {
@@ -137,9 +132,9 @@ impl LinkHandle {
         self.phase.send_replace(action.to_string());
     }
 
-    /// Messages from the server for the running task (once: the receiver moves out).
-    pub fn messages(&mut self) -> Option<mpsc::UnboundedReceiver<ServerMessage>> {
-        self.messages.take()
+    /// Where the server's messages for the running task arrive.
+    pub fn inbox(&self) -> Inbox {
+        self.inbox.clone()
     }
 
     /// Stop the link and hand back what it saw. Pending progress is not sent:
@@ -159,7 +154,9 @@ pub struct ServerLink {
     worker_id: String,
     /// Stopped with [`StopReason::ServerClosed`] when the server closes the worker.
     stop: Stop,
-    messages: mpsc::UnboundedSender<ServerMessage>,
+    inbox: InboxSender,
+    /// Instruction texts already handed to the task.
+    delivered: HashSet<String>,
     /// The cumulative picture the outbox keeps (what a crash would report).
     latest: WorkerUpdate,
     /// Changes not sent yet.
@@ -192,7 +189,7 @@ impl ServerLink {
             current_action: Some(first_action.clone()),
             ..Default::default()
         };
-        let (messages_tx, messages_rx) = mpsc::unbounded_channel();
+        let (inbox_tx, inbox) = Inbox::channel();
         let mut link = ServerLink {
             client,
             redactor,
@@ -200,7 +197,8 @@ impl ServerLink {
             timing,
             worker_id,
             stop,
-            messages: messages_tx,
+            inbox: inbox_tx,
+            delivered: HashSet::new(),
             latest: WorkerUpdate {
                 current_action: Some(first_action.clone()),
                 ..Default::default()
@@ -231,7 +229,7 @@ impl ServerLink {
             phase,
             done,
             join,
-            messages: Some(messages_rx),
+            inbox,
         })
     }
 
@@ -347,16 +345,15 @@ impl ServerLink {
     }
 
     fn take_ack(&mut self, ack: UpdateAck) {
-        if let Some(text) = ack.instructions.filter(|t| !t.trim().is_empty()) {
-            info!(worker = %self.worker_id, "the server sent instructions for the task");
-            // Nobody listening (the runner takes none) is logged by whoever dropped it.
-            if self
-                .messages
-                .send(ServerMessage::Instructions(text))
-                .is_err()
-            {
-                warn!(worker = %self.worker_id, "instructions from the server arrived after the run");
-            }
+        let Some(text) = ack.instructions.filter(|t| !t.trim().is_empty()) else {
+            return;
+        };
+        if !self.delivered.insert(text.clone()) {
+            return;
+        }
+        info!(worker = %self.worker_id, "the server sent instructions for the task");
+        if self.inbox.send(text).is_err() {
+            warn!(worker = %self.worker_id, "instructions from the server arrived after the run");
         }
     }
 }

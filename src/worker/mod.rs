@@ -30,10 +30,10 @@ use crate::buildd::BuilddClient;
 use crate::git::{Git, Prepared, TaskInfo};
 use crate::outbox::Outbox;
 use crate::redact::Redactor;
-use crate::runner::{RunError, RunOutcome, RunRequest, Runner, Usage};
+use crate::runner::{GitContext, RunError, RunOutcome, RunRequest, Runner, Usage};
 use crate::shutdown::{Shutdown, Stop, StopReason};
 
-pub use link::{LinkTiming, ServerMessage};
+pub use link::LinkTiming;
 pub use outcome::SHUTDOWN_REASON;
 pub use task::{ClaimedTask, TaskResult, TaskStatus};
 
@@ -210,6 +210,16 @@ async fn work(
             .map_or_else(|| ctx.checkout.clone(), |p| p.worktree.clone()),
         server_api_key: task.server_api_key.clone(),
         server_oauth_token: task.server_oauth_token.clone(),
+        git: prepared.as_ref().map(|p| GitContext {
+            repo: task.repo.clone().unwrap_or_default(),
+            base: p.base.clone(),
+            start_sha: p.start_sha.clone(),
+            resumed: p.resumed,
+            push: ctx.git.settings().push,
+            pull_request: ctx.git.settings().pr,
+        }),
+        inbox: link.inbox(),
+        today: today(),
     };
     for secret in [&task.server_api_key, &task.server_oauth_token]
         .into_iter()
@@ -277,18 +287,43 @@ async fn supervise(
     let sink = link.sink();
     // A child: the runner notices the task's stop, but cannot stop the task.
     let token = stop.token().child_token();
+    let inbox = request.inbox.clone();
     let mut run = tokio::spawn(async move { runner.run(request, sink, token).await });
+    let result = supervise_until_done(&mut run, stop).await;
+    // What the runner did not take (the CLI runner takes none mid-run) is said, not dropped.
+    for text in inbox.drain() {
+        tracing::warn!(
+            "instructions from the server could not be given to the running task: {}",
+            ctx.redactor.redact(&link::one_line(&text, 500))
+        );
+    }
+    let (interrupted, joined) = match result {
+        Ok(joined) => (None, joined),
+        Err((reason, joined)) => (Some(reason), joined),
+    };
+    (interrupted, work_from(ctx, joined))
+}
+
+type Joined = Result<Result<RunOutcome, RunError>, tokio::task::JoinError>;
+
+/// Wait for the runner; `Err` carries the stop that interrupted it.
+async fn supervise_until_done(
+    run: &mut tokio::task::JoinHandle<Result<RunOutcome, RunError>>,
+    stop: &Stop,
+) -> Result<Joined, (StopReason, Joined)> {
     let interrupted = tokio::select! {
-        joined = &mut run => {
+        joined = &mut *run => {
             // A run that did not finish while the task was being stopped ended
             // because of the stop (its token was cancelled): the stop is the cause.
             let finished = matches!(joined, Ok(Ok(_)));
-            let interrupted = if finished { None } else { stop.reason() };
-            return (interrupted, work_from(ctx, joined));
+            return match stop.reason().filter(|_| !finished) {
+                Some(reason) => Err((reason, joined)),
+                None => Ok(joined),
+            };
         }
         reason = stop.stopped() => reason,
     };
-    (Some(interrupted), work_from(ctx, run.await))
+    Err((interrupted, run.await))
 }
 
 /// What the runner's task returned, as [`Work`], with its texts redacted.
@@ -357,6 +392,15 @@ async fn deliver(
         },
         reason = stop.stopped() => (Some(reason), None),
     }
+}
+
+/// Today's date in UTC, `YYYY-MM-DD`.
+fn today() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+        .to_string()
+        .chars()
+        .take(10)
+        .collect()
 }
 
 /// The record of a task from its decided ending.

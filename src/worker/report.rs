@@ -69,6 +69,11 @@ impl Reporter<'_> {
                     if let Some(w) = ack.output_warning.filter(|w| !w.trim().is_empty()) {
                         warn!(worker = %self.worker_id, "the server warns: {}", self.redactor.redact(&w));
                     }
+                    // Consumed by this answer and too late for the task: said, not dropped.
+                    if let Some(i) = ack.instructions.filter(|i| !i.trim().is_empty()) {
+                        warn!(worker = %self.worker_id, "instructions arrived with the final report, after the task ended: {}",
+                            self.redactor.redact(&i));
+                    }
                     return (ending, true);
                 }
                 Err(e) => e,

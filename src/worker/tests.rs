@@ -299,3 +299,33 @@ async fn the_final_report_is_retried_until_acknowledged() {
     let outbox = s.ctx.outbox.as_ref().unwrap();
     assert!(outbox.pending(&s.ctx.server, |_, _| {}).is_empty());
 }
+
+#[tokio::test]
+async fn instructions_from_the_server_reach_the_running_task_once() {
+    let fake_slot: Arc<std::sync::OnceLock<Arc<FakeBuildd>>> = Arc::default();
+    let slot = fake_slot.clone();
+    let s = setup(
+        Arc::new(move |request, progress, _| {
+            let fake = slot.get().cloned().unwrap();
+            Box::pin(async move {
+                fake.instruct(&request.worker_id, "Also update the changelog.");
+                let mut seen = Vec::new();
+                for i in 0..2000 {
+                    // Progress makes the link send updates; their answers carry the message.
+                    progress.action(format!("step {i}"));
+                    seen.extend(request.inbox.drain());
+                    if !seen.is_empty() && i > 20 {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                done(&seen.join(" | "))
+            })
+        }),
+        None,
+    );
+    let _ = fake_slot.set(s.fake.clone());
+    let r = run_one(&s, seed("Listen")).await;
+    assert_eq!(r.status, TaskStatus::Completed);
+    assert_eq!(r.summary.as_deref(), Some("Also update the changelog."));
+}

@@ -328,6 +328,9 @@ pub(super) mod tests {
             checkout: PathBuf::from("/work/checkout"),
             server_api_key: None,
             server_oauth_token: None,
+            git: None,
+            inbox: Default::default(),
+            today: "2026-12-01".into(),
         }
     }
 
