@@ -59,6 +59,8 @@ pub struct TaskSeed {
     pub description: Option<String>,
     pub priority: i64,
     pub output_requirement: Option<String>,
+    /// `execution` (the default) or `planning`.
+    pub mode: Option<String>,
     pub context: Option<Value>,
     pub repo: Option<String>,
     pub server_api_key: Option<String>,
@@ -105,6 +107,7 @@ pub struct TaskState {
     pub description: Option<String>,
     pub priority: i64,
     pub output_requirement: String,
+    pub mode: String,
     pub context: Value,
     pub repo: Option<String>,
     #[serde(skip)]
@@ -248,6 +251,7 @@ impl FakeBuildd {
             description: seed.description,
             priority: seed.priority,
             output_requirement: seed.output_requirement.unwrap_or_else(|| "auto".into()),
+            mode: seed.mode.unwrap_or_else(|| "execution".into()),
             context: seed.context.unwrap_or_else(|| json!({})),
             repo: seed.repo,
             server_api_key: seed.server_api_key,
@@ -627,7 +631,7 @@ fn workers_empty(v: &Value) -> bool {
 fn task_json(t: &TaskState) -> Value {
     json!({
         "id": t.id, "workspaceId": t.workspace_id, "title": t.title, "description": t.description,
-        "context": t.context, "priority": t.priority, "mode": "execution", "status": t.status,
+        "context": t.context, "priority": t.priority, "mode": t.mode, "status": t.status,
         "runnerPreference": "any", "requiredCapabilities": [], "outputRequirement": t.output_requirement,
         "externalUrl": null, "result": null, "createdAt": "2026-11-26T00:00:00.000Z",
         "workspace": { "id": t.workspace_id, "name": t.workspace_id.trim_start_matches("ws_"), "repo": t.repo, "localPath": null }

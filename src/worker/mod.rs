@@ -30,6 +30,7 @@ use crate::buildd::BuilddClient;
 use crate::git::{Git, Prepared, TaskInfo};
 use crate::outbox::Outbox;
 use crate::redact::Redactor;
+use crate::runner::prompt::TaskMode;
 use crate::runner::{GitContext, RunError, RunOutcome, RunRequest, Runner, Usage};
 use crate::shutdown::{Shutdown, Stop, StopReason};
 
@@ -104,9 +105,13 @@ pub async fn run(
 
     let deadline = ctx.task_timeout.map(Deadline::after);
     let (interrupted, work, prepared) = work(&ctx, &task, &mut link, &stop, deadline).await;
+    let planning = TaskMode::of(&task.task) == TaskMode::Planning;
     let (interrupted, delivery) = match (&interrupted, &work, &prepared) {
-        (None, Work::Finished(done), Some(p)) => deliver(&ctx, &task, p, done, &link, &stop).await,
-        (None, Work::Finished(_), None) => (None, Some(Delivery::NotNeeded)),
+        (None, Work::Finished(done), Some(p)) if !planning => {
+            deliver(&ctx, &task, p, done, &link, &stop).await
+        }
+        // A plan is its final answer: nothing the model left in the tree is committed.
+        (None, Work::Finished(_), _) => (None, Some(Delivery::NotNeeded)),
         _ => (interrupted, None),
     };
     if let Some(p) = &prepared {

@@ -329,3 +329,62 @@ async fn instructions_from_the_server_reach_the_running_task_once() {
     assert_eq!(r.status, TaskStatus::Completed);
     assert_eq!(r.summary.as_deref(), Some("Also update the changelog."));
 }
+
+/// A bare repository with one commit on `main`, as a task's remote.
+fn remote_repo(dir: &std::path::Path) -> String {
+    let git = |args: &[&str], cwd: &std::path::Path| {
+        let out = std::process::Command::new("git")
+            .args(args)
+            .current_dir(cwd)
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@t")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@t")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+    };
+    let bare = dir.join("remote.git");
+    let seed = dir.join("seed");
+    std::fs::create_dir_all(&seed).unwrap();
+    git(
+        &["init", "-q", "--bare", "-b", "main", bare.to_str().unwrap()],
+        dir,
+    );
+    git(&["init", "-q", "-b", "main"], &seed);
+    std::fs::write(seed.join("README.md"), "hello\n").unwrap();
+    git(&["add", "."], &seed);
+    git(&["commit", "-q", "-m", "init"], &seed);
+    git(&["push", "-q", bare.to_str().unwrap(), "main"], &seed);
+    format!("file://{}", bare.display())
+}
+
+#[tokio::test]
+async fn a_planning_task_commits_nothing_it_left_in_the_tree() {
+    let s = setup(
+        Arc::new(|request, _, _| {
+            Box::pin(async move {
+                std::fs::write(request.checkout.join("scratch.md"), "notes").unwrap();
+                done("1. do this\n2. then that")
+            })
+        }),
+        None,
+    );
+    let remotes = tempfile::tempdir().unwrap();
+    let repo = remote_repo(remotes.path());
+    let r = run_one(
+        &s,
+        TaskSeed {
+            repo: Some(repo),
+            context: Some(serde_json::json!({"baseBranch": "main"})),
+            mode: Some("planning".into()),
+            ..seed("Plan the migration")
+        },
+    )
+    .await;
+    assert_eq!(r.status, TaskStatus::Completed);
+    assert_eq!(r.summary.as_deref(), Some("1. do this\n2. then that"));
+    let w = &s.fake.workers()[0];
+    assert!(!w.fields.contains_key("commitCount"), "{:?}", w.fields);
+    assert!(!w.fields.contains_key("lastCommitSha"), "{:?}", w.fields);
+}
