@@ -16,7 +16,7 @@ use crate::error::{
 use crate::git::Git;
 use crate::redact::Redactor;
 use crate::runner::Runner;
-use crate::runner::api::ApiRunner;
+use crate::runner::api::{ApiRunner, ApiRunnerConfig};
 use crate::runner::cli::CliRunner;
 use crate::scheduler::{RunRecord, Scheduler, SchedulerConfig, ServerProblem};
 use crate::shutdown::{Shutdown, StopReason};
@@ -206,7 +206,10 @@ fn scheduler_config(config: &Config) -> SchedulerConfig {
 /// The runner the configuration chose, redacting with the agent's redactor.
 fn build_runner(settings: &RunnerSettings, redactor: &Redactor) -> Arc<dyn Runner> {
     match settings {
-        RunnerSettings::Api(api) => Arc::new(ApiRunner::new((**api).clone())),
+        RunnerSettings::Api(api) => Arc::new(ApiRunner::new(ApiRunnerConfig {
+            redactor: redactor.clone(),
+            ..(**api).clone()
+        })),
         RunnerSettings::Cli { config, parent_env } => {
             let config = crate::runner::cli::CliRunnerConfig {
                 redactor: redactor.clone(),

@@ -116,6 +116,7 @@ pub(super) fn resolve(
             if let Some(model) = flags.model {
                 api.model = model;
             }
+            api.parent_env = env.iter().map(|(k, v)| (k.into(), v.into())).collect();
             api.max_turns = flags.max_turns;
             api.max_tokens = flags.max_tokens;
             api.max_cost_usd = flags.max_cost_usd;

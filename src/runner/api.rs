@@ -6,6 +6,7 @@
 //! HTTP, streaming and retries live in [`crate::anthropic`]; this module only decides what
 //! to send next and keeps the accounts.
 
+use std::ffi::OsString;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +24,7 @@ use crate::anthropic::{
     ApiError, Client, ClientConfig, DEFAULT_API_VERSION, DEFAULT_BASE_URL, DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_MODEL, PriceError, PriceTable, RetryConfig, http_client,
 };
+use crate::redact::Redactor;
 use crate::secret::Secret;
 use crate::tools::{ToolConfig, Toolbox};
 
@@ -53,6 +55,11 @@ pub struct ApiRunnerConfig {
     pub tool_shell_timeout: Duration,
     /// Passed to each task's [`ToolConfig`].
     pub tool_output_cap: usize,
+    /// Hides every secret the agent knows in tool output before the model sees it.
+    pub redactor: Redactor,
+    /// The environment the model's commands' allowlist picks from (the agent's,
+    /// read once by `config`).
+    pub parent_env: Vec<(OsString, OsString)>,
 }
 
 impl Default for ApiRunnerConfig {
@@ -71,6 +78,8 @@ impl Default for ApiRunnerConfig {
             history_budget_tokens: 120_000,
             tool_shell_timeout: tools.shell_timeout,
             tool_output_cap: tools.output_cap,
+            redactor: Redactor::new(),
+            parent_env: Vec::new(),
         }
     }
 }
@@ -203,13 +212,14 @@ impl<'a> Session<'a> {
             message: e.to_string(),
             hint: None,
         })?;
-        let toolbox = Toolbox::new(
+        let toolbox = Toolbox::with_parent_env(
             request.checkout.clone(),
             ToolConfig {
                 shell_timeout: config.tool_shell_timeout,
                 output_cap: config.tool_output_cap,
                 confinement: None,
             },
+            config.parent_env.iter().cloned(),
         );
         let mut tools = toolbox.definitions();
         // Breakpoint 1: the tool list, the first part of every request's prefix.
@@ -416,13 +426,16 @@ impl<'a> Session<'a> {
             }
             self.progress.action(Toolbox::describe(&name, &input));
             let out = self.toolbox.call(&name, input, cancel).await;
+            // A command can print what the agent holds (a key in a file, a token
+            // in an error): none of it may reach the model provider.
+            let content = self.config.redactor.redact(&out.content).into_owned();
             results.push(ContentBlock::ToolResult {
                 tool_use_id: id,
                 // An empty result is legal but gives the model nothing to go on.
-                content: if out.content.is_empty() {
+                content: if content.is_empty() {
                     "(no output)".into()
                 } else {
-                    out.content
+                    content
                 },
                 is_error: out.is_error,
                 cache_control: None,
