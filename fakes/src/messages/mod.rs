@@ -144,6 +144,22 @@ impl FakeMessages {
         self.shared.lock().steps.len()
     }
 
+    /// The usage of every reply so far, added up.
+    pub fn usage_totals(&self) -> UsageTotals {
+        let inner = self.shared.lock();
+        let mut t = UsageTotals::default();
+        for u in inner.requests.iter().filter_map(|r| r.usage) {
+            t.replies += 1;
+            t.input_tokens += u.input_tokens;
+            t.output_tokens += u.output_tokens;
+            t.cache_creation_input_tokens += u.cache_creation_input_tokens;
+            t.cache_read_input_tokens += u.cache_read_input_tokens;
+            t.ephemeral_5m_input_tokens += u.ephemeral_5m_input_tokens;
+            t.ephemeral_1h_input_tokens += u.ephemeral_1h_input_tokens;
+        }
+        t
+    }
+
     /// The fake's clock (advance it to expire cache entries and tokens).
     pub fn clock(&self) -> FakeClock {
         self.shared.options.clock.clone()
@@ -179,6 +195,33 @@ impl Drop for FakeMessages {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
+        }
+    }
+}
+
+/// Usage added up over replies (see [`FakeMessages::usage_totals`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UsageTotals {
+    pub replies: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cache_creation_input_tokens: u64,
+    pub cache_read_input_tokens: u64,
+    pub ephemeral_5m_input_tokens: u64,
+    pub ephemeral_1h_input_tokens: u64,
+}
+
+impl UsageTotals {
+    /// Every input token billed: uncached, written and read.
+    pub fn prompt_tokens(&self) -> u64 {
+        self.input_tokens + self.cache_creation_input_tokens + self.cache_read_input_tokens
+    }
+
+    /// The share of input tokens read from the cache (0 when nothing was sent).
+    pub fn cache_read_share(&self) -> f64 {
+        match self.prompt_tokens() {
+            0 => 0.0,
+            n => self.cache_read_input_tokens as f64 / n as f64,
         }
     }
 }

@@ -357,6 +357,15 @@ async fn computed_usage_reads_an_append_only_history_and_not_a_rewritten_one() {
         u.prompt_tokens(),
         fake.requests()[3].counted_prompt_tokens.unwrap_or(0)
     );
+    let totals = fake.usage_totals();
+    let reads: u64 = fake
+        .requests()
+        .iter()
+        .filter_map(|r| r.usage)
+        .map(|u| u.cache_read_input_tokens)
+        .sum();
+    assert_eq!((totals.replies, totals.cache_read_input_tokens), (4, reads));
+    assert!(totals.cache_read_share() > 0.0 && totals.cache_read_share() < 1.0);
     assert_eq!(fake.violations(), Vec::<String>::new());
 }
 
