@@ -166,19 +166,20 @@ pub(crate) fn process(shared: &Shared, req: Incoming) -> Outcome {
             inner.requests.push(rec);
             return out;
         }
-        _ => refusal(auth_problems, problems, unknown_model),
+        _ => refusal(&auth_problems, &problems, unknown_model),
     };
+    // A refused request uses up its step, as it always did.
     consume_step(&mut inner, shared.options.pick);
     rec.status = refusal.status;
-    rec.problems = vec![refusal.message.clone()];
-    inner
-        .violations
-        .extend(refusal.message.split("; ").map(str::to_string));
+    rec.problems = auth_problems.into_iter().chain(problems).collect();
+    inner.violations.extend(rec.problems.iter().cloned());
     inner.requests.push(rec);
     Outcome::Error(refusal)
 }
 
-fn refusal(auth: Vec<String>, problems: Vec<String>, unknown_model: bool) -> ErrorReply {
+/// The API's answer to a refused request: credentials first (401), then an unknown model
+/// (404), else 400 with every problem.
+fn refusal(auth: &[String], problems: &[String], unknown_model: bool) -> ErrorReply {
     if !auth.is_empty() {
         ErrorReply::new(401, "authentication_error", &auth.join("; "))
     } else if unknown_model {
@@ -229,7 +230,9 @@ pub(crate) fn check_auth(
                 }
                 _ => {}
             }
-            api_key.map(|_| AuthKind::ApiKey)
+            api_key
+                .map(|_| AuthKind::ApiKey)
+                .or(bearer.map(|_| AuthKind::Bearer))
         }
         AuthMode::Bearer => {
             if api_key.is_some() {
@@ -243,7 +246,9 @@ pub(crate) fn check_auth(
                 }
                 _ => {}
             }
-            bearer.map(|_| AuthKind::Bearer)
+            bearer
+                .map(|_| AuthKind::Bearer)
+                .or(api_key.map(|_| AuthKind::ApiKey))
         }
         AuthMode::Either => match (api_key, bearer) {
             (Some(k), _) => {

@@ -491,6 +491,22 @@ mod tests {
     }
 
     #[test]
+    fn the_new_version_refuses_assistant_documents_and_user_citations() {
+        let doc = json!({"type":"document","source":{"type":"text","media_type":"text/plain","data":"d"}});
+        let msgs = json!({"messages":[
+            {"role":"user","content":[{"type":"text","text":"hi","citations":[{"type":"char_location"}]}]},
+            {"role":"assistant","content":[doc]},
+            {"role":"user","content":"go"}]});
+        let all = run("claude-sonnet-5-5", "2026-10-21", &[], msgs.clone()).join("\n");
+        assert!(all.contains("messages.0.content.0.citations"), "{all}");
+        assert!(
+            all.contains("messages.1.content.0: document blocks"),
+            "{all}"
+        );
+        assert!(run("claude-sonnet-5-5", "2023-06-01", &[], msgs).is_empty());
+    }
+
+    #[test]
     fn cloud_routes_have_their_own_fields() {
         let spec = lookup("claude-haiku-4-5").unwrap();
         let body = json!({"anthropic_version":"bedrock-2023-05-31","max_tokens":10,"stream":true,

@@ -49,7 +49,8 @@ pub struct RecordedRequest {
     pub compacted: bool,
     /// What the append-only check found changed (option `append_only`).
     pub history_rewrite: Option<String>,
-    /// Why the request was refused, if it was (the error message's parts).
+    /// Why the request was refused, if it was: every problem found (also in the fake's
+    /// violations), or the "prompt is too long" message (which is no violation).
     pub problems: Vec<String>,
 }
 

@@ -31,14 +31,7 @@ async fn post_raw(
     headers: &[(String, String)],
     body: Vec<u8>,
 ) -> Answer {
-    let mut req = reqwest::Client::new().post(format!("{}{path}", fake.url()));
-    for (k, v) in headers {
-        req = req.header(k.as_str(), v.as_str());
-    }
-    let resp = req.body(body).send().await.expect("fake answers");
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let bytes = resp.bytes().await.expect("body");
+    let (status, headers, bytes) = super::post_bytes(fake, path, headers, body).await;
     Answer {
         status,
         headers,
@@ -248,6 +241,7 @@ async fn vertex_stream_raw_predict_takes_only_a_live_issued_token() {
     let body = vertex_body().to_string().into_bytes();
     let a = post_raw(&fake, VERTEX_PATH, &bearer("ya29.stolen"), body.clone()).await;
     assert_eq!(a.status, 401);
+    assert_eq!(fake.requests()[0].status, 401, "refusals are recorded too");
     let a = post_raw(&fake, VERTEX_PATH, &bearer(&access), body.clone()).await;
     assert_eq!(a.status, 200);
     let text = String::from_utf8(STANDARD.decode(&a.text).unwrap_or_default()).unwrap_or_default();

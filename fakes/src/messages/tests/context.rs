@@ -57,6 +57,23 @@ async fn edits_need_their_beta_and_a_valid_shape() {
         "{}",
         a.error_message()
     );
+    // A compaction block sent back without the compaction beta.
+    let mut stray = request(json!([{"role":"user","content":"hi"},
+        {"role":"assistant","content":[{"type":"compaction","content":"s"}]},
+        {"role":"user","content":"go"}]));
+    stray["context_management"] = json!({"edits":[]});
+    let a = post(
+        &fake,
+        "/v1/messages",
+        &[("anthropic-beta", CONTEXT_BETA)],
+        &stray,
+    )
+    .await;
+    assert!(
+        a.error_message().contains("compaction blocks require"),
+        "{}",
+        a.error_message()
+    );
     body["context_management"] = json!({"edits":[{"type":"clear_thinking_20251015","keep":"all"}]});
     let a = post(
         &fake,

@@ -16,7 +16,7 @@ pub(super) const MODEL: &str = "claude-sonnet-5-5";
 /// A response, read whole.
 pub(super) struct Answer {
     pub status: u16,
-    pub headers: reqwest::header::HeaderMap,
+    pub headers: hyper::HeaderMap,
     pub text: String,
 }
 
@@ -76,6 +76,41 @@ pub(super) fn parse_sse(text: &str) -> Vec<Event> {
         .collect()
 }
 
+/// POST `body` to the fake at `path` with exactly `headers` (plus `host`), over a plain
+/// HTTP/1.1 connection (no TLS stack: the fakes are loopback-only).
+pub(super) async fn post_bytes(
+    fake: &FakeMessages,
+    path: &str,
+    headers: &[(String, String)],
+    body: Vec<u8>,
+) -> (u16, hyper::HeaderMap, Vec<u8>) {
+    use http_body_util::BodyExt;
+    let host = fake.url().trim_start_matches("http://").to_string();
+    let stream = tokio::net::TcpStream::connect(&host)
+        .await
+        .expect("connect");
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .expect("handshake");
+    tokio::spawn(conn);
+    let mut req = hyper::Request::post(path);
+    if !headers.iter().any(|(k, _)| k == "host") {
+        req = req.header("host", &host);
+    }
+    for (k, v) in headers {
+        req = req.header(k.as_str(), v.as_str());
+    }
+    let req = req
+        .body(http_body_util::Full::new(axum::body::Bytes::from(body)))
+        .expect("request");
+    let resp = sender.send_request(req).await.expect("fake answers");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+    (status, headers, bytes.to_vec())
+}
+
 /// POST `body` to `path` with the Claude API's headers plus `extra`.
 pub(super) async fn post(
     fake: &FakeMessages,
@@ -83,32 +118,27 @@ pub(super) async fn post(
     extra: &[(&str, &str)],
     body: &Value,
 ) -> Answer {
-    let mut req = reqwest::Client::new()
-        .post(format!("{}{path}", fake.url()))
-        .header("content-type", "application/json");
-    let mut has_auth = false;
-    for (k, v) in extra {
-        has_auth |= *k == "authorization" || *k == "x-api-key";
-        req = req.header(*k, *v);
-    }
-    if !has_auth {
-        req = req.header("x-api-key", KEY);
+    let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
+    headers.extend(
+        extra
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), (*v).to_string())),
+    );
+    if !extra
+        .iter()
+        .any(|(k, _)| *k == "authorization" || *k == "x-api-key")
+    {
+        headers.push(("x-api-key".into(), KEY.into()));
     }
     if !extra.iter().any(|(k, _)| *k == "anthropic-version") {
-        req = req.header("anthropic-version", "2026-10-21");
+        headers.push(("anthropic-version".into(), "2026-10-21".into()));
     }
-    let resp = req
-        .body(body.to_string())
-        .send()
-        .await
-        .expect("fake answers");
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let text = resp.text().await.expect("body");
+    let (status, headers, bytes) =
+        post_bytes(fake, path, &headers, body.to_string().into_bytes()).await;
     Answer {
         status,
         headers,
-        text,
+        text: String::from_utf8_lossy(&bytes).into_owned(),
     }
 }
 

@@ -31,7 +31,7 @@ use super::engine::{Auth, Incoming, Outcome, Shared, process};
 use super::http::{aggregate, api_error, header_map, parse_body, render_sse};
 use super::models::normalize_cloud_id;
 use super::params::Route;
-use super::record::AuthKind;
+use super::record::{AuthKind, RecordedRequest};
 
 /// The project, region and service account the Vertex routes accept.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,13 +130,29 @@ async fn predict(
         Some((m, "rawPredict")) => (m.to_string(), false),
         _ => return google_error(404, "NOT_FOUND", &format!("unknown method in {tail:?}")),
     };
+    let map = header_map(&headers);
+    let name = if streaming {
+        "vertex-stream-raw-predict"
+    } else {
+        "vertex-raw-predict"
+    };
+    // The front door's refusals are recorded like any other request.
+    let refuse = |status: u16, kind: &str, msg: &str| {
+        let body = parse_body(&body).unwrap_or_default();
+        let mut rec = RecordedRequest::new(name, map.clone(), body);
+        rec.status = status;
+        rec.model = Some(normalize_cloud_id(&model));
+        rec.problems = vec![msg.to_string()];
+        let mut inner = st.shared.lock();
+        inner.violations.push(format!("vertex: {msg}"));
+        inner.requests.push(rec);
+        google_error(status, kind, msg)
+    };
     if project != cfg.project || region != cfg.region {
         let msg =
             format!("Publisher model projects/{project}/locations/{region} not found or no access");
-        st.shared.lock().violations.push(format!("vertex: {msg}"));
-        return google_error(404, "NOT_FOUND", &msg);
+        return refuse(404, "NOT_FOUND", &msg);
     }
-    let map = header_map(&headers);
     let bearer = map
         .get("authorization")
         .and_then(|a| a.strip_prefix("Bearer "))
@@ -151,17 +167,12 @@ async fn predict(
     });
     if !valid {
         let msg = "Request had invalid authentication credentials. Expected OAuth 2 access token.";
-        st.shared.lock().violations.push(format!("vertex: {msg}"));
-        return google_error(401, "UNAUTHENTICATED", msg);
+        return refuse(401, "UNAUTHENTICATED", msg);
     }
     let incoming = Incoming {
         route: Route::Vertex,
-        name: if streaming {
-            "vertex-stream-raw-predict"
-        } else {
-            "vertex-raw-predict"
-        },
-        headers: map,
+        name,
+        headers: map.clone(),
         body: parse_body(&body),
         path_model: Some(normalize_cloud_id(&model)),
         auth: Auth::Checked(Some(AuthKind::Bearer), Vec::new()),
