@@ -9,7 +9,12 @@
 //!   block alone, with `stop_reason:"compaction"`, and the scripted step is kept for the
 //!   next request.
 //! - `usage.iterations` lists the compaction step and the message step; the top-level counts
-//!   are their sums (so reading either gives the same bill).
+//!   are their sums (so reading either gives the same bill). The compaction step reads and
+//!   writes the cache like any request; its writes are billed at 5 minutes (assumed).
+//! - The window is checked on the counted prompt *before* a new compaction: a prompt over
+//!   the window is refused even when a compaction edit would trigger (assumed: the summary
+//!   has to read the whole prompt).
+//! - A request holding a compaction block needs the `compact-2026-01-12` beta (assumed).
 //!
 //! Assumed block and stream shapes (the doc marks them [V\*]/[U]; an SDK change note says
 //! `compaction_delta` carries `content` and `encrypted_content`):

@@ -5,7 +5,9 @@
 //! **Token estimate** (documented, deterministic, not the real tokenizer): a block costs
 //! `max(1, ceil(bytes / 4))` where `bytes` is the length of its canonical JSON (object keys
 //! sorted, no whitespace) with `cache_control` removed. A string `system` or message
-//! `content` counts as one text block. The prompt's size is the sum over its blocks.
+//! `content` counts as one text block. The prompt's size is the sum over its blocks. Every
+//! block sent counts, earlier turns' thinking included (the real API drops earlier turns'
+//! thinking on models without preserved thinking; the fake does not model that).
 //!
 //! **Prefix identity**: each block's hash chains the previous hash, its section, role and
 //! whether it opens a message, and its canonical JSON without `cache_control` (moving a
