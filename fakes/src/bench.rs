@@ -25,7 +25,9 @@ use nix::sys::resource::{UsageWho, getrusage};
 use serde_json::json;
 
 use crate::buildd::{DEFAULT_KEY, FakeBuildd, TaskSeed};
-use crate::messages::{FakeMessages, Pick, Script, ScriptUsage, Step};
+use crate::messages::{
+    FakeClock, FakeMessages, FakeOptions, Pick, Script, ScriptUsage, Step, UsageMode,
+};
 
 /// The Anthropic key the benchmark's fake Messages API expects.
 const KEY: &str = "sk-ant-bench-key-not-a-real-one-0000000";
@@ -40,6 +42,20 @@ pub struct Options {
     /// Run only this figure (`size`, `startup`, `idle`, `twenty`, `cpu`, `thousand`), e.g.
     /// to profile it with `--agent` pointing at a wrapper that runs the agent under a profiler.
     pub only: Option<String>,
+}
+
+/// The fake Messages API as a cost benchmark needs it (issue 15): usage computed from the
+/// breakpoints each request sends, thinking blocks bound to their prefix (a rewritten
+/// history is refused, as on today's preserved-thinking models), every conversation
+/// following the whole script, and cache TTLs on the wall clock.
+pub fn cost_options() -> FakeOptions {
+    FakeOptions {
+        pick: Pick::PerConversation,
+        usage: UsageMode::Computed,
+        bind_thinking: true,
+        clock: FakeClock::real(),
+        ..FakeOptions::default()
+    }
 }
 
 /// One line of the result table.

@@ -11,9 +11,9 @@ use std::process::Stdio;
 
 use anyhow::{Context, bail};
 use buildd_fakes::buildd::{DEFAULT_KEY, FakeBuildd, TaskSeed};
-use buildd_fakes::messages::FakeMessages;
+use buildd_fakes::messages::{FakeClock, FakeMessages, FakeOptions, Script, ScriptFile, UsageMode};
 use buildd_fakes::{bench, demo};
-use clap::{Parser, Subcommand};
+use clap::{Args as ClapArgs, Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
 #[command(
@@ -43,6 +43,8 @@ enum Cmd {
         /// Write the sample project the sample tasks work on into this directory
         #[arg(long, value_name = "DIR")]
         project: Option<PathBuf>,
+        #[command(flatten)]
+        messages: MessagesArgs,
     },
     /// Run buildd-agent --until-idle against the fakes on a sample project and show the result
     Demo {
@@ -66,6 +68,68 @@ enum Cmd {
         #[arg(long, value_name = "FIGURE")]
         only: Option<String>,
     },
+}
+
+/// How `serve` runs the fake Messages API beyond the sample script (for cost measurements:
+/// e.g. the `claude` CLI pointed at it with `--model-script FILE --messages-mode computed`).
+#[derive(ClapArgs)]
+struct MessagesArgs {
+    /// Serve the fake Messages API with this script instead of the sample one (JSON
+    /// `{"api_key", "steps", "options"}`, see `buildd_fakes::messages::ScriptFile`); every
+    /// conversation follows the whole script
+    #[arg(long, value_name = "FILE")]
+    model_script: Option<PathBuf>,
+    /// Where reply usage comes from: `scripted` (as written) or `computed` (cache reads and
+    /// writes from the breakpoints each request sends; the cost benchmark's mode)
+    #[arg(long, value_name = "MODE")]
+    messages_mode: Option<MessagesMode>,
+    /// Sign thinking blocks over their prefix and refuse a changed prefix, as
+    /// preserved-thinking models do
+    #[arg(long)]
+    bind_thinking: bool,
+    /// Refuse any request that changes what its conversation sent before
+    #[arg(long)]
+    append_only: bool,
+    /// A context window (tokens) for every model instead of the model's own
+    #[arg(long, value_name = "TOKENS")]
+    context_window: Option<u64>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum MessagesMode {
+    Scripted,
+    Computed,
+}
+
+impl MessagesArgs {
+    /// The script and options to serve (`None`: no script file; the sample one then).
+    fn script(&self) -> anyhow::Result<Option<(Script, FakeOptions)>> {
+        let Some(path) = &self.model_script else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let file = ScriptFile::from_json(&text)
+            .with_context(|| format!("{} is not a Messages API script", path.display()))?;
+        let (script, mut options) = file.into_parts();
+        options.pick = buildd_fakes::messages::Pick::PerConversation;
+        Ok(Some((script, options)))
+    }
+
+    /// Apply the flags over `options` (flags win over the script file's options).
+    fn apply(&self, mut options: FakeOptions) -> FakeOptions {
+        match self.messages_mode {
+            Some(MessagesMode::Scripted) => options.usage = UsageMode::Scripted,
+            Some(MessagesMode::Computed) => options.usage = UsageMode::Computed,
+            None => {}
+        }
+        options.bind_thinking |= self.bind_thinking;
+        options.append_only |= self.append_only;
+        options.context_window = self.context_window.or(options.context_window);
+        // Processes run for real here: cache TTLs follow the wall clock.
+        options.clock = FakeClock::real();
+        options
+    }
 }
 
 fn sample_tasks() -> Vec<TaskSeed> {
@@ -112,55 +176,76 @@ fn main() -> anyhow::Result<()> {
             tasks,
             model,
             project,
-        } => {
-            if let Some(dir) = project {
-                write_project(&dir)?;
-                println!("sample project in {}", dir.display());
-            }
-            let server = FakeBuildd::start_on(&addr);
-            for t in load_tasks(tasks)? {
-                server.add_task(t);
-            }
-            println!("fake buildd server on {}", server.url());
-            println!(
-                "  BUILDD_SERVER={} BUILDD_API_KEY={DEFAULT_KEY}",
-                server.url()
-            );
-            let state_url = format!("{}/__fake/state", server.url());
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()?;
-            rt.block_on(async {
-                let model = if model {
-                    Some(FakeMessages::start(demo::script()).await?)
-                } else {
-                    None
-                };
-                if let Some(m) = &model {
-                    println!("fake Messages API on {}", m.url());
-                    println!(
-                        "  ANTHROPIC_BASE_URL={} ANTHROPIC_API_KEY={}",
-                        m.url(),
-                        demo::DEMO_ANTHROPIC_KEY
-                    );
-                }
-                // Last, so that scripts can wait for this line: everything is up.
-                println!("state: {state_url}   (Ctrl-C to stop)");
-                tokio::signal::ctrl_c().await?;
-                let Some(m) = model else { return Ok(()) };
-                let violations = m.violations();
-                for v in &violations {
-                    println!("Messages API protocol violation: {v}");
-                }
-                println!("Messages API script steps left: {}", m.remaining_steps());
-                if !violations.is_empty() {
-                    bail!("the fake Messages API saw protocol violations");
-                }
-                Ok(())
-            })
-        }
+            messages,
+        } => serve(&addr, tasks, model, project, &messages),
     }
+}
+
+/// `buildd-dev serve`: the fake server (and the fake Messages API) until Ctrl-C.
+fn serve(
+    addr: &str,
+    tasks: Option<PathBuf>,
+    model: bool,
+    project: Option<PathBuf>,
+    messages: &MessagesArgs,
+) -> anyhow::Result<()> {
+    if let Some(dir) = project {
+        write_project(&dir)?;
+        println!("sample project in {}", dir.display());
+    }
+    let server = FakeBuildd::start_on(addr);
+    for t in load_tasks(tasks)? {
+        server.add_task(t);
+    }
+    println!("fake buildd server on {}", server.url());
+    println!(
+        "  BUILDD_SERVER={} BUILDD_API_KEY={DEFAULT_KEY}",
+        server.url()
+    );
+    let state_url = format!("{}/__fake/state", server.url());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let chosen = messages
+            .script()?
+            .or_else(|| model.then(|| (demo::script(), FakeOptions::default())));
+        let model = match chosen {
+            Some((script, options)) => {
+                let key = script.api_key.clone();
+                let m = FakeMessages::start_with_options(script, messages.apply(options)).await?;
+                println!("fake Messages API on {}", m.url());
+                println!("  ANTHROPIC_BASE_URL={} ANTHROPIC_API_KEY={key}", m.url());
+                Some(m)
+            }
+            None => None,
+        };
+        // Last, so that scripts can wait for this line: everything is up.
+        println!("state: {state_url}   (Ctrl-C to stop)");
+        tokio::signal::ctrl_c().await?;
+        let Some(m) = model else { return Ok(()) };
+        let violations = m.violations();
+        for v in &violations {
+            println!("Messages API protocol violation: {v}");
+        }
+        println!("Messages API script steps left: {}", m.remaining_steps());
+        let t = m.usage_totals();
+        println!(
+            "Messages API usage: {} replies, input {} + cache writes {} + cache reads {} \
+             ({:.1} % read from cache), output {}",
+            t.replies,
+            t.input_tokens,
+            t.cache_creation_input_tokens,
+            t.cache_read_input_tokens,
+            100.0 * t.cache_read_share(),
+            t.output_tokens
+        );
+        if !violations.is_empty() {
+            bail!("the fake Messages API saw protocol violations");
+        }
+        Ok(())
+    })
 }
 
 /// Writes the sample project's files under `dir`.
