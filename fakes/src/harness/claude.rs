@@ -261,6 +261,11 @@ fn settings(dir: &Path, behaviour: Behaviour<'_>) -> String {
         ("prefix", prefix.to_owned()),
         ("crash_stderr", crash_stderr.to_owned()),
         ("ignore_term", u8::from(ignore_term).to_string()),
+        // The fake runs as the test does; knowing it here saves an `id -u` per run.
+        (
+            "root",
+            u8::from(nix::unistd::geteuid().is_root()).to_string(),
+        ),
     ];
     vars.iter()
         .map(|(name, value)| format!("{name}={}\n", quote(value)))

@@ -54,7 +54,7 @@ esac
 if [ -z "${ANTHROPIC_API_KEY:-}${CLAUDE_CODE_OAUTH_TOKEN:-}" ]; then
     refuse "started without credentials" "Invalid API key · Please run /login"
 fi
-if [ "$(id -u)" = 0 ] && [ "${IS_SANDBOX:-}" != 1 ]; then
+if [ "$root" = 1 ] && [ "${IS_SANDBOX:-}" != 1 ]; then
     refuse "started as root without IS_SANDBOX=1" \
         "--dangerously-skip-permissions cannot be used with root/sudo privileges for security reasons"
 fi
@@ -128,11 +128,17 @@ plant_hooks() {
     git config core.hooksPath "$PWD/.git-hooks"
 }
 
+# Matched in the shell: a task run may start this script hundreds of times, and
+# a grep per keyword would be a process each.
 prompt_has() {
-    grep -q "$1" "$call/stdin"
+    case $prompt in
+    *"$1"*) return 0 ;;
+    *) return 1 ;;
+    esac
 }
 
 from_prompt() {
+    prompt=$(cat "$call/stdin")
     if prompt_has HANG; then hang quiet; fi
     if prompt_has CRASH; then
         echo "claude: fatal: something broke badly (token ${CLAUDE_CODE_OAUTH_TOKEN:-})" >&2
@@ -145,8 +151,8 @@ from_prompt() {
     fi
     if prompt_has WRITE; then echo marker >out.txt; fi
     if prompt_has HOOK; then plant_hooks; fi
-    sed -n 's/^RUN: //p' "$call/stdin" >"$call/commands"
-    if [ -s "$call/commands" ]; then
+    if prompt_has "RUN: " && sed -n 's/^RUN: //p' "$call/stdin" >"$call/commands" &&
+        [ -s "$call/commands" ]; then
         init_line
         run_commands "$call/commands"
         exit 0
