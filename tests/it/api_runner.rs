@@ -8,6 +8,7 @@ use buildd_agent::runner::api::{ApiRunner, ApiRunnerConfig};
 use buildd_agent::runner::{Progress, ProgressSink, RunError, RunOutcome, RunRequest, Runner};
 use buildd_agent::secret::Secret;
 use buildd_fakes::harness::{Checked, FakeMessages, Script, ScriptUsage, Step, checked_messages};
+use buildd_fakes::messages::RecordedRequest;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -132,53 +133,9 @@ fn tool_results(body: &Value) -> Vec<Value> {
         .unwrap_or_default()
 }
 
-#[tokio::test]
-async fn multi_turn_task_accounts_tokens_turns_and_cost() {
-    let h = Setup::new(vec![
-        read_hello("tu_1", usage(100, 20, 1000, 0), true),
-        Step::Reply {
-            content: vec![
-                json!({"type":"text","text":"It says hello."}),
-                json!({"type":"tool_use","id":"tu_2","name":"no_such_tool","input":{}}),
-                json!({"type":"tool_use","id":"tu_3","name":"str_replace_based_edit_tool","input":{"command":"view","path":"../etc/passwd"}}),
-            ],
-            stop_reason: "tool_use".into(),
-            usage: usage(30, 7, 0, 1000),
-            tiny_chunks: true,
-        },
-        Step::Reply {
-            content: vec![json!({"type":"text","text":"hello.txt says: hello from the checkout"})],
-            stop_reason: "end_turn".into(),
-            usage: usage(20, 3, 0, 1200),
-            tiny_chunks: true,
-        },
-    ])
-    .await;
-    let (result, progress) = h.run().await;
-    let outcome = result.expect("task succeeds");
-    h.assert_no_violations();
-    assert_eq!(outcome.summary, "hello.txt says: hello from the checkout");
-    let u = outcome.usage;
-    assert_eq!(
-        (
-            u.input_tokens,
-            u.output_tokens,
-            u.cache_creation_input_tokens,
-            u.cache_read_input_tokens,
-            u.turns
-        ),
-        (150, 30, 1000, 2200, 3)
-    );
-    // Sonnet 5.5: $2 in, $10 out, $2.50 cache write, $0.20 cache read per million.
-    let want = (150.0 * 2.0 + 30.0 * 10.0 + 1000.0 * 2.5 + 2200.0 * 0.2) / 1e6;
-    let cost = u.cost_usd.expect("known model has a cost");
-    assert!((cost - want).abs() < 1e-12, "{cost} vs {want}");
-    assert_eq!(
-        PriceTable::builtin().lookup(DEFAULT_MODEL).map(|p| p.input),
-        Some(2.0)
-    );
-
-    let requests = h.fake.requests();
+/// The three requests of `multi_turn_task_accounts_tokens_turns_and_cost`: cached prefix,
+/// tool results, thinking sent back as served.
+fn assert_multi_turn_requests(requests: &[RecordedRequest]) {
     assert_eq!(requests.len(), 3);
     let first = &requests[0];
     assert_eq!(first.headers["x-api-key"], KEY);
@@ -229,7 +186,10 @@ async fn multi_turn_task_accounts_tokens_turns_and_cost() {
         r2.iter().all(|r| r["is_error"] == true),
         "failing tools answer is_error"
     );
+}
 
+/// What `multi_turn_task_accounts_tokens_turns_and_cost` reported while it ran.
+fn assert_multi_turn_progress(progress: &[Progress]) {
     let actions: Vec<&str> = progress
         .iter()
         .filter_map(|p| match p {
@@ -253,6 +213,56 @@ async fn multi_turn_task_accounts_tokens_turns_and_cost() {
         })
         .collect();
     assert_eq!(turns, vec![1, 2, 3], "usage is reported after every turn");
+}
+
+#[tokio::test]
+async fn multi_turn_task_accounts_tokens_turns_and_cost() {
+    let h = Setup::new(vec![
+        read_hello("tu_1", usage(100, 20, 1000, 0), true),
+        Step::Reply {
+            content: vec![
+                json!({"type":"text","text":"It says hello."}),
+                json!({"type":"tool_use","id":"tu_2","name":"no_such_tool","input":{}}),
+                json!({"type":"tool_use","id":"tu_3","name":"str_replace_based_edit_tool","input":{"command":"view","path":"../etc/passwd"}}),
+            ],
+            stop_reason: "tool_use".into(),
+            usage: usage(30, 7, 0, 1000),
+            tiny_chunks: true,
+        },
+        Step::Reply {
+            content: vec![json!({"type":"text","text":"hello.txt says: hello from the checkout"})],
+            stop_reason: "end_turn".into(),
+            usage: usage(20, 3, 0, 1200),
+            tiny_chunks: true,
+        },
+    ])
+    .await;
+    let (result, progress) = h.run().await;
+    let outcome = result.expect("task succeeds");
+    h.assert_no_violations();
+    assert_eq!(outcome.summary, "hello.txt says: hello from the checkout");
+    let u = outcome.usage;
+    assert_eq!(
+        (
+            u.input_tokens,
+            u.output_tokens,
+            u.cache_creation_input_tokens,
+            u.cache_read_input_tokens,
+            u.turns
+        ),
+        (150, 30, 1000, 2200, 3)
+    );
+    // Sonnet 5.5: $2 in, $10 out, $2.50 cache write, $0.20 cache read per million.
+    let want = (150.0 * 2.0 + 30.0 * 10.0 + 1000.0 * 2.5 + 2200.0 * 0.2) / 1e6;
+    let cost = u.cost_usd.expect("known model has a cost");
+    assert!((cost - want).abs() < 1e-12, "{cost} vs {want}");
+    assert_eq!(
+        PriceTable::builtin().lookup(DEFAULT_MODEL).map(|p| p.input),
+        Some(2.0)
+    );
+
+    assert_multi_turn_requests(&h.fake.requests());
+    assert_multi_turn_progress(&progress);
 }
 
 #[tokio::test]

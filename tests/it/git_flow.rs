@@ -165,6 +165,32 @@ fn assert_no_token(env: &Env, o: &Origin, out: &Finished) {
     }
 }
 
+/// The one GitHub request of `a_change_is_committed_…`: a PR from `branch` into main,
+/// with the token, the task's title and a body with its summary, figures and link.
+fn assert_opened_pr(o: &Origin, server: &FakeBuildd, branch: &str, task: &str) {
+    let reqs = o.github.requests();
+    assert_eq!(reqs.len(), 1, "{reqs:?}");
+    assert_eq!(reqs[0].method, "POST");
+    assert_eq!(reqs[0].path, "/repos/acme/web/pulls");
+    assert_eq!(
+        reqs[0].authorization.as_deref(),
+        Some(format!("Bearer {TOKEN}").as_str())
+    );
+    assert_eq!(reqs[0].body["head"], json!(branch));
+    assert_eq!(reqs[0].body["base"], json!("main"));
+    assert_eq!(reqs[0].body["title"], json!("WRITE the marker file"));
+    let body = reqs[0].body["body"].as_str().unwrap();
+    assert!(body.contains("Created out.txt with the marker."), "{body}");
+    assert!(
+        body.contains("2 turns") && body.contains("$0.0150"),
+        "{body}"
+    );
+    assert!(
+        body.contains(&format!("{}/app/tasks/{task}", server.url())),
+        "{body}"
+    );
+}
+
 #[test]
 fn a_change_is_committed_pushed_and_opened_as_a_pr_and_the_cache_is_reused() {
     let env = Env::new(AGENT);
@@ -197,27 +223,7 @@ fn a_change_is_committed_pushed_and_opened_as_a_pr_and_the_cache_is_reused() {
     assert_eq!(f["prNumber"], json!(1));
     assert_eq!(f["prUrl"], json!("https://github.example/acme/web/pull/1"));
 
-    let reqs = o.github.requests();
-    assert_eq!(reqs.len(), 1, "{reqs:?}");
-    assert_eq!(reqs[0].method, "POST");
-    assert_eq!(reqs[0].path, "/repos/acme/web/pulls");
-    assert_eq!(
-        reqs[0].authorization.as_deref(),
-        Some(format!("Bearer {TOKEN}").as_str())
-    );
-    assert_eq!(reqs[0].body["head"], json!(branch));
-    assert_eq!(reqs[0].body["base"], json!("main"));
-    assert_eq!(reqs[0].body["title"], json!("WRITE the marker file"));
-    let body = reqs[0].body["body"].as_str().unwrap();
-    assert!(body.contains("Created out.txt with the marker."), "{body}");
-    assert!(
-        body.contains("2 turns") && body.contains("$0.0150"),
-        "{body}"
-    );
-    assert!(
-        body.contains(&format!("{}/app/tasks/{task}", server.url())),
-        "{body}"
-    );
+    assert_opened_pr(&o, server, &branch, &task);
     assert!(
         o.github.violations().is_empty(),
         "{:?}",
