@@ -2,9 +2,6 @@
 //! with, what it reports, how it fails, and that cancelling leaves nothing
 //! running.
 
-#[path = "support/fake_claude.rs"]
-mod fake_claude;
-
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -14,7 +11,7 @@ use buildd_agent::runner::{
     Progress, ProgressSink, RunError, RunOutcome, RunRequest, Runner, Usage,
 };
 use buildd_agent::secret::Secret;
-use fake_claude::{Behaviour, FakeClaude, alive, gone_soon};
+use buildd_fakes::harness::{Behaviour, Checked, FakeClaude, alive, gone_soon};
 use tempfile::TempDir;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
@@ -22,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 const API_KEY: &str = "sk-ant-local-key-0123456789";
 
 struct Setup {
-    fake: FakeClaude,
+    fake: Checked<FakeClaude>,
     checkout: TempDir,
     runner: CliRunner,
 }
@@ -45,7 +42,7 @@ fn agent_env() -> Vec<(String, String)> {
 }
 
 fn setup(behaviour: Behaviour<'_>) -> Setup {
-    let fake = FakeClaude::new(behaviour);
+    let fake = Checked::new(FakeClaude::new(behaviour));
     let config = CliRunnerConfig {
         claude_bin: Some(fake.bin()),
         model: Some("claude-opus-4-8".into()),
@@ -141,8 +138,9 @@ async fn success_reports_summary_usage_and_progress() {
     assert_eq!(seen.last(), Some(&Progress::Usage(outcome.usage)));
 
     // Started as documented, in the checkout, with the task on stdin.
+    let call = s.fake.only_call();
     assert_eq!(
-        s.fake.args(),
+        call.args,
         [
             "-p",
             "--output-format",
@@ -156,12 +154,12 @@ async fn success_reports_summary_usage_and_progress() {
             "claude-opus-4-8"
         ]
     );
-    let cwd = s.fake.recorded("cwd").expect("cwd recorded");
+    let cwd = &call.cwd;
     assert_eq!(
         std::fs::canonicalize(cwd.trim()).unwrap(),
         std::fs::canonicalize(s.checkout.path()).unwrap()
     );
-    let stdin = s.fake.recorded("stdin").expect("stdin recorded");
+    let stdin = &call.stdin;
     assert!(stdin.contains("# Task: Write the marker file"), "{stdin}");
     assert!(stdin.contains("Create out.txt containing MARKER123."));
     assert!(stdin.contains("buildd/tsk_42-marker"));
@@ -169,25 +167,21 @@ async fn success_reports_summary_usage_and_progress() {
     assert!(stdin.contains("\"baseBranch\": \"main\""));
 
     // Only the allowlist and what the CLI needs.
+    assert_eq!(call.env_var("ANTHROPIC_API_KEY").as_deref(), Some(API_KEY));
+    assert_eq!(call.env_var("CLAUDE_CODE_OAUTH_TOKEN"), None);
+    assert_eq!(call.env_var("HOME").as_deref(), Some("/home/agent"));
+    assert_eq!(call.env_var("LANG").as_deref(), Some("C.UTF-8"));
     assert_eq!(
-        s.fake.env_var("ANTHROPIC_API_KEY").as_deref(),
-        Some(API_KEY)
-    );
-    assert_eq!(s.fake.env_var("CLAUDE_CODE_OAUTH_TOKEN"), None);
-    assert_eq!(s.fake.env_var("HOME").as_deref(), Some("/home/agent"));
-    assert_eq!(s.fake.env_var("LANG").as_deref(), Some("C.UTF-8"));
-    assert_eq!(
-        s.fake
-            .env_var("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC")
+        call.env_var("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC")
             .as_deref(),
         Some("1")
     );
-    assert_eq!(s.fake.env_var("DISABLE_TELEMETRY").as_deref(), Some("1"));
+    assert_eq!(call.env_var("DISABLE_TELEMETRY").as_deref(), Some("1"));
     for name in ["BUILDD_API_KEY", "GITHUB_TOKEN", "GH_TOKEN"] {
-        assert_eq!(s.fake.env_var(name), None, "{name} leaked");
+        assert_eq!(call.env_var(name), None, "{name} leaked");
     }
     let root = nix::unistd::geteuid().is_root();
-    assert_eq!(s.fake.env_var("IS_SANDBOX").is_some(), root);
+    assert_eq!(call.env_var("IS_SANDBOX").is_some(), root);
 }
 
 #[tokio::test]
@@ -200,11 +194,12 @@ async fn server_oauth_token_replaces_the_local_key() {
     req.server_oauth_token = Some(Secret::new("sk-ant-oat01-server-token"));
     let (result, _) = run(&s, req).await;
     result.expect("run succeeds");
+    let call = s.fake.only_call();
     assert_eq!(
-        s.fake.env_var("CLAUDE_CODE_OAUTH_TOKEN").as_deref(),
+        call.env_var("CLAUDE_CODE_OAUTH_TOKEN").as_deref(),
         Some("sk-ant-oat01-server-token")
     );
-    assert_eq!(s.fake.env_var("ANTHROPIC_API_KEY"), None);
+    assert_eq!(call.env_var("ANTHROPIC_API_KEY"), None);
 }
 
 #[tokio::test]
@@ -274,8 +269,9 @@ async fn hang_then_cancel(ignore_term: bool) {
             first,
             Progress::Action("Claude Code 0.0.0 started (fake)".into())
         );
-        let leader = s.fake.pid("pid").expect("leader pid recorded");
-        let grandchild = s.fake.pid("grandchild").expect("grandchild pid recorded");
+        let call = s.fake.only_call();
+        let leader = call.pid;
+        let grandchild = call.grandchild.expect("grandchild pid recorded");
         assert!(alive(leader) && alive(grandchild));
         cancel.cancel();
         (leader, grandchild)
@@ -349,10 +345,10 @@ async fn missing_binary_is_a_config_error_with_the_install_hint() {
 
 #[tokio::test]
 async fn no_credentials_is_a_config_error_and_claude_never_starts() {
-    let fake = FakeClaude::new(Behaviour::Replay {
+    let fake = Checked::new(FakeClaude::new(Behaviour::Replay {
         fixture: "success-bash-tool.jsonl",
         code: 0,
-    });
+    }));
     let checkout = tempfile::tempdir().unwrap();
     let runner = CliRunner::new(CliRunnerConfig {
         claude_bin: Some(fake.bin()),
@@ -373,7 +369,39 @@ async fn no_credentials_is_a_config_error_and_claude_never_starts() {
         "{err}"
     );
     assert!(matches!(err, RunError::Config { .. }));
-    assert_eq!(fake.recorded("pid"), None, "claude was started anyway");
+    assert_eq!(
+        fake.recorded("pid"),
+        Vec::<String>::new(),
+        "claude was started anyway"
+    );
+}
+
+#[tokio::test]
+async fn commands_the_model_runs_in_the_checkout_are_reported_as_actions() {
+    let s = setup(Behaviour::Commands(&[
+        "echo hello > made-by-a-command.txt",
+        "cat no-such-file",
+    ]));
+    let (result, seen) = run(&s, request(s.checkout.path().to_path_buf())).await;
+    let outcome = result.expect("run succeeds");
+    assert_eq!(outcome.summary, "Ran 2 commands.");
+    assert_eq!(
+        actions(&seen),
+        [
+            "Claude Code 0.0.0 started (fake)",
+            "Bash: echo hello > made-by-a-command.txt",
+            "Bash: cat no-such-file"
+        ]
+    );
+    // They ran as the fake's children, in the checkout.
+    assert_eq!(
+        std::fs::read_to_string(s.checkout.path().join("made-by-a-command.txt")).unwrap(),
+        "hello\n"
+    );
+    let runs = s.fake.only_call().commands();
+    let statuses: Vec<i32> = runs.iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [0, 1]);
+    assert!(runs[1].output.contains("no-such-file"), "{runs:?}");
 }
 
 /// Drives the real CLI when `BUILDD_TEST_REAL_CLAUDE` names its executable:

@@ -2,12 +2,12 @@
 //! groups, parseable outputs, a summary table, and no workflow-command
 //! injection from a task title.
 
-mod support;
-
 use std::collections::HashMap;
 
+use buildd_fakes::harness::*;
 use serde_json::json;
-use support::*;
+
+use crate::AGENT;
 
 /// Parse `$GITHUB_OUTPUT` the way the runner does (`k=v` and heredoc `k<<D`).
 fn parse_outputs(text: &str) -> HashMap<String, String> {
@@ -32,16 +32,15 @@ fn parse_outputs(text: &str) -> HashMap<String, String> {
 
 #[test]
 fn dispatched_run_on_actions() {
-    let server = FakeBuildd::start();
-    server.add_task(task("Not this one"));
+    let env = Env::new(AGENT).with_task("Not this one");
+    let server = env.server();
     let evil = "Evil\n::set-output name=pwned::yes\n::error::injected | <b>bold</b>";
     let wanted = server.add_task(TaskSeed {
         title: evil.into(),
         workspace_id: Some("ws_gh".into()),
         ..Default::default()
     });
-    let sb = Sandbox::new();
-    let gh = sb.dir.path().join("gh");
+    let gh = env.path("gh");
     std::fs::create_dir_all(&gh).unwrap();
     let event = gh.join("event.json");
     std::fs::write(
@@ -57,16 +56,16 @@ fn dispatched_run_on_actions() {
     let (summary, output) = (gh.join("summary.md"), gh.join("output"));
     std::fs::write(&summary, "# Earlier step\n").unwrap();
 
-    let out = run(sb
-        .agent(&server)
-        .arg("--once")
+    let out = env
+        .agent(["--once"])
         .env("GITHUB_ACTIONS", "true")
         .env("GITHUB_EVENT_NAME", "repository_dispatch")
         .env("GITHUB_EVENT_PATH", &event)
         .env("GITHUB_STEP_SUMMARY", &summary)
-        .env("GITHUB_OUTPUT", &output));
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
-    let stdout = String::from_utf8_lossy(&out.stdout);
+        .env("GITHUB_OUTPUT", &output)
+        .run();
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let stdout = &out.stdout;
 
     // Masks come before anything else and cover the keys we hold.
     let first = stdout.lines().next().unwrap_or_default();
@@ -89,7 +88,7 @@ fn dispatched_run_on_actions() {
         .count();
     let closes = commands.iter().filter(|l| **l == "::endgroup::").count();
     assert_eq!((opens, closes), (1, 1), "{commands:?}");
-    for l in stdout.lines().chain(stderr(&out).lines()) {
+    for l in stdout.lines().chain(out.stderr.lines()) {
         assert!(!l.trim_start().starts_with("::set-output"), "injected: {l}");
         assert!(
             !l.trim_start().starts_with("::error::injected"),
@@ -124,34 +123,28 @@ fn dispatched_run_on_actions() {
 
 #[test]
 fn summary_flag_works_outside_actions_and_on_failure() {
-    let server = FakeBuildd::start();
-    server.add_task(task("FAIL this one"));
-    let sb = Sandbox::new();
-    let summary = sb.dir.path().join("summary.md");
-    let out = run(sb
-        .agent(&server)
-        .args(["--once", "--summary"])
-        .arg(&summary));
-    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let env = Env::new(AGENT).with_task("FAIL this one");
+    let summary = env.path("summary.md");
+    let out = env.agent(["--once", "--summary"]).arg(&summary).run();
+    assert_eq!(out.code(), 1, "{}", out.stderr);
     let md = std::fs::read_to_string(&summary).unwrap();
     assert!(md.contains("API Error: 400 scripted failure"), "{md}");
     assert!(
-        !String::from_utf8_lossy(&out.stdout).contains("::group::"),
+        !out.stdout.contains("::group::"),
         "no workflow commands outside Actions"
     );
 }
 
 #[test]
 fn summary_is_written_when_the_server_is_unusable() {
-    let server = FakeBuildd::start();
-    let sb = Sandbox::new();
-    let summary = sb.dir.path().join("summary.md");
-    let out = run(sb
-        .agent(&server)
-        .args(["--once", "--summary"])
+    let env = Env::new(AGENT);
+    let summary = env.path("summary.md");
+    let out = env
+        .agent(["--once", "--summary"])
         .arg(&summary)
-        .env("BUILDD_API_KEY", "bld_rejected_key_000"));
-    assert_eq!(code(&out), 3);
+        .env("BUILDD_API_KEY", "bld_rejected_key_000")
+        .run();
+    assert_eq!(out.code(), 3);
     let md = std::fs::read_to_string(&summary).unwrap();
     assert!(md.contains("Invalid API key"), "{md}");
 }

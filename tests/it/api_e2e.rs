@@ -2,57 +2,34 @@
 //! edit and run commands in the checkout, report. This is also the demo's
 //! scenario (`scripts/demo`), so the demo cannot rot.
 
-mod support;
-
 use buildd_fakes::demo;
-use buildd_fakes::messages::{FakeMessages, Pick, Script, ScriptUsage, Step};
+use buildd_fakes::harness::*;
 use serde_json::json;
-use support::*;
 
-/// A runtime that keeps the fake Messages API serving while the test blocks
-/// on the agent process.
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn api_agent(sb: &Sandbox, server: &FakeBuildd, model: &FakeMessages) -> std::process::Command {
-    let mut cmd = sb.agent(server);
-    cmd.args(["--runner", "api"])
-        .env_remove("CLAUDE_CODE_OAUTH_TOKEN")
-        .env("ANTHROPIC_API_KEY", demo::DEMO_ANTHROPIC_KEY)
-        .env("ANTHROPIC_BASE_URL", model.url());
-    cmd
-}
+use crate::AGENT;
 
 #[test]
 fn the_demo_scenario_edits_the_checkout_and_reports_usage() {
-    let rt = runtime();
-    let model = rt.block_on(FakeMessages::start(demo::script())).unwrap();
-    let server = FakeBuildd::start();
-    for t in demo::tasks() {
-        server.add_task(t);
-    }
-    let sb = Sandbox::new();
+    let env = Env::new(AGENT)
+        .with_model(demo::script())
+        .with_tasks(demo::tasks());
     for (path, text) in demo::PROJECT_FILES {
-        let p = sb.work().join(path);
+        let p = env.work().join(path);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(p, text).unwrap();
     }
-    let out = run(api_agent(&sb, &server, &model).args(["--until-idle", "--max-tasks", "1"]));
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let out = env.api_agent(["--until-idle", "--max-tasks", "1"]).run();
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let (server, model) = (env.server(), env.model());
     assert_eq!(model.violations(), Vec::<String>::new());
     assert!(server.violations().is_empty(), "{:?}", server.violations());
     assert_eq!(model.remaining_steps(), 0);
 
     // The files changed in the checkout.
-    let readme = std::fs::read_to_string(sb.work().join("README.md")).unwrap();
+    let readme = std::fs::read_to_string(env.work().join("README.md")).unwrap();
     assert!(readme.contains("Hello, new contributors!"), "{readme}");
     assert_eq!(
-        std::fs::read_to_string(sb.work().join("count.txt")).unwrap(),
+        std::fs::read_to_string(env.work().join("count.txt")).unwrap(),
         "42\n"
     );
 
@@ -90,9 +67,8 @@ fn the_demo_scenario_edits_the_checkout_and_reports_usage() {
 
 #[test]
 fn secrets_never_reach_the_shell_tool() {
-    let rt = runtime();
     let script = Script {
-        api_key: demo::DEMO_ANTHROPIC_KEY.into(),
+        api_key: ANTHROPIC_KEY.into(),
         steps: vec![
             Step::Reply {
                 content: vec![
@@ -105,18 +81,19 @@ fn secrets_never_reach_the_shell_tool() {
             Step::text("looked at the environment", Default::default()),
         ],
     };
-    let model = rt.block_on(FakeMessages::start(script)).unwrap();
-    let server = FakeBuildd::start();
-    server.add_task(task("Print the environment"));
-    let sb = Sandbox::new();
+    let env = Env::new(AGENT)
+        .with_model(script)
+        .with_task("Print the environment");
     let gh_token = "ghp_0123456789abcdefghijklmnopqrstuvwxyzAB";
-    let out = run(api_agent(&sb, &server, &model)
-        .arg("--once")
+    let out = env
+        .api_agent(["--once"])
         .env("GITHUB_TOKEN", gh_token)
         .env("GH_TOKEN", gh_token)
-        .env("SOME_SERVICE_SECRET", "very-secret-value-123"));
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
-    let result = model
+        .env("SOME_SERVICE_SECRET", "very-secret-value-123")
+        .run();
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let result = env
+        .model()
         .requests()
         .iter()
         .flat_map(|r| r.body["messages"].as_array().cloned().unwrap_or_default())
@@ -130,7 +107,7 @@ fn secrets_never_reach_the_shell_tool() {
     );
     for secret in [
         DEFAULT_KEY,
-        demo::DEMO_ANTHROPIC_KEY,
+        ANTHROPIC_KEY,
         gh_token,
         "very-secret-value-123",
         OAUTH_TOKEN,
@@ -141,30 +118,26 @@ fn secrets_never_reach_the_shell_tool() {
         );
     }
     // And nothing the agent printed carries them either.
-    let printed = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
-    for secret in [DEFAULT_KEY, demo::DEMO_ANTHROPIC_KEY, gh_token] {
+    let printed = format!("{}{}", out.stdout, out.stderr);
+    for secret in [DEFAULT_KEY, ANTHROPIC_KEY, gh_token] {
         assert!(!printed.contains(secret), "{secret} was printed");
     }
 }
 
 #[test]
 fn a_rejected_request_fails_the_task_with_the_apis_message() {
-    let rt = runtime();
     let script = Script {
-        api_key: demo::DEMO_ANTHROPIC_KEY.into(),
+        api_key: ANTHROPIC_KEY.into(),
         steps: vec![Step::error(
             400,
             "invalid_request_error",
             "prompt is too long: 210000 tokens > 200000 maximum",
         )],
     };
-    let model = rt.block_on(FakeMessages::start(script)).unwrap();
-    let server = FakeBuildd::start();
-    server.add_task(task("Too big"));
-    let sb = Sandbox::new();
-    let out = run(api_agent(&sb, &server, &model).arg("--once"));
-    assert_eq!(code(&out), 1, "{}", stderr(&out));
-    let w = &server.workers()[0];
+    let env = Env::new(AGENT).with_model(script).with_task("Too big");
+    let out = env.api_agent(["--once"]).run();
+    assert_eq!(out.code(), 1, "{}", out.stderr);
+    let w = &env.server().workers()[0];
     assert_eq!(statuses(w), ["running", "failed"]);
     let error = w.fields["error"].as_str().unwrap();
     assert!(error.contains("prompt is too long"), "{error}");
@@ -172,47 +145,41 @@ fn a_rejected_request_fails_the_task_with_the_apis_message() {
 
 #[test]
 fn api_runner_without_a_key_exits_two() {
-    let server = FakeBuildd::start();
-    let sb = Sandbox::new();
-    let out = run(sb
-        .agent(&server)
-        .args(["--once", "--runner", "api"])
-        .env_remove("ANTHROPIC_API_KEY"));
-    assert_eq!(code(&out), 2, "{}", stderr(&out));
-    assert!(stderr(&out).contains("No authentication configured"));
+    let env = Env::new(AGENT);
+    let out = env
+        .agent(["--once", "--runner", "api"])
+        .env_remove("ANTHROPIC_API_KEY")
+        .run();
+    assert_eq!(out.code(), 2, "{}", out.stderr);
+    assert!(out.stderr.contains("No authentication configured"));
 }
 
 #[test]
 fn auto_picks_the_api_runner_when_only_an_api_key_is_set() {
-    let rt = runtime();
-    let model = rt
-        .block_on(FakeMessages::start(Script {
-            api_key: demo::DEMO_ANTHROPIC_KEY.into(),
+    let env = Env::new(AGENT)
+        .with_model(Script {
+            api_key: ANTHROPIC_KEY.into(),
             steps: vec![Step::text("done", Default::default())],
-        }))
-        .unwrap();
-    let server = FakeBuildd::start();
-    server.add_task(task("Anything"));
-    let sb = Sandbox::new();
+        })
+        .with_task("Anything");
     // No --runner: auto. No OAuth token: the API runner.
-    let out = run(sb
-        .agent(&server)
-        .arg("--once")
+    let out = env
+        .agent(["--once"])
         .env_remove("CLAUDE_CODE_OAUTH_TOKEN")
-        .env("ANTHROPIC_API_KEY", demo::DEMO_ANTHROPIC_KEY)
-        .env("ANTHROPIC_BASE_URL", model.url()));
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
-    assert!(stderr(&out).contains(r#"runner="api""#), "{}", stderr(&out));
-    assert_eq!(model.requests().len(), 1);
+        .env("ANTHROPIC_API_KEY", ANTHROPIC_KEY)
+        .env("ANTHROPIC_BASE_URL", env.model().url())
+        .run();
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    assert!(out.stderr.contains(r#"runner="api""#), "{}", out.stderr);
+    assert_eq!(env.model().requests().len(), 1);
 }
 
 /// The fake's per-conversation mode (what the benchmarks use): concurrent tasks each get the
 /// whole script, step by step, whatever order their requests arrive in.
 #[test]
 fn concurrent_tasks_each_follow_the_whole_script_per_conversation() {
-    let rt = runtime();
     let script = Script {
-        api_key: demo::DEMO_ANTHROPIC_KEY.into(),
+        api_key: ANTHROPIC_KEY.into(),
         steps: vec![
             Step::Reply {
                 content: vec![
@@ -226,17 +193,13 @@ fn concurrent_tasks_each_follow_the_whole_script_per_conversation() {
             Step::text("Read the notes.", ScriptUsage::default()),
         ],
     };
-    let model = rt
-        .block_on(FakeMessages::start_with(script, Pick::PerConversation))
-        .unwrap();
-    let server = FakeBuildd::start();
-    for t in ["one", "two", "three"] {
-        server.add_task(task(t));
-    }
-    let sb = Sandbox::new();
-    std::fs::write(sb.work().join("notes.txt"), "remember the milk\n").unwrap();
-    let out = run(api_agent(&sb, &server, &model).args(["--until-idle", "--max-tasks", "3"]));
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let env = Env::new(AGENT)
+        .with_model_picking(script, Pick::PerConversation)
+        .with_tasks(["one", "two", "three"]);
+    std::fs::write(env.work().join("notes.txt"), "remember the milk\n").unwrap();
+    let out = env.api_agent(["--until-idle", "--max-tasks", "3"]).run();
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let (server, model) = (env.server(), env.model());
     assert_eq!(model.violations(), Vec::<String>::new());
     assert!(server.violations().is_empty(), "{:?}", server.violations());
     // Steps are not used up: three conversations of two requests each.

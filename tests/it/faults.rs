@@ -3,14 +3,12 @@
 //! faults; signals in the daemon; and a search of every byte the agent wrote
 //! for the secrets it was given.
 
-mod support;
-
-use std::process::Stdio;
 use std::time::Duration;
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
-use support::*;
+use buildd_fakes::harness::*;
+use nix::sys::signal::Signal;
+
+use crate::AGENT;
 
 /// Each worker was reported terminal exactly once and the server saw no
 /// protocol violation.
@@ -27,10 +25,8 @@ fn assert_reported_once(server: &FakeBuildd) {
 
 #[test]
 fn dropped_connections_and_slow_answers_are_survived() {
-    let server = FakeBuildd::start();
-    for i in 0..3 {
-        server.add_task(task(&format!("Task {i}")));
-    }
+    let env = Env::new(AGENT).with_tasks((0..3).map(|i| task(&format!("Task {i}"))));
+    let server = env.server();
     server.inject(Route::Claim, Fault::Drop);
     server.inject(Route::Claim, Fault::Delay(Duration::from_millis(300)));
     for f in [
@@ -42,48 +38,36 @@ fn dropped_connections_and_slow_answers_are_survived() {
     ] {
         server.inject(Route::Update, f);
     }
-    let sb = Sandbox::new();
-    let out = run(sb.agent(&server).args(["--until-idle", "--max-tasks", "3"]));
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let out = env.agent(["--until-idle", "--max-tasks", "3"]).run();
+    assert_eq!(out.code(), 0, "{}", out.stderr);
     assert!(server.tasks().iter().all(|t| t.status == "completed"));
-    assert_reported_once(&server);
+    assert_reported_once(server);
 }
 
 #[test]
 fn a_server_that_goes_away_for_a_while_is_waited_for() {
-    let server = FakeBuildd::start();
-    server.add_task(task("After the outage"));
+    let env = Env::new(AGENT).with_task("After the outage");
+    let server = env.server();
     server.outage(Duration::from_millis(1500));
-    let sb = Sandbox::new();
-    let out = run(sb.agent(&server).arg("--once"));
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let out = env.agent(["--once"]).run();
+    assert_eq!(out.code(), 0, "{}", out.stderr);
     assert_eq!(server.tasks()[0].status, "completed");
     assert!(server.claims().len() > 1, "it retried through the outage");
-    assert_reported_once(&server);
+    assert_reported_once(server);
 }
 
 #[test]
 fn two_agents_share_one_state_dir() {
-    let server = FakeBuildd::start();
-    for i in 0..30 {
-        server.add_task(task(&format!("Shared {i}")));
-    }
-    let sb = Sandbox::new();
-    let spawn = || {
-        sb.agent(&server)
-            .args(["--until-idle", "--max-tasks", "4"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
+    let env = Env::new(AGENT).with_tasks((0..30).map(|i| task(&format!("Shared {i}"))));
+    let spawn = || env.agent(["--until-idle", "--max-tasks", "4"]).spawn();
     let (a, b) = (spawn(), spawn());
     let (a, b) = (
-        wait_output(a, Duration::from_secs(120)),
-        wait_output(b, Duration::from_secs(120)),
+        a.wait(Duration::from_secs(120)),
+        b.wait(Duration::from_secs(120)),
     );
-    assert_eq!(code(&a), 0, "{}", stderr(&a));
-    assert_eq!(code(&b), 0, "{}", stderr(&b));
+    assert_eq!(a.code(), 0, "{}", a.stderr);
+    assert_eq!(b.code(), 0, "{}", b.stderr);
+    let server = env.server();
     assert!(
         server
             .tasks()
@@ -91,8 +75,8 @@ fn two_agents_share_one_state_dir() {
             .all(|t| t.status == "completed" && t.claims == 1)
     );
     assert_eq!(server.workers().len(), 30);
-    assert_reported_once(&server);
-    let outbox = sb.home().join(".buildd/agent/outbox");
+    assert_reported_once(server);
+    let outbox = env.home().join(".buildd/agent/outbox");
     let left: Vec<_> = std::fs::read_dir(&outbox)
         .unwrap()
         .flatten()
@@ -116,10 +100,8 @@ impl Lcg {
 
 #[test]
 fn five_hundred_tasks_under_random_faults_all_end_reported_once() {
-    let server = FakeBuildd::start();
-    for i in 0..500 {
-        server.add_task(task(&format!("Load {i}")));
-    }
+    let env = Env::new(AGENT).with_tasks((0..500).map(|i| task(&format!("Load {i}"))));
+    let server = env.server();
     let mut rng = Lcg(0x5eed_b111d);
     let mut injected = 0;
     for _ in 0..150 {
@@ -146,18 +128,15 @@ fn five_hundred_tasks_under_random_faults_all_end_reported_once() {
         server.inject(Route::Update, update_fault);
         injected += 1;
     }
-    let sb = Sandbox::new();
-    let out = run(sb
-        .agent(&server)
-        .args(["--until-idle", "--max-tasks", "25"]));
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let out = env.agent(["--until-idle", "--max-tasks", "25"]).run();
+    assert_eq!(out.code(), 0, "{}", out.stderr);
     let tasks = server.tasks();
     assert!(
         tasks.iter().all(|t| t.status == "completed"),
         "not all completed"
     );
     assert_eq!(server.workers().len(), 500);
-    assert_reported_once(&server);
+    assert_reported_once(server);
     let failures = server
         .requests()
         .iter()
@@ -168,20 +147,15 @@ fn five_hundred_tasks_under_random_faults_all_end_reported_once() {
 
 #[test]
 fn daemon_sigterm_lets_a_running_task_finish_within_the_grace_period() {
-    let server = FakeBuildd::start();
-    server.add_task(task("SLOW but finishes"));
-    let sb = Sandbox::new();
-    let child = sb
-        .agent(&server)
-        .args(["--grace-period", "30s"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_for("the task to start", || !sb.recorded("args").is_empty());
-    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
-    let out = wait_output(child, Duration::from_secs(60));
-    assert_eq!(code(&out), 143, "{}", stderr(&out));
+    let env = Env::new(AGENT).with_task("SLOW but finishes");
+    let agent = env.agent(["--grace-period", "30s"]).spawn();
+    wait_for("the task to start", || {
+        !env.claude().recorded("args").is_empty()
+    });
+    agent.signal(Signal::SIGTERM);
+    let out = agent.wait(Duration::from_secs(60));
+    assert_eq!(out.code(), 143, "{}", out.stderr);
+    let server = env.server();
     let w = &server.workers()[0];
     assert_eq!(
         statuses(w),
@@ -190,60 +164,45 @@ fn daemon_sigterm_lets_a_running_task_finish_within_the_grace_period() {
     );
     let claims_after_start = server.claims().len();
     assert!(claims_after_start >= 1);
-    assert_reported_once(&server);
+    assert_reported_once(server);
 }
 
 #[test]
 fn daemon_second_signal_cancels_at_once() {
-    let server = FakeBuildd::start();
-    server.add_task(task("HANG through the grace period"));
-    let sb = Sandbox::new();
-    let log_path = sb.dir.path().join("agent.log");
-    let child = sb
-        .agent(&server)
-        .args(["--grace-period", "10m"])
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log_path).unwrap())
-        .spawn()
-        .unwrap();
+    let env = Env::new(AGENT).with_task("HANG through the grace period");
+    let agent = env.agent(["--grace-period", "10m"]).spawn();
     wait_for("the task to start", || {
-        !sb.recorded("grandchild").is_empty()
+        !env.claude().recorded("grandchild").is_empty()
     });
-    let pid = Pid::from_raw(child.id() as i32);
-    kill(pid, Signal::SIGTERM).unwrap();
+    agent.signal(Signal::SIGTERM);
     // Only once the first signal was seen: two signals delivered together
     // may be coalesced into one by the OS.
     wait_for("the agent to acknowledge the first signal", || {
-        std::fs::read_to_string(&log_path).is_ok_and(|l| l.contains("received SIGTERM"))
+        agent.stderr_so_far().contains("received SIGTERM")
     });
-    kill(pid, Signal::SIGTERM).unwrap();
-    let out = wait_output(child, Duration::from_secs(60));
-    let log = std::fs::read_to_string(&log_path).unwrap();
-    assert_eq!(code(&out), 143, "{log}");
+    agent.signal(Signal::SIGTERM);
+    let out = agent.wait(Duration::from_secs(60));
+    let log = &out.stderr;
+    assert_eq!(out.code(), 143, "{log}");
     assert!(log.contains("again; stopping now"), "{log}");
-    let w = &server.workers()[0];
+    let w = &env.server().workers()[0];
     assert_eq!(statuses(w), ["running", "failed"]);
     assert_eq!(w.fields["error"], serde_json::json!("agent shut down"));
 }
 
 #[test]
 fn server_side_cancellation_is_noticed_by_polling_a_quiet_task() {
-    let server = FakeBuildd::start();
-    server.add_task(task("HANG quietly"));
-    let sb = Sandbox::new();
-    let child = sb
-        .agent(&server)
-        .arg("--once")
+    let env = Env::new(AGENT).with_task("HANG quietly");
+    let server = env.server();
+    let agent = env
+        .agent(["--once"])
         .env("BUILDD_STATUS_POLL_INTERVAL", "100ms")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .spawn();
     wait_for("the task to start", || {
-        !sb.recorded("grandchild").is_empty()
+        !env.claude().recorded("grandchild").is_empty()
     });
     server.close_worker(&server.workers()[0].id, "failed");
-    let out = wait_output(child, Duration::from_secs(60));
+    let out = agent.wait(Duration::from_secs(60));
     let w = &server.workers()[0];
     assert_eq!(
         w.terminal_reports, 0,
@@ -255,34 +214,32 @@ fn server_side_cancellation_is_noticed_by_polling_a_quiet_task() {
         "it polled the worker"
     );
     assert!(
-        stderr(&out).contains("server closed the worker"),
+        out.stderr.contains("server closed the worker"),
         "{}",
-        stderr(&out)
+        out.stderr
     );
 }
 
 #[test]
 fn no_secret_appears_in_anything_the_agent_wrote() {
-    let server = FakeBuildd::start();
-    server.add_task(task("CRASH and quote the token"));
-    server.add_task(task("Succeeds"));
+    let env = Env::new(AGENT).with_tasks(["CRASH and quote the token", "Succeeds"]);
     let gh_token = "ghp_SECRETsecretSECRETsecret0123456789";
     let anthropic = "sk-ant-api03-SECRETsecretSECRETsecret";
-    let sb = Sandbox::new();
-    let gh = sb.dir.path().join("gh");
+    let gh = env.path("gh");
     std::fs::create_dir_all(&gh).unwrap();
     let (summary, output) = (gh.join("summary.md"), gh.join("output"));
-    let out = run(sb
-        .agent(&server)
-        .arg("--until-idle")
+    let out = env
+        .agent(["--until-idle"])
         .env("GITHUB_ACTIONS", "true")
         .env("GITHUB_STEP_SUMMARY", &summary)
         .env("GITHUB_OUTPUT", &output)
         .env("GITHUB_TOKEN", gh_token)
         .env("ANTHROPIC_API_KEY", anthropic)
-        .env("DEBUG", "*"));
-    assert_eq!(code(&out), 1, "{}", stderr(&out));
+        .env("DEBUG", "*")
+        .run();
+    assert_eq!(out.code(), 1, "{}", out.stderr);
     // The crash really quoted the token, so redaction had work to do.
+    let server = env.server();
     let failed = server
         .workers()
         .into_iter()
@@ -298,14 +255,14 @@ fn no_secret_appears_in_anything_the_agent_wrote() {
     );
 
     let mut written = String::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
+    for line in out.stdout.lines() {
         // Masks must name the secrets; that is the one place they belong.
         if !line.starts_with("::add-mask::") {
             written.push_str(line);
             written.push('\n');
         }
     }
-    written.push_str(&stderr(&out));
+    written.push_str(&out.stderr);
     written.push_str(&std::fs::read_to_string(&summary).unwrap());
     written.push_str(&std::fs::read_to_string(&output).unwrap());
     for r in server.requests() {
@@ -330,10 +287,8 @@ fn soak() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(60);
-    let server = FakeBuildd::start();
-    for i in 0..tasks {
-        server.add_task(task(&format!("Soak {i}")));
-    }
+    let env = Env::new(AGENT).with_tasks((0..tasks).map(|i| task(&format!("Soak {i}"))));
+    let server = env.server();
     let mut rng = Lcg(0x50a6);
     for _ in 0..tasks / 2 {
         let f = match rng.next(4) {
@@ -344,15 +299,10 @@ fn soak() {
         };
         server.inject(Route::Update, f);
     }
-    let sb = Sandbox::new();
-    let child = sb
-        .agent(&server)
-        .args(["--until-idle", "--max-tasks", "50", "--retry-budget", "10m"])
+    let agent = env
+        .agent(["--until-idle", "--max-tasks", "50", "--retry-budget", "10m"])
         .env("BUILDD_RETRY_MAX_DELAY", "5s")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .spawn();
     wait_for("a tenth of the tasks to finish", || {
         server
             .tasks()
@@ -363,10 +313,10 @@ fn soak() {
     });
     eprintln!("soak: server going away for {outage}s");
     server.outage(Duration::from_secs(outage));
-    let out = wait_output(child, Duration::from_secs(outage + 1800));
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let out = agent.wait(Duration::from_secs(outage + 1800));
+    assert_eq!(out.code(), 0, "{}", out.stderr);
     assert!(server.tasks().iter().all(|t| t.status == "completed"));
-    assert_reported_once(&server);
+    assert_reported_once(server);
     eprintln!(
         "soak: {tasks} tasks, {} requests, all reported once",
         server.requests().len()

@@ -1,17 +1,17 @@
 //! `--once`, `--until-idle`, `--task`, `--workspace` and the daemon's idle
 //! timeout, driven through the real binary against the fake buildd server.
 
-mod support;
-
+use buildd_fakes::harness::*;
 use serde_json::json;
-use support::*;
+
+use crate::AGENT;
 
 #[test]
 fn once_with_nothing_to_do_claims_once_and_exits_zero() {
-    let server = FakeBuildd::start();
-    let sb = Sandbox::new();
-    let out = run(sb.agent(&server).arg("--once"));
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let env = Env::new(AGENT);
+    let out = env.agent(["--once"]).run();
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let server = env.server();
     let claims = server.claims();
     assert_eq!(claims.len(), 1);
     assert_eq!(claims[0].body["maxTasks"], json!(3));
@@ -30,12 +30,12 @@ fn once_with_nothing_to_do_claims_once_and_exits_zero() {
 
 #[test]
 fn once_runs_one_task_and_reports_running_then_completed() {
-    let server = FakeBuildd::start();
-    let id = server.add_task(task("Write the marker file"));
-    let sb = Sandbox::new();
-    let out = run(sb.agent(&server).arg("--once"));
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let env = Env::new(AGENT);
+    let id = env.server().add_task(task("Write the marker file"));
+    let out = env.agent(["--once"]).run();
+    assert_eq!(out.code(), 0, "{}", out.stderr);
 
+    let server = env.server();
     let workers = server.workers();
     assert_eq!(workers.len(), 1);
     let w = &workers[0];
@@ -54,38 +54,32 @@ fn once_runs_one_task_and_reports_running_then_completed() {
     assert_eq!(server.tasks()[0].status, "completed");
     assert!(server.violations().is_empty(), "{:?}", server.violations());
     // The CLI ran once, in the agent's working directory, with the task on stdin.
-    let stdin = sb.recorded("stdin");
+    let stdin = env.claude().recorded("stdin");
     assert_eq!(stdin.len(), 1);
     assert!(stdin[0].contains("Write the marker file"));
 }
 
 #[test]
 fn once_claims_no_more_than_max_tasks() {
-    let server = FakeBuildd::start();
-    for i in 0..5 {
-        server.add_task(task(&format!("Task {i}")));
-    }
-    let sb = Sandbox::new();
-    let out = run(sb.agent(&server).args(["--once", "--max-tasks", "2"]));
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let env = Env::new(AGENT).with_tasks((0..5).map(|i| task(&format!("Task {i}"))));
+    let out = env.agent(["--once", "--max-tasks", "2"]).run();
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let server = env.server();
     let claims = server.claims();
     assert_eq!(claims.len(), 1, "--once claims exactly once");
     assert_eq!(claims[0].body["maxTasks"], json!(2));
     let tasks = server.tasks();
     assert_eq!(tasks.iter().filter(|t| t.status == "completed").count(), 2);
     assert_eq!(tasks.iter().filter(|t| t.status == "pending").count(), 3);
-    assert_eq!(sb.recorded("args").len(), 2);
+    assert_eq!(env.claude().recorded("args").len(), 2);
 }
 
 #[test]
 fn until_idle_drains_a_queue_larger_than_max_tasks() {
-    let server = FakeBuildd::start();
-    for i in 0..7 {
-        server.add_task(task(&format!("Task {i}")));
-    }
-    let sb = Sandbox::new();
-    let out = run(sb.agent(&server).args(["--until-idle", "--max-tasks", "3"]));
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let env = Env::new(AGENT).with_tasks((0..7).map(|i| task(&format!("Task {i}"))));
+    let out = env.agent(["--until-idle", "--max-tasks", "3"]).run();
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let server = env.server();
     assert!(server.tasks().iter().all(|t| t.status == "completed"));
     for w in server.workers() {
         assert_eq!(statuses(&w), ["running", "completed"], "worker {}", w.id);
@@ -104,12 +98,11 @@ fn until_idle_drains_a_queue_larger_than_max_tasks() {
 
 #[test]
 fn task_flag_claims_exactly_that_task() {
-    let server = FakeBuildd::start();
-    server.add_task(task("Other"));
+    let env = Env::new(AGENT).with_task("Other");
+    let server = env.server();
     let wanted = server.add_task(task("Wanted"));
-    let sb = Sandbox::new();
-    let out = run(sb.agent(&server).args(["--once", "--task", &wanted]));
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let out = env.agent(["--once", "--task", &wanted]).run();
+    assert_eq!(out.code(), 0, "{}", out.stderr);
     assert_eq!(server.claims()[0].body["taskId"], json!(wanted));
     let workers = server.workers();
     assert_eq!(workers.len(), 1);
@@ -118,11 +111,10 @@ fn task_flag_claims_exactly_that_task() {
 
 #[test]
 fn task_that_cannot_be_claimed_is_a_clear_error() {
-    let server = FakeBuildd::start();
-    let sb = Sandbox::new();
-    let out = run(sb.agent(&server).args(["--once", "--task", "tsk_missing"]));
-    assert_eq!(code(&out), 1, "{}", stderr(&out));
-    let err = stderr(&out);
+    let env = Env::new(AGENT);
+    let out = env.agent(["--once", "--task", "tsk_missing"]).run();
+    assert_eq!(out.code(), 1, "{}", out.stderr);
+    let err = &out.stderr;
     assert!(
         err.contains("error: the server rejected the claim"),
         "{err}"
@@ -132,19 +124,14 @@ fn task_that_cannot_be_claimed_is_a_clear_error() {
 
 #[test]
 fn workspace_flag_filters_claims() {
-    let server = FakeBuildd::start();
-    for ws in ["ws_a", "ws_b", "ws_a"] {
-        server.add_task(TaskSeed {
-            title: format!("in {ws}"),
-            workspace_id: Some(ws.into()),
-            ..Default::default()
-        });
-    }
-    let sb = Sandbox::new();
-    let out = run(sb
-        .agent(&server)
-        .args(["--until-idle", "--workspace", "ws_a"]));
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let env = Env::new(AGENT).with_tasks(["ws_a", "ws_b", "ws_a"].map(|ws| TaskSeed {
+        title: format!("in {ws}"),
+        workspace_id: Some(ws.into()),
+        ..Default::default()
+    }));
+    let out = env.agent(["--until-idle", "--workspace", "ws_a"]).run();
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let server = env.server();
     assert!(
         server
             .claims()
@@ -159,14 +146,12 @@ fn workspace_flag_filters_claims() {
 
 #[test]
 fn daemon_runs_tasks_and_exits_after_idle_timeout() {
-    let server = FakeBuildd::start();
-    server.add_task(task("First"));
-    server.add_task(task("Second"));
-    let sb = Sandbox::new();
-    let out = run(sb
-        .agent(&server)
-        .args(["--idle-timeout", "300ms", "--max-tasks", "1"]));
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let env = Env::new(AGENT).with_tasks(["First", "Second"]);
+    let out = env
+        .agent(["--idle-timeout", "300ms", "--max-tasks", "1"])
+        .run();
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let server = env.server();
     assert!(server.tasks().iter().all(|t| t.status == "completed"));
     // It kept polling after the queue drained (claims beyond the two that got work).
     assert!(server.claims().len() >= 3);
@@ -174,12 +159,10 @@ fn daemon_runs_tasks_and_exits_after_idle_timeout() {
 
 #[test]
 fn failed_task_exits_one_and_reports_the_cli_error() {
-    let server = FakeBuildd::start();
-    server.add_task(task("FAIL on purpose"));
-    server.add_task(task("Succeeds"));
-    let sb = Sandbox::new();
-    let out = run(sb.agent(&server).arg("--once"));
-    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let env = Env::new(AGENT).with_tasks(["FAIL on purpose", "Succeeds"]);
+    let out = env.agent(["--once"]).run();
+    assert_eq!(out.code(), 1, "{}", out.stderr);
+    let server = env.server();
     let workers = server.workers();
     let failed = workers
         .iter()
@@ -200,16 +183,14 @@ fn failed_task_exits_one_and_reports_the_cli_error() {
 
 #[test]
 fn pr_required_completion_refused_by_the_server_becomes_a_failure() {
-    let server = FakeBuildd::start();
-    server.add_task(TaskSeed {
+    let env = Env::new(AGENT).with_task(TaskSeed {
         title: "Needs a PR".into(),
         output_requirement: Some("pr_required".into()),
         ..Default::default()
     });
-    let sb = Sandbox::new();
-    let out = run(sb.agent(&server).arg("--once"));
-    assert_eq!(code(&out), 1, "{}", stderr(&out));
-    let w = &server.workers()[0];
+    let out = env.agent(["--once"]).run();
+    assert_eq!(out.code(), 1, "{}", out.stderr);
+    let w = &env.server().workers()[0];
     assert_eq!(statuses(w), ["running", "failed"]);
     assert!(
         w.fields["error"]

@@ -7,30 +7,31 @@ use buildd_agent::buildd::types::Task;
 use buildd_agent::runner::api::{ApiRunner, ApiRunnerConfig};
 use buildd_agent::runner::{Progress, ProgressSink, RunError, RunOutcome, RunRequest, Runner};
 use buildd_agent::secret::Secret;
-use buildd_fakes::messages::{FakeMessages, Script, ScriptUsage, Step};
+use buildd_fakes::harness::{Checked, FakeMessages, Script, ScriptUsage, Step, checked_messages};
+use buildd_fakes::messages::RecordedRequest;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 const KEY: &str = "sk-ant-test";
 
-struct Harness {
-    fake: FakeMessages,
+/// The fake Messages API, a checkout with `hello.txt`, and a runner config for them.
+struct Setup {
+    fake: Checked<FakeMessages>,
     checkout: tempfile::TempDir,
     config: ApiRunnerConfig,
 }
 
-impl Harness {
+impl Setup {
     async fn new(steps: Vec<Step>) -> Self {
         Self::with_key(KEY, steps).await
     }
 
     async fn with_key(key: &str, steps: Vec<Step>) -> Self {
-        let fake = FakeMessages::start(Script {
+        let fake = checked_messages(Script {
             api_key: key.into(),
             steps,
         })
-        .await
-        .expect("fake starts");
+        .await;
         let checkout = tempfile::tempdir().expect("tempdir");
         std::fs::write(checkout.path().join("hello.txt"), "hello from the checkout").unwrap();
         let config = ApiRunnerConfig {
@@ -135,53 +136,9 @@ fn tool_results(body: &Value) -> Vec<Value> {
         .unwrap_or_default()
 }
 
-#[tokio::test]
-async fn multi_turn_task_accounts_tokens_turns_and_cost() {
-    let h = Harness::new(vec![
-        read_hello("tu_1", usage(100, 20, 1000, 0), true),
-        Step::Reply {
-            content: vec![
-                json!({"type":"text","text":"It says hello."}),
-                json!({"type":"tool_use","id":"tu_2","name":"no_such_tool","input":{}}),
-                json!({"type":"tool_use","id":"tu_3","name":"str_replace_based_edit_tool","input":{"command":"view","path":"../etc/passwd"}}),
-            ],
-            stop_reason: "tool_use".into(),
-            usage: usage(30, 7, 0, 1000),
-            tiny_chunks: true,
-        },
-        Step::Reply {
-            content: vec![json!({"type":"text","text":"hello.txt says: hello from the checkout"})],
-            stop_reason: "end_turn".into(),
-            usage: usage(20, 3, 0, 1200),
-            tiny_chunks: true,
-        },
-    ])
-    .await;
-    let (result, progress) = h.run().await;
-    let outcome = result.expect("task succeeds");
-    h.assert_no_violations();
-    assert_eq!(outcome.summary, "hello.txt says: hello from the checkout");
-    let u = outcome.usage;
-    assert_eq!(
-        (
-            u.input_tokens,
-            u.output_tokens,
-            u.cache_creation_input_tokens,
-            u.cache_read_input_tokens,
-            u.turns
-        ),
-        (150, 30, 1000, 2200, 3)
-    );
-    // Sonnet 5.5: $2 in, $10 out, $2.50 cache write, $0.20 cache read per million.
-    let want = (150.0 * 2.0 + 30.0 * 10.0 + 1000.0 * 2.5 + 2200.0 * 0.2) / 1e6;
-    let cost = u.cost_usd.expect("known model has a cost");
-    assert!((cost - want).abs() < 1e-12, "{cost} vs {want}");
-    assert_eq!(
-        PriceTable::builtin().lookup(DEFAULT_MODEL).map(|p| p.input),
-        Some(2.0)
-    );
-
-    let requests = h.fake.requests();
+/// The three requests of `multi_turn_task_accounts_tokens_turns_and_cost`: cached prefix,
+/// tool results, thinking sent back as served.
+fn assert_multi_turn_requests(requests: &[RecordedRequest]) {
     assert_eq!(requests.len(), 3);
     let first = &requests[0];
     assert_eq!(first.headers["x-api-key"], KEY);
@@ -232,7 +189,10 @@ async fn multi_turn_task_accounts_tokens_turns_and_cost() {
         r2.iter().all(|r| r["is_error"] == true),
         "failing tools answer is_error"
     );
+}
 
+/// What `multi_turn_task_accounts_tokens_turns_and_cost` reported while it ran.
+fn assert_multi_turn_progress(progress: &[Progress]) {
     let actions: Vec<&str> = progress
         .iter()
         .filter_map(|p| match p {
@@ -259,8 +219,58 @@ async fn multi_turn_task_accounts_tokens_turns_and_cost() {
 }
 
 #[tokio::test]
+async fn multi_turn_task_accounts_tokens_turns_and_cost() {
+    let h = Setup::new(vec![
+        read_hello("tu_1", usage(100, 20, 1000, 0), true),
+        Step::Reply {
+            content: vec![
+                json!({"type":"text","text":"It says hello."}),
+                json!({"type":"tool_use","id":"tu_2","name":"no_such_tool","input":{}}),
+                json!({"type":"tool_use","id":"tu_3","name":"str_replace_based_edit_tool","input":{"command":"view","path":"../etc/passwd"}}),
+            ],
+            stop_reason: "tool_use".into(),
+            usage: usage(30, 7, 0, 1000),
+            tiny_chunks: true,
+        },
+        Step::Reply {
+            content: vec![json!({"type":"text","text":"hello.txt says: hello from the checkout"})],
+            stop_reason: "end_turn".into(),
+            usage: usage(20, 3, 0, 1200),
+            tiny_chunks: true,
+        },
+    ])
+    .await;
+    let (result, progress) = h.run().await;
+    let outcome = result.expect("task succeeds");
+    h.assert_no_violations();
+    assert_eq!(outcome.summary, "hello.txt says: hello from the checkout");
+    let u = outcome.usage;
+    assert_eq!(
+        (
+            u.input_tokens,
+            u.output_tokens,
+            u.cache_creation_input_tokens,
+            u.cache_read_input_tokens,
+            u.turns
+        ),
+        (150, 30, 1000, 2200, 3)
+    );
+    // Sonnet 5.5: $2 in, $10 out, $2.50 cache write, $0.20 cache read per million.
+    let want = (150.0 * 2.0 + 30.0 * 10.0 + 1000.0 * 2.5 + 2200.0 * 0.2) / 1e6;
+    let cost = u.cost_usd.expect("known model has a cost");
+    assert!((cost - want).abs() < 1e-12, "{cost} vs {want}");
+    assert_eq!(
+        PriceTable::builtin().lookup(DEFAULT_MODEL).map(|p| p.input),
+        Some(2.0)
+    );
+
+    assert_multi_turn_requests(&h.fake.requests());
+    assert_multi_turn_progress(&progress);
+}
+
+#[tokio::test]
 async fn overloaded_529_is_retried() {
-    let h = Harness::new(vec![
+    let h = Setup::new(vec![
         Step::error(529, "overloaded_error", "Overloaded"),
         done("ok"),
     ])
@@ -273,7 +283,7 @@ async fn overloaded_529_is_retried() {
 
 #[tokio::test]
 async fn rate_limit_429_with_retry_after_is_retried() {
-    let h = Harness::new(vec![
+    let h = Setup::new(vec![
         Step::Error {
             status: 429,
             error_type: "rate_limit_error".into(),
@@ -291,7 +301,7 @@ async fn rate_limit_429_with_retry_after_is_retried() {
 
 #[tokio::test]
 async fn a_dropped_stream_or_mid_stream_overload_is_retried() {
-    let h = Harness::new(vec![
+    let h = Setup::new(vec![
         Step::Cut {
             content: vec![json!({"type":"text","text":"I will now do a long thing"})],
             usage: usage(10, 10, 0, 0),
@@ -312,7 +322,7 @@ async fn a_dropped_stream_or_mid_stream_overload_is_retried() {
 
 #[tokio::test]
 async fn bad_request_fails_with_the_apis_message_and_no_retry() {
-    let h = Harness::new(vec![
+    let h = Setup::new(vec![
         Step::error(
             400,
             "invalid_request_error",
@@ -338,7 +348,7 @@ async fn bad_request_fails_with_the_apis_message_and_no_retry() {
 
 #[tokio::test]
 async fn max_turns_limit_fails_naming_the_limit() {
-    let mut h = Harness::new(vec![
+    let mut h = Setup::new(vec![
         read_hello("tu_1", usage(10, 1, 0, 0), false),
         read_hello("tu_2", usage(10, 1, 0, 0), false),
         read_hello("tu_3", usage(10, 1, 0, 0), false),
@@ -363,7 +373,7 @@ async fn max_turns_limit_fails_naming_the_limit() {
 
 #[tokio::test]
 async fn max_cost_limit_fails_naming_the_limit() {
-    let mut h = Harness::new(vec![
+    let mut h = Setup::new(vec![
         read_hello("tu_1", usage(1_000_000, 1000, 0, 0), false),
         done("never"),
     ])
@@ -382,7 +392,7 @@ async fn max_cost_limit_fails_naming_the_limit() {
 
 #[tokio::test]
 async fn a_tool_call_cut_off_by_max_tokens_is_answered_not_run() {
-    let h = Harness::new(vec![
+    let h = Setup::new(vec![
         Step::Reply {
             content: vec![
                 json!({"type":"tool_use","id":"tu_cut","name":"str_replace_based_edit_tool",
@@ -419,7 +429,7 @@ async fn a_tool_call_cut_off_by_max_tokens_is_answered_not_run() {
 
 #[tokio::test]
 async fn refusal_fails_the_task() {
-    let h = Harness::new(vec![Step::Reply {
+    let h = Setup::new(vec![Step::Reply {
         content: vec![json!({"type":"text","text":"I can't help with that."})],
         stop_reason: "refusal".into(),
         usage: usage(5, 5, 0, 0),
@@ -435,7 +445,7 @@ async fn refusal_fails_the_task() {
 
 #[tokio::test]
 async fn cancellation_during_a_tool_call_stops_the_run() {
-    let h = Harness::new(vec![
+    let h = Setup::new(vec![
         read_hello("tu_1", usage(10, 1, 0, 0), false),
         done("never"),
     ])
@@ -466,7 +476,7 @@ async fn cancellation_during_a_tool_call_stops_the_run() {
 
 #[tokio::test]
 async fn cancellation_interrupts_a_retry_wait() {
-    let mut h = Harness::new(vec![
+    let mut h = Setup::new(vec![
         Step::Error {
             status: 429,
             error_type: "rate_limit_error".into(),
@@ -497,14 +507,14 @@ async fn cancellation_interrupts_a_retry_wait() {
 
 #[tokio::test]
 async fn the_servers_key_wins_and_no_key_is_a_config_error() {
-    let h = Harness::with_key("sk-ant-from-server", vec![done("ok")]).await;
+    let h = Setup::with_key("sk-ant-from-server", vec![done("ok")]).await;
     let mut request = h.request();
     request.server_api_key = Some(Secret::new("sk-ant-from-server"));
     let outcome = h.run_with(request, CancellationToken::new()).await.0;
     assert_eq!(outcome.expect("server key accepted").summary, "ok");
     h.assert_no_violations();
 
-    let mut h = Harness::new(vec![]).await;
+    let mut h = Setup::new(vec![]).await;
     h.config.api_key = None;
     let err = h.run().await.0.expect_err("no key");
     assert!(

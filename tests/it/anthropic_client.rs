@@ -5,7 +5,7 @@ use std::time::Duration;
 use buildd_agent::anthropic::types::{ContentBlock, Message, MessagesRequest, Role};
 use buildd_agent::anthropic::{ApiError, Client, ClientConfig, RetryConfig};
 use buildd_agent::secret::Secret;
-use buildd_fakes::messages::{FakeMessages, Script, ScriptUsage, Step};
+use buildd_fakes::harness::{Checked, FakeMessages, Script, ScriptUsage, Step, checked_messages};
 use tokio_util::sync::CancellationToken;
 
 const KEY: &str = "sk-ant-client";
@@ -36,13 +36,12 @@ fn request() -> MessagesRequest {
     }
 }
 
-async fn fake(steps: Vec<Step>) -> FakeMessages {
-    FakeMessages::start(Script {
+async fn fake(steps: Vec<Step>) -> Checked<FakeMessages> {
+    checked_messages(Script {
         api_key: KEY.into(),
         steps,
     })
     .await
-    .expect("fake starts")
 }
 
 #[tokio::test]

@@ -3,16 +3,16 @@
 //! buildd server. The front's certificate comes from a throw-away CA that the
 //! agent trusts only through `SSL_CERT_FILE`, as a user behind a corporate CA would.
 
-mod support;
-
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use buildd_fakes::harness::*;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
-use support::*;
 use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+use crate::AGENT;
 
 /// A CA (written as PEM for `SSL_CERT_FILE`) and a server certificate for 127.0.0.1.
 struct Pki {
@@ -88,50 +88,47 @@ fn backend_addr(server: &FakeBuildd) -> SocketAddr {
         .expect("the fake listens on an IP address")
 }
 
-fn write_ca(sb: &Sandbox, pem: &str) -> PathBuf {
-    let path = sb.dir.path().join("ca.pem");
+fn write_ca(env: &Env, pem: &str) -> PathBuf {
+    let path = env.path("ca.pem");
     std::fs::write(&path, pem).unwrap();
     path
 }
 
 #[test]
 fn an_https_server_with_a_trusted_certificate_is_used() {
-    let server = FakeBuildd::start();
-    server.add_task(TaskSeed {
+    let env = Env::new(AGENT).with_task(TaskSeed {
         title: "Succeeds over https".into(),
         ..Default::default()
     });
     let pki = pki();
-    let front = tls_front(&pki, backend_addr(&server));
-    let sb = Sandbox::new();
-    let ca = write_ca(&sb, &pki.ca_pem);
-    let out = run(sb
-        .agent(&server)
+    let front = tls_front(&pki, backend_addr(env.server()));
+    let ca = write_ca(&env, &pki.ca_pem);
+    let out = env
+        .agent(["--once"])
         .env("BUILDD_SERVER", format!("https://{front}"))
         .env("SSL_CERT_FILE", &ca)
-        .arg("--once"));
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
-    let ws = server.workers();
+        .run();
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let ws = env.server().workers();
     assert_eq!(ws.len(), 1);
     assert_eq!(statuses(&ws[0]), ["running", "completed"]);
 }
 
 #[test]
 fn an_untrusted_certificate_is_refused_with_a_clear_error() {
-    let server = FakeBuildd::start();
+    let env = Env::new(AGENT);
     let pki = pki();
-    let front = tls_front(&pki, backend_addr(&server));
-    let sb = Sandbox::new();
+    let front = tls_front(&pki, backend_addr(env.server()));
     // A different CA than the one that signed the server's certificate.
-    let other = write_ca(&sb, &self::pki().ca_pem);
-    let out = run(sb
-        .agent(&server)
+    let other = write_ca(&env, &self::pki().ca_pem);
+    let out = env
+        .agent(["--until-idle"])
         .env("BUILDD_SERVER", format!("https://{front}"))
         .env("SSL_CERT_FILE", &other)
         .env("BUILDD_RETRY_BUDGET", "300ms")
-        .arg("--until-idle"));
-    assert_eq!(code(&out), 3, "{}", stderr(&out));
-    let err = stderr(&out);
+        .run();
+    assert_eq!(out.code(), 3, "{}", out.stderr);
+    let err = &out.stderr;
     assert!(
         err.lines()
             .any(|l| l.starts_with("error:") && l.contains("certificate")),
@@ -142,5 +139,8 @@ fn an_untrusted_certificate_is_refused_with_a_clear_error() {
             .any(|l| l.starts_with("hint:") && l.contains("SSL_CERT_FILE")),
         "the hint says what to do: {err}"
     );
-    assert!(server.claims().is_empty(), "nothing reached the server");
+    assert!(
+        env.server().claims().is_empty(),
+        "nothing reached the server"
+    );
 }

@@ -1,45 +1,38 @@
 //! Nothing lost: reports that could not be delivered, and tasks whose agent
 //! was killed, reach the server on the next start.
 
-mod support;
-
-use std::process::Stdio;
 use std::time::Duration;
 
+use buildd_fakes::harness::*;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::json;
-use support::*;
+
+use crate::AGENT;
 
 #[test]
 fn kill_9_mid_task_is_reported_failed_on_restart() {
-    let server = FakeBuildd::start();
-    server.add_task(task("HANG while the agent is killed"));
-    let sb = Sandbox::new();
-    let child = sb
-        .agent(&server)
-        .arg("--once")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let env = Env::new(AGENT).with_task("HANG while the agent is killed");
+    let server = env.server();
+    let agent = env.agent(["--once"]).discard_output().spawn();
     wait_for("the task to start", || {
-        !sb.recorded("grandchild").is_empty()
+        !env.claude().recorded("grandchild").is_empty()
     });
-    kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
-    let _ = wait_output(child, Duration::from_secs(30));
+    agent.signal(Signal::SIGKILL);
+    let _ = agent.wait(Duration::from_secs(30));
     // The orphaned fake CLI would otherwise sleep on; it is not the agent's to kill after SIGKILL.
-    for pid in sb
-        .recorded("child")
+    for pid in env
+        .claude()
+        .recorded("pid")
         .iter()
-        .chain(sb.recorded("grandchild").iter())
+        .chain(env.claude().recorded("grandchild").iter())
     {
         let _ = kill(Pid::from_raw(pid.trim().parse().unwrap()), Signal::SIGKILL);
     }
     assert_eq!(statuses(&server.workers()[0]), ["running"]);
 
-    let out = run(sb.agent(&server).arg("--once"));
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let out = env.agent(["--once"]).run();
+    assert_eq!(out.code(), 0, "{}", out.stderr);
     let w = &server.workers()[0];
     assert_eq!(statuses(w), ["running", "failed"]);
     assert_eq!(w.terminal_reports, 1);
@@ -53,8 +46,8 @@ fn kill_9_mid_task_is_reported_failed_on_restart() {
 
     // A third start has nothing left to deliver.
     let before = server.requests().len();
-    let out = run(sb.agent(&server).arg("--once"));
-    assert_eq!(code(&out), 0);
+    let out = env.agent(["--once"]).run();
+    assert_eq!(out.code(), 0);
     let after: Vec<_> = server.requests().into_iter().skip(before).collect();
     assert!(
         after.iter().all(|r| r.path == "/api/workers/claim"),
@@ -64,24 +57,24 @@ fn kill_9_mid_task_is_reported_failed_on_restart() {
 
 #[test]
 fn undelivered_final_report_is_sent_on_the_next_start() {
-    let server = FakeBuildd::start();
-    server.add_task(task("Finishes while the server is down"));
+    let env = Env::new(AGENT).with_task("Finishes while the server is down");
+    let server = env.server();
     // Every update of the first run fails: `running`, progress and the final report.
     for _ in 0..200 {
         server.inject(Route::Update, Fault::Status(503));
     }
-    let sb = Sandbox::new();
-    let out = run(sb
-        .agent(&server)
-        .args(["--once", "--retry-budget", "200ms"])
-        .env("BUILDD_PROGRESS_INTERVAL", "10s"));
-    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    let out = env
+        .agent(["--once", "--retry-budget", "200ms"])
+        .env("BUILDD_PROGRESS_INTERVAL", "10s")
+        .run();
+    assert_eq!(out.code(), 3, "{}", out.stderr);
     assert!(
-        stderr(&out).contains("will be sent on the next start"),
+        out.stderr.contains("will be sent on the next start"),
         "{}",
-        stderr(&out)
+        out.stderr
     );
-    let entries: Vec<_> = outbox_files(&sb)
+    let entries: Vec<_> = env
+        .outbox_files()
         .into_iter()
         .filter(|n| n.ends_with(".terminal.json"))
         .collect();
@@ -89,8 +82,8 @@ fn undelivered_final_report_is_sent_on_the_next_start() {
 
     // The server recovers; the next start delivers the report before claiming.
     server.clear_faults();
-    let out = run(sb.agent(&server).arg("--once"));
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let out = env.agent(["--once"]).run();
+    assert_eq!(out.code(), 0, "{}", out.stderr);
     let w = &server.workers()[0];
     assert_eq!(statuses(w), ["completed"]);
     assert_eq!(w.terminal_reports, 1);
@@ -99,7 +92,7 @@ fn undelivered_final_report_is_sent_on_the_next_start() {
         json!("Created out.txt with the marker.")
     );
     assert_eq!(
-        outbox_files(&sb)
+        env.outbox_files()
             .iter()
             .filter(|n| n.ends_with(".json"))
             .count(),

@@ -5,16 +5,15 @@
 //! GitHub host, so the agent clones, pushes and opens PRs exactly as it would
 //! on github.com — against the fake GitHub API for the PRs.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use base64::Engine as _;
-use buildd_fakes::github::FakeGithub;
+use buildd_fakes::harness::*;
 use serde_json::json;
-use support::*;
 use tempfile::TempDir;
+
+use crate::AGENT;
 
 const TOKEN: &str = "ghs_test_token_DO_NOT_LEAK_0123456789";
 
@@ -46,7 +45,7 @@ fn git(dir: &Path, args: &[&str]) -> String {
 /// A bare origin seeded with one commit on `main`, plus a fake GitHub.
 struct Origin {
     tmp: TempDir,
-    github: FakeGithub,
+    github: Checked<FakeGithub>,
 }
 
 impl Origin {
@@ -57,7 +56,7 @@ impl Origin {
         git(&bare, &["init", "--quiet", "--bare", "-b", "main"]);
         let o = Origin {
             tmp,
-            github: FakeGithub::start(TOKEN),
+            github: checked_github(TOKEN),
         };
         o.github.attach_repo("acme/web", bare.clone());
         let seed = o.tmp.path().join("seed");
@@ -111,13 +110,14 @@ impl Origin {
     }
 }
 
-fn agent(sb: &Sandbox, server: &FakeBuildd, o: &Origin) -> Command {
-    let mut cmd = sb.agent(server);
-    cmd.env("GITHUB_SERVER_URL", o.server_url())
+/// The agent with `args`, cloning from the origin and opening PRs on the fake GitHub, with
+/// its repository cache in `<root>/cache`.
+fn agent(env: &Env, o: &Origin, args: &[&str]) -> Agent {
+    env.agent(args)
+        .env("GITHUB_SERVER_URL", o.server_url())
         .env("GITHUB_API_URL", o.github.url())
         .env("GITHUB_TOKEN", TOKEN)
-        .env("BUILDD_WORK_DIR", sb.dir.path().join("cache"));
-    cmd
+        .env("BUILDD_WORK_DIR", env.path("cache"))
 }
 
 fn worker_for<'a>(
@@ -143,15 +143,15 @@ fn git_configs(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-fn assert_no_token(sb: &Sandbox, o: &Origin, server: &FakeBuildd, out: &std::process::Output) {
+fn assert_no_token(env: &Env, o: &Origin, out: &Finished) {
     let b64 = base64::engine::general_purpose::STANDARD.encode(format!("x-access-token:{TOKEN}"));
     let mut texts = vec![
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr(out),
-        serde_json::to_string(&server.snapshot()).unwrap(),
+        out.stdout.clone(),
+        out.stderr.clone(),
+        serde_json::to_string(&env.server().snapshot()).unwrap(),
     ];
     let mut configs = Vec::new();
-    git_configs(sb.dir.path(), &mut configs);
+    git_configs(env.root(), &mut configs);
     git_configs(o.tmp.path(), &mut configs);
     assert!(!configs.is_empty());
     for c in configs {
@@ -165,14 +165,40 @@ fn assert_no_token(sb: &Sandbox, o: &Origin, server: &FakeBuildd, out: &std::pro
     }
 }
 
+/// The one GitHub request of `a_change_is_committed_…`: a PR from `branch` into main,
+/// with the token, the task's title and a body with its summary, figures and link.
+fn assert_opened_pr(o: &Origin, server: &FakeBuildd, branch: &str, task: &str) {
+    let reqs = o.github.requests();
+    assert_eq!(reqs.len(), 1, "{reqs:?}");
+    assert_eq!(reqs[0].method, "POST");
+    assert_eq!(reqs[0].path, "/repos/acme/web/pulls");
+    assert_eq!(
+        reqs[0].authorization.as_deref(),
+        Some(format!("Bearer {TOKEN}").as_str())
+    );
+    assert_eq!(reqs[0].body["head"], json!(branch));
+    assert_eq!(reqs[0].body["base"], json!("main"));
+    assert_eq!(reqs[0].body["title"], json!("WRITE the marker file"));
+    let body = reqs[0].body["body"].as_str().unwrap();
+    assert!(body.contains("Created out.txt with the marker."), "{body}");
+    assert!(
+        body.contains("2 turns") && body.contains("$0.0150"),
+        "{body}"
+    );
+    assert!(
+        body.contains(&format!("{}/app/tasks/{task}", server.url())),
+        "{body}"
+    );
+}
+
 #[test]
 fn a_change_is_committed_pushed_and_opened_as_a_pr_and_the_cache_is_reused() {
-    let server = FakeBuildd::start();
+    let env = Env::new(AGENT);
+    let server = env.server();
     let o = Origin::new();
-    let sb = Sandbox::new();
-    let task = o.seed(&server, "tsk_first001", "WRITE the marker file");
-    let out = run(agent(&sb, &server, &o).arg("--once"));
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let task = o.seed(server, "tsk_first001", "WRITE the marker file");
+    let out = agent(&env, &o, &["--once"]).run();
+    assert_eq!(out.code(), 0, "{}", out.stderr);
 
     let ws = server.workers();
     let w = worker_for(&ws, &task);
@@ -197,37 +223,17 @@ fn a_change_is_committed_pushed_and_opened_as_a_pr_and_the_cache_is_reused() {
     assert_eq!(f["prNumber"], json!(1));
     assert_eq!(f["prUrl"], json!("https://github.example/acme/web/pull/1"));
 
-    let reqs = o.github.requests();
-    assert_eq!(reqs.len(), 1, "{reqs:?}");
-    assert_eq!(reqs[0].method, "POST");
-    assert_eq!(reqs[0].path, "/repos/acme/web/pulls");
-    assert_eq!(
-        reqs[0].authorization.as_deref(),
-        Some(format!("Bearer {TOKEN}").as_str())
-    );
-    assert_eq!(reqs[0].body["head"], json!(branch));
-    assert_eq!(reqs[0].body["base"], json!("main"));
-    assert_eq!(reqs[0].body["title"], json!("WRITE the marker file"));
-    let body = reqs[0].body["body"].as_str().unwrap();
-    assert!(body.contains("Created out.txt with the marker."), "{body}");
-    assert!(
-        body.contains("2 turns") && body.contains("$0.0150"),
-        "{body}"
-    );
-    assert!(
-        body.contains(&format!("{}/app/tasks/{task}", server.url())),
-        "{body}"
-    );
+    assert_opened_pr(&o, server, &branch, &task);
     assert!(
         o.github.violations().is_empty(),
         "{:?}",
         o.github.violations()
     );
     assert!(server.violations().is_empty(), "{:?}", server.violations());
-    assert_no_token(&sb, &o, &server, &out);
+    assert_no_token(&env, &o, &out);
 
     // The worktree is gone; the cache stays. Mark it, move main on, run again.
-    let cache = sb.dir.path().join("cache");
+    let cache = env.path("cache");
     let worktrees: Vec<_> = std::fs::read_dir(cache.join("worktrees"))
         .unwrap()
         .collect();
@@ -243,9 +249,9 @@ fn a_change_is_committed_pushed_and_opened_as_a_pr_and_the_cache_is_reused() {
     std::fs::write(repos[0].join(".git/cache-marker"), "kept").unwrap();
     let new_main = o.commit_on_main("CHANGELOG.md", "news\n");
 
-    let task2 = o.seed(&server, "tsk_second02", "WRITE again");
-    let out = run(agent(&sb, &server, &o).arg("--once"));
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let task2 = o.seed(server, "tsk_second02", "WRITE again");
+    let out = agent(&env, &o, &["--once"]).run();
+    assert_eq!(out.code(), 0, "{}", out.stderr);
     assert!(
         repos[0].join(".git/cache-marker").exists(),
         "the cache was re-cloned"
@@ -259,15 +265,15 @@ fn a_change_is_committed_pushed_and_opened_as_a_pr_and_the_cache_is_reused() {
 
 #[test]
 fn two_concurrent_tasks_work_in_separate_worktrees() {
-    let server = FakeBuildd::start();
+    let env = Env::new(AGENT);
+    let server = env.server();
     let o = Origin::new();
-    let sb = Sandbox::new();
-    let a = o.seed(&server, "tsk_aaaa0001", "WRITE first");
-    let b = o.seed(&server, "tsk_bbbb0002", "WRITE second");
-    let out = run(agent(&sb, &server, &o).args(["--once", "--max-tasks", "2"]));
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let a = o.seed(server, "tsk_aaaa0001", "WRITE first");
+    let b = o.seed(server, "tsk_bbbb0002", "WRITE second");
+    let out = agent(&env, &o, &["--once", "--max-tasks", "2"]).run();
+    assert_eq!(out.code(), 0, "{}", out.stderr);
 
-    let cwds = sb.recorded("cwd");
+    let cwds = env.claude().recorded("cwd");
     assert_eq!(cwds.len(), 2);
     assert_ne!(cwds[0], cwds[1]);
     let main = o.remote(&["rev-parse", "main"]);
@@ -292,13 +298,13 @@ fn two_concurrent_tasks_work_in_separate_worktrees() {
 
 #[test]
 fn inside_a_checkout_of_the_repository_it_uses_that_checkout() {
-    let server = FakeBuildd::start();
+    let env = Env::new(AGENT);
+    let server = env.server();
     let o = Origin::new();
-    let sb = Sandbox::new();
     // What actions/checkout leaves: the repository in the working directory.
-    std::fs::remove_dir(sb.work()).unwrap();
+    std::fs::remove_dir(env.work()).unwrap();
     git(
-        sb.dir.path(),
+        env.root(),
         &[
             "clone",
             "--quiet",
@@ -306,12 +312,12 @@ fn inside_a_checkout_of_the_repository_it_uses_that_checkout() {
             "work",
         ],
     );
-    let task = o.seed(&server, "tsk_inside01", "WRITE here");
-    let out = run(agent(&sb, &server, &o).arg("--once"));
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let task = o.seed(server, "tsk_inside01", "WRITE here");
+    let out = agent(&env, &o, &["--once"]).run();
+    assert_eq!(out.code(), 0, "{}", out.stderr);
 
     assert!(
-        !sb.dir.path().join("cache/repos").exists(),
+        !env.root().join("cache/repos").exists(),
         "it cloned instead of using the checkout"
     );
     let ws = server.workers();
@@ -320,21 +326,21 @@ fn inside_a_checkout_of_the_repository_it_uses_that_checkout() {
     assert!(o.branches().contains(&w.branch));
     // The checkout itself is untouched: still on main, no task files.
     assert_eq!(
-        git(&sb.work(), &["rev-parse", "--abbrev-ref", "HEAD"]),
+        git(&env.work(), &["rev-parse", "--abbrev-ref", "HEAD"]),
         "main"
     );
-    assert!(!sb.work().join("out.txt").exists());
-    assert_eq!(git(&sb.work(), &["worktree", "list"]).lines().count(), 1);
+    assert!(!env.work().join("out.txt").exists());
+    assert_eq!(git(&env.work(), &["worktree", "list"]).lines().count(), 1);
 }
 
 #[test]
 fn a_task_that_changes_nothing_pushes_nothing_and_opens_no_pr() {
-    let server = FakeBuildd::start();
+    let env = Env::new(AGENT);
+    let server = env.server();
     let o = Origin::new();
-    let sb = Sandbox::new();
-    let task = o.seed(&server, "tsk_nochg001", "Look around");
-    let out = run(agent(&sb, &server, &o).arg("--once"));
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let task = o.seed(server, "tsk_nochg001", "Look around");
+    let out = agent(&env, &o, &["--once"]).run();
+    assert_eq!(out.code(), 0, "{}", out.stderr);
     let ws = server.workers();
     let w = worker_for(&ws, &task);
     assert_eq!(statuses(w), ["running", "completed"]);
@@ -348,7 +354,8 @@ fn a_task_that_changes_nothing_pushes_nothing_and_opens_no_pr() {
 
 #[test]
 fn a_rejected_push_fails_the_task_and_says_how_to_recover() {
-    let server = FakeBuildd::start();
+    let env = Env::new(AGENT);
+    let server = env.server();
     let o = Origin::new();
     let hook = o.bare().join("hooks/pre-receive");
     std::fs::write(
@@ -358,10 +365,9 @@ fn a_rejected_push_fails_the_task_and_says_how_to_recover() {
     .unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let sb = Sandbox::new();
-    let task = o.seed(&server, "tsk_reject01", "WRITE blocked");
-    let out = run(agent(&sb, &server, &o).arg("--once"));
-    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let task = o.seed(server, "tsk_reject01", "WRITE blocked");
+    let out = agent(&env, &o, &["--once"]).run();
+    assert_eq!(out.code(), 1, "{}", out.stderr);
 
     let ws = server.workers();
     let w = worker_for(&ws, &task);
@@ -377,7 +383,7 @@ fn a_rejected_push_fails_the_task_and_says_how_to_recover() {
     );
     assert!(error.contains("push origin"), "{error}");
     // The commit is still there to push by hand.
-    let repos: Vec<PathBuf> = std::fs::read_dir(sb.dir.path().join("cache/repos"))
+    let repos: Vec<PathBuf> = std::fs::read_dir(env.root().join("cache/repos"))
         .unwrap()
         .flatten()
         .map(|e| e.path())
@@ -387,20 +393,20 @@ fn a_rejected_push_fails_the_task_and_says_how_to_recover() {
     assert!(error.contains(&repos[0].display().to_string()), "{error}");
     assert_eq!(o.branches(), ["main"]);
     assert!(o.github.requests().is_empty());
-    assert_no_token(&sb, &o, &server, &out);
+    assert_no_token(&env, &o, &out);
 }
 
 #[test]
 fn an_existing_pr_for_the_branch_is_updated() {
-    let server = FakeBuildd::start();
+    let env = Env::new(AGENT);
+    let server = env.server();
     let o = Origin::new();
-    let sb = Sandbox::new();
-    let task = o.seed(&server, "tsk_again001", "WRITE more");
+    let task = o.seed(server, "tsk_again001", "WRITE more");
     // The fake server names branches buildd/<8 chars of id>-<slug>.
     let branch = "buildd/tsk_agai-write-more";
     let number = o.github.add_pr("acme", "web", branch, "main");
-    let out = run(agent(&sb, &server, &o).arg("--once"));
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let out = agent(&env, &o, &["--once"]).run();
+    assert_eq!(out.code(), 0, "{}", out.stderr);
 
     let ws = server.workers();
     let w = worker_for(&ws, &task);
@@ -436,33 +442,33 @@ fn an_existing_pr_for_the_branch_is_updated() {
 
 #[test]
 fn a_failed_clone_over_https_never_shows_the_token() {
-    let server = FakeBuildd::start();
+    let env = Env::new(AGENT);
+    let server = env.server();
     let o = Origin::new();
-    let sb = Sandbox::new();
-    let task = o.seed(&server, "tsk_https001", "WRITE anything");
+    let task = o.seed(server, "tsk_https001", "WRITE anything");
     // Nothing listens there: the clone fails, with the auth header configured.
-    let out = run(agent(&sb, &server, &o)
+    let out = agent(&env, &o, &["--once"])
         .env("GITHUB_SERVER_URL", "https://127.0.0.1:9")
-        .arg("--once"));
-    assert_eq!(code(&out), 1, "{}", stderr(&out));
+        .run();
+    assert_eq!(out.code(), 1, "{}", out.stderr);
     let ws = server.workers();
     let w = worker_for(&ws, &task);
     assert_eq!(statuses(w), ["running", "failed"]);
     let error = w.fields["error"].as_str().unwrap();
     assert!(error.contains("cannot prepare the checkout"), "{error}");
     assert!(error.contains("127.0.0.1"), "{error}");
-    assert_no_token(&sb, &o, &server, &out);
+    assert_no_token(&env, &o, &out);
 }
 
 #[test]
 fn worktrees_left_by_a_dead_agent_are_swept_at_start_up() {
-    let server = FakeBuildd::start();
+    let env = Env::new(AGENT);
+    let server = env.server();
     let o = Origin::new();
-    let sb = Sandbox::new();
-    o.seed(&server, "tsk_sweep001", "Look around");
-    let out = run(agent(&sb, &server, &o).arg("--once"));
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
-    let cache = sb.dir.path().join("cache");
+    o.seed(server, "tsk_sweep001", "Look around");
+    let out = agent(&env, &o, &["--once"]).run();
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let cache = env.path("cache");
     let repos: Vec<PathBuf> = std::fs::read_dir(cache.join("repos"))
         .unwrap()
         .flatten()
@@ -491,8 +497,8 @@ fn worktrees_left_by_a_dead_agent_are_swept_at_start_up() {
         );
         std::fs::write(wts.join(format!("{name}.pid")), pid.to_string()).unwrap();
     }
-    let out = run(agent(&sb, &server, &o).arg("--once"));
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let out = agent(&env, &o, &["--once"]).run();
+    assert_eq!(out.code(), 0, "{}", out.stderr);
     assert!(!wts.join("wkr_dead").exists());
     assert!(!wts.join("wkr_dead.pid").exists());
     assert!(wts.join("wkr_live").exists());
@@ -505,13 +511,13 @@ fn worktrees_left_by_a_dead_agent_are_swept_at_start_up() {
 
 #[test]
 fn a_failed_pr_fails_the_task_but_keeps_the_pushed_branch() {
-    let server = FakeBuildd::start();
+    let env = Env::new(AGENT);
+    let server = env.server();
     let o = Origin::new();
     o.github.fail_create(502);
-    let sb = Sandbox::new();
-    let task = o.seed(&server, "tsk_prfail01", "WRITE it");
-    let out = run(agent(&sb, &server, &o).arg("--once"));
-    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let task = o.seed(server, "tsk_prfail01", "WRITE it");
+    let out = agent(&env, &o, &["--once"]).run();
+    assert_eq!(out.code(), 1, "{}", out.stderr);
     let ws = server.workers();
     let w = worker_for(&ws, &task);
     assert_eq!(statuses(w), ["running", "failed"]);
@@ -526,28 +532,28 @@ fn a_failed_pr_fails_the_task_but_keeps_the_pushed_branch() {
         "{error}"
     );
     assert!(o.branches().contains(&w.branch));
-    assert_no_token(&sb, &o, &server, &out);
+    assert_no_token(&env, &o, &out);
 }
 
 #[test]
 fn no_pr_and_no_token_push_without_a_pr_and_no_push_pushes_nothing() {
-    let server = FakeBuildd::start();
+    let env = Env::new(AGENT);
+    let server = env.server();
     let o = Origin::new();
-    let sb = Sandbox::new();
-    let a = o.seed(&server, "tsk_nopr0001", "WRITE one");
-    let out = run(agent(&sb, &server, &o).arg("--once").arg("--no-pr"));
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
-    let b = o.seed(&server, "tsk_notok001", "WRITE two");
-    let out = run(agent(&sb, &server, &o)
-        .arg("--once")
-        .env_remove("GITHUB_TOKEN"));
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
-    assert!(stderr(&out).contains("no GITHUB_TOKEN"), "{}", stderr(&out));
-    let c = o.seed(&server, "tsk_nopush01", "WRITE three");
-    let out = run(agent(&sb, &server, &o)
-        .arg("--once")
-        .env("BUILDD_NO_PUSH", "1"));
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let a = o.seed(server, "tsk_nopr0001", "WRITE one");
+    let out = agent(&env, &o, &["--once", "--no-pr"]).run();
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let b = o.seed(server, "tsk_notok001", "WRITE two");
+    let out = agent(&env, &o, &["--once"])
+        .env_remove("GITHUB_TOKEN")
+        .run();
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    assert!(out.stderr.contains("no GITHUB_TOKEN"), "{}", out.stderr);
+    let c = o.seed(server, "tsk_nopush01", "WRITE three");
+    let out = agent(&env, &o, &["--once"])
+        .env("BUILDD_NO_PUSH", "1")
+        .run();
+    assert_eq!(out.code(), 0, "{}", out.stderr);
 
     let ws = server.workers();
     for t in [&a, &b] {
@@ -564,19 +570,19 @@ fn no_pr_and_no_token_push_without_a_pr_and_no_push_pushes_nothing() {
 
 #[test]
 fn hooks_the_model_plants_never_run() {
-    let server = FakeBuildd::start();
+    let env = Env::new(AGENT);
+    let server = env.server();
     let o = Origin::new();
-    let sb = Sandbox::new();
-    let task = o.seed(&server, "tsk_hooks001", "WRITE and HOOK");
-    let out = run(agent(&sb, &server, &o).arg("--once"));
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let task = o.seed(server, "tsk_hooks001", "WRITE and HOOK");
+    let out = agent(&env, &o, &["--once"]).run();
+    assert_eq!(out.code(), 0, "{}", out.stderr);
     let ws = server.workers();
     let w = worker_for(&ws, &task);
     assert_eq!(statuses(w), ["running", "completed"]);
     assert!(o.branches().contains(&w.branch));
     // The hooks were planted (else this test proves nothing) but none ran.
-    assert!(sb.recorded("stdin")[0].contains("HOOK"));
-    let ran: Vec<_> = std::fs::read_dir(sb.calls())
+    assert!(env.claude().recorded("stdin")[0].contains("HOOK"));
+    let ran: Vec<_> = std::fs::read_dir(env.claude().dir())
         .unwrap()
         .flatten()
         .filter(|e| e.file_name().to_string_lossy().starts_with("hook-ran"))
@@ -610,16 +616,16 @@ fn slow_clone_git(dir: &Path, secs: u32) -> String {
 
 #[test]
 fn the_lease_is_renewed_while_a_slow_first_clone_runs() {
-    let server = FakeBuildd::start();
+    let env = Env::new(AGENT);
+    let server = env.server();
     let o = Origin::new();
-    let sb = Sandbox::new();
-    let task = o.seed(&server, "tsk_slowclone1", "Look around");
-    let path = slow_clone_git(sb.dir.path(), 2);
-    let out = run(agent(&sb, &server, &o)
+    let task = o.seed(server, "tsk_slowclone1", "Look around");
+    let path = slow_clone_git(env.root(), 2);
+    let out = agent(&env, &o, &["--once"])
         .env("PATH", path)
         .env("BUILDD_LEASE_INTERVAL", "100ms")
-        .arg("--once"));
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+        .run();
+    assert_eq!(out.code(), 0, "{}", out.stderr);
     let ws = server.workers();
     let w = worker_for(&ws, &task);
     assert_eq!(statuses(w), ["running", "completed"]);
@@ -637,32 +643,28 @@ fn the_lease_is_renewed_while_a_slow_first_clone_runs() {
 
 #[test]
 fn a_worker_closed_during_the_clone_stops_the_clone_and_reports_nothing() {
-    let server = FakeBuildd::start();
+    let env = Env::new(AGENT);
+    let server = env.server();
     let o = Origin::new();
-    let sb = Sandbox::new();
-    o.seed(&server, "tsk_slowclone2", "Look around");
+    o.seed(server, "tsk_slowclone2", "Look around");
     // Far longer than the test waits: only the agent giving up ends it early.
-    let path = slow_clone_git(sb.dir.path(), 30);
-    let child = agent(&sb, &server, &o)
+    let path = slow_clone_git(env.root(), 30);
+    let agent = agent(&env, &o, &["--once"])
         .env("PATH", path)
         .env("BUILDD_LEASE_INTERVAL", "100ms")
-        .arg("--once")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let marker = sb.dir.path().join("clone-started");
+        .spawn();
+    let marker = env.path("clone-started");
     wait_for("the clone to start", || marker.exists());
     server.close_worker(&server.workers()[0].id, "failed");
-    let out = wait_output(child, std::time::Duration::from_secs(25));
+    let out = agent.wait(std::time::Duration::from_secs(25));
     let w = &server.workers()[0];
     assert_eq!(w.terminal_reports, 0, "{:?}", w.updates);
     assert!(
-        stderr(&out).contains("server closed the worker"),
+        out.stderr.contains("server closed the worker"),
         "{}",
-        stderr(&out)
+        out.stderr
     );
     // Nothing is left for a later start-up to report.
-    let left = outbox_files(&sb);
+    let left = env.outbox_files();
     assert!(left.iter().all(|n| n.starts_with('.')), "{left:?}");
 }

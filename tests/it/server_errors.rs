@@ -1,0 +1,168 @@
+//! Bad keys, missing configuration, outages and rate limits.
+
+use buildd_fakes::harness::*;
+
+use crate::AGENT;
+
+#[test]
+fn rejected_key_exits_three_naming_the_source_not_the_key() {
+    let env = Env::new(AGENT);
+    let key = "bld_wrong_key_that_must_not_leak_42";
+    let out = env.agent(["--once"]).env("BUILDD_API_KEY", key).run();
+    assert_eq!(out.code(), 3, "{}", out.stderr);
+    let err = &out.stderr;
+    assert!(
+        err.contains("error: the server rejected the API key: Invalid API key"),
+        "{err}"
+    );
+    assert!(err.contains("BUILDD_API_KEY environment variable"), "{err}");
+    assert!(!err.contains(key), "the key leaked: {err}");
+    assert!(!out.stdout.contains(key));
+}
+
+#[test]
+fn rejected_key_is_fatal_in_the_daemon_too() {
+    let env = Env::new(AGENT);
+    let out = env.agent(["--api-key", "bld_nope_nope_nope"]).run();
+    assert_eq!(out.code(), 3, "{}", out.stderr);
+    assert!(out.stderr.contains("--api-key flag"));
+    assert_eq!(
+        env.server().claims().len(),
+        1,
+        "a rejected key is not retried"
+    );
+}
+
+#[test]
+fn trigger_key_cannot_claim() {
+    let env = Env::new(AGENT);
+    env.server()
+        .add_key("bld_trigger_only_key_1", "acct_1", "trigger");
+    let out = env
+        .agent(["--once"])
+        .env("BUILDD_API_KEY", "bld_trigger_only_key_1")
+        .run();
+    assert_eq!(out.code(), 3, "{}", out.stderr);
+    assert!(out.stderr.contains("Trigger tokens cannot claim tasks"));
+}
+
+#[test]
+fn missing_key_exits_two_with_a_hint() {
+    let env = Env::new(AGENT);
+    let out = env.agent(["--once"]).env_remove("BUILDD_API_KEY").run();
+    assert_eq!(out.code(), 2, "{}", out.stderr);
+    let err = &out.stderr;
+    assert!(err.contains("error: no buildd API key"), "{err}");
+    assert!(
+        err.contains("hint:") && err.contains("buildd login"),
+        "{err}"
+    );
+    assert!(env.server().requests().is_empty());
+}
+
+#[test]
+fn key_and_server_come_from_the_config_file() {
+    let env = Env::new(AGENT).with_task("From config");
+    let cfg = env.home().join(".buildd/config.json");
+    std::fs::create_dir_all(cfg.parent().unwrap()).unwrap();
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"{{"apiKey":"{DEFAULT_KEY}","builddServer":"{}","userId":"u1"}}"#,
+            env.server().url()
+        ),
+    )
+    .unwrap();
+    let out = env
+        .agent(["--once"])
+        .env_remove("BUILDD_API_KEY")
+        .env_remove("BUILDD_SERVER")
+        .run();
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    assert_eq!(env.server().tasks()[0].status, "completed");
+}
+
+#[test]
+fn bad_flags_exit_two() {
+    let env = Env::new(AGENT);
+    for args in [
+        vec!["--max-tasks", "0"],
+        vec!["--max-tasks", "101"],
+        vec!["--poll-interval", "soon"],
+        vec!["--runner", "magic"],
+        vec!["--once", "--until-idle"],
+        vec!["--server", "not a url"],
+    ] {
+        let out = env.agent(&args).run();
+        assert_eq!(out.code(), 2, "{args:?}: {}", out.stderr);
+        assert!(out.stderr.contains("error"), "{args:?}");
+    }
+}
+
+#[test]
+fn missing_claude_credentials_exit_two() {
+    let env = Env::new(AGENT);
+    let out = env
+        .agent(["--once"])
+        .env_remove("CLAUDE_CODE_OAUTH_TOKEN")
+        .run();
+    assert_eq!(out.code(), 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("No authentication configured"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        env.server().claims().is_empty(),
+        "nothing is claimed that cannot run"
+    );
+}
+
+#[test]
+fn server_errors_are_retried_until_it_recovers() {
+    let env = Env::new(AGENT).with_task("Survives an outage");
+    let server = env.server();
+    for status in [500, 502, 503] {
+        server.inject(Route::Claim, Fault::Status(status));
+    }
+    server.inject(Route::Update, Fault::Status(500)); // the `running` update
+    server.inject(Route::Update, Fault::Status(503)); // first try of the final report
+    let out = env.agent(["--once"]).run();
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    assert_eq!(server.claims().len(), 4);
+    assert_eq!(server.tasks()[0].status, "completed");
+    assert_eq!(server.workers()[0].terminal_reports, 1);
+}
+
+#[test]
+fn rate_limits_back_off_and_continue() {
+    let env = Env::new(AGENT).with_task("After the limit");
+    let server = env.server();
+    server.inject(Route::Claim, Fault::RateLimited);
+    let out = env.agent(["--once"]).run();
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("Max concurrent workers limit reached (limit 1, current 1)")
+    );
+    assert_eq!(server.tasks()[0].status, "completed");
+}
+
+#[test]
+fn unreachable_server_gives_up_after_the_retry_budget() {
+    // A port with nothing listening: bind, note the port, close.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let env = Env::new(AGENT);
+    let out = env
+        .agent(["--once", "--retry-budget", "300ms"])
+        .env("BUILDD_SERVER", format!("http://127.0.0.1:{port}"))
+        .run();
+    assert_eq!(out.code(), 3, "{}", out.stderr);
+    let err = &out.stderr;
+    assert!(err.contains("error: the server was unreachable"), "{err}");
+    assert!(err.contains("--retry-budget"), "{err}");
+}
