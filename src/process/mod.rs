@@ -12,13 +12,14 @@
 //! The confinement step is where the sandbox for the model's commands plugs
 //! in: it may rewrite the command (macOS: wrap it in `sandbox-exec`) and may
 //! install a step that runs in the child between fork and exec (Linux:
-//! `no_new_privs`, Landlock). git and the CLI runner pass none today.
+//! `no_new_privs`, Landlock); [`sandbox`] implements it from a per-task policy.
 //!
 //! This is a leaf: it knows nothing of tools, runners or the worker.
 //! Unix only, like the rest of the agent.
 
 pub mod env;
 mod group;
+pub mod sandbox;
 mod spawn;
 
 pub use group::ProcessGroup;
