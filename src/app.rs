@@ -124,6 +124,11 @@ async fn run_inner(config: &Config, redactor: &Redactor) -> Result<u8, AppError>
         "buildd-agent {} starting",
         crate::VERSION_LINE
     );
+    // What is confined, said once at start; loudly when something asked for is not.
+    info!("{}", config.sandbox.sandbox.status_line());
+    if let Some(warning) = config.sandbox.sandbox.warning() {
+        warn!("{warning}");
+    }
 
     let worker = WorkerContext {
         client: client.clone(),
@@ -140,6 +145,7 @@ async fn run_inner(config: &Config, redactor: &Redactor) -> Result<u8, AppError>
         retry: config.retry,
         outbox,
         server: config.server.clone(),
+        sandbox: Some(config.sandbox.clone()),
     };
     let mut scheduler = Scheduler::new(scheduler_config(config), client, worker, redactor.clone());
     if config.actions.is_actions() {

@@ -8,16 +8,27 @@ use std::process::ExitCode;
 use buildd_agent::config::flags::Cli;
 use buildd_agent::config::{Config, SECRET_ENV_VARS};
 use buildd_agent::error::{EXIT_USAGE, render};
+use buildd_agent::process::sandbox::protect;
 use buildd_agent::redact::Redactor;
 use clap::{CommandFactory, FromArgMatches};
 
 fn main() -> ExitCode {
+    // First, before any secret is read: other processes of this user (the
+    // model's commands among them) cannot read this process's memory or
+    // /proc/<pid>/environ.
+    let undumpable = protect::set_non_dumpable();
     let matches = Cli::command().get_matches();
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
     let env: HashMap<String, String> = std::env::vars().collect();
+    // The secrets now live in `env` (and from there in `Secret`s): take them
+    // out of the process environment, which children would otherwise inherit
+    // by mistake and /proc would show.
+    // SAFETY: no thread has started yet (the runtime is built below, and
+    // neither clap nor the config file reader start any).
+    unsafe { protect::remove_env_vars(SECRET_ENV_VARS.iter().copied()) };
     let redactor = Redactor::new();
     let on_actions = env.get("GITHUB_ACTIONS").is_some_and(|v| v == "true");
     if on_actions {
@@ -39,6 +50,9 @@ fn main() -> ExitCode {
         redactor.add(key);
     }
     buildd_agent::logging::init(cli.log_format, redactor.clone(), on_actions, &env);
+    if let Err(e) = undumpable {
+        tracing::warn!("{e}; other processes of this user may read the agent's memory");
+    }
 
     let config = match Config::resolve(cli, &matches, env) {
         Ok(c) => c,

@@ -41,12 +41,15 @@ pub enum ConfigError {
     Prices(#[source] crate::anthropic::PriceError),
     #[error("cannot determine the working directory")]
     WorkDir(#[source] std::io::Error),
+    #[error(transparent)]
+    Sandbox(crate::process::sandbox::SandboxError),
 }
 
 impl Hint for ConfigError {
     fn hint(&self) -> Option<String> {
         Some(match self {
             ConfigError::ClaudeNotFound { hint, .. } => return hint.clone(),
+            ConfigError::Sandbox(e) => return e.hint(),
             ConfigError::MissingApiKey { config_path } => format!(
                 "pass --api-key, set BUILDD_API_KEY, or run `buildd login` (writes {})",
                 config_path.display()

@@ -142,6 +142,36 @@ pub struct Cli {
     #[arg(long, env = "BUILDD_GIT_AUTHOR", value_name = "NAME <EMAIL>", value_parser = parse_author)]
     pub git_author: Option<crate::git::Author>,
 
+    /// Confine the model's commands: auto (where the kernel supports it, else warn once),
+    /// require (refuse to start without it), off
+    #[arg(long, env = "BUILDD_SANDBOX", value_name = "MODE", default_value = "auto",
+          value_parser = parse_sandbox_mode)]
+    pub sandbox: crate::process::sandbox::SandboxMode,
+
+    /// Outgoing network for the model's commands: allow, deny, or a comma-separated list of
+    /// TCP ports (e.g. 443,22)
+    #[arg(long, env = "BUILDD_EGRESS", value_name = "allow|deny|PORTS", default_value = "allow",
+          value_parser = parse_egress)]
+    pub egress: crate::process::sandbox::Egress,
+
+    /// Another path the model's commands may read (repeat, or ':'-separate in the env var)
+    #[arg(
+        long = "sandbox-read",
+        env = "BUILDD_SANDBOX_READ",
+        value_name = "PATH",
+        value_delimiter = ':'
+    )]
+    pub sandbox_read: Vec<PathBuf>,
+
+    /// Another path the model's commands may read and write (repeat, or ':'-separate)
+    #[arg(
+        long = "sandbox-write",
+        env = "BUILDD_SANDBOX_WRITE",
+        value_name = "PATH",
+        value_delimiter = ':'
+    )]
+    pub sandbox_write: Vec<PathBuf>,
+
     /// First retry delay after a server error (doubles up to --retry-max-delay)
     #[arg(long, env = "BUILDD_RETRY_BASE_DELAY", value_name = "DUR", default_value = "1s",
           value_parser = parse_duration, hide = true)]
@@ -183,6 +213,25 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s.trim()).map_err(|e| format!("{e} (examples: 500ms, 10s, 2m, 1h)"))
 }
 
+fn parse_sandbox_mode(s: &str) -> Result<crate::process::sandbox::SandboxMode, String> {
+    s.trim().parse()
+}
+
+fn parse_egress(s: &str) -> Result<crate::process::sandbox::Egress, String> {
+    use crate::process::sandbox::Egress;
+    match s.trim() {
+        "allow" => Ok(Egress::Allow),
+        "deny" => Ok(Egress::Deny),
+        ports => ports
+            .split(',')
+            .map(|p| p.trim().parse::<u16>().ok().filter(|p| *p > 0))
+            .collect::<Option<Vec<u16>>>()
+            .filter(|p| !p.is_empty())
+            .map(Egress::Ports)
+            .ok_or_else(|| "expected allow, deny, or TCP ports such as 443,22".into()),
+    }
+}
+
 fn parse_author(s: &str) -> Result<crate::git::Author, String> {
     crate::git::Author::parse(s)
 }
@@ -209,6 +258,16 @@ mod tests {
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn egress_is_allow_deny_or_ports() {
+        use crate::process::sandbox::Egress;
+        assert_eq!(parse_egress("deny"), Ok(Egress::Deny));
+        assert_eq!(parse_egress(" 443, 22"), Ok(Egress::Ports(vec![443, 22])));
+        assert!(parse_egress("443,x").is_err());
+        assert!(parse_egress("0").is_err());
+        assert!(parse_sandbox_mode("maybe").is_err());
     }
 
     #[test]

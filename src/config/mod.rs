@@ -9,12 +9,14 @@
 //! - [`file`]: the config file the official `buildd login` writes.
 //! - [`runner`]: which runner, which Claude credentials, which model and prices.
 //! - [`git`]: checkouts, pushes and pull requests.
+//! - [`sandbox`]: how the model's commands are confined.
 
 mod error;
 pub mod file;
 pub mod flags;
 mod git;
 pub mod runner;
+mod sandbox;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -33,6 +35,7 @@ pub use error::ConfigError;
 pub use file::{config_path, home_dir};
 use flags::{Cli, LogFormat};
 pub use runner::RunnerSettings;
+pub use sandbox::SandboxSettings;
 
 /// Environment variables whose values are secrets wherever they appear.
 pub const SECRET_ENV_VARS: &[&str] = &[
@@ -110,6 +113,8 @@ pub struct Config {
     pub checkout: PathBuf,
     /// Checkouts, commits, pushes and pull requests.
     pub git: GitSettings,
+    /// How the model's commands are confined.
+    pub sandbox: SandboxSettings,
     /// The values of the secret environment variables that are set (for the redactor).
     pub env_secrets: Vec<String>,
 }
@@ -144,6 +149,7 @@ impl Config {
             &server,
             &env,
         );
+        let confinement = sandbox::resolve(&cli, &git.work_dir, &env)?;
         let env_secrets = SECRET_ENV_VARS
             .iter()
             .filter_map(|var| env.get(*var).cloned())
@@ -178,6 +184,7 @@ impl Config {
             runner_id: format!("buildd-agent/{}", hostname()),
             checkout,
             git,
+            sandbox: confinement,
             env_secrets,
         })
     }

@@ -24,6 +24,7 @@ use crate::anthropic::{
     ApiError, Client, ClientConfig, DEFAULT_API_VERSION, DEFAULT_BASE_URL, DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_MODEL, PriceError, PriceTable, RetryConfig, http_client,
 };
+use crate::process::Confinement;
 use crate::redact::Redactor;
 use crate::secret::Secret;
 use crate::tools::{ToolConfig, Toolbox};
@@ -212,12 +213,16 @@ impl<'a> Session<'a> {
             message: e.to_string(),
             hint: None,
         })?;
+        let confinement = match &request.sandbox {
+            Some(plan) => Some(plan.prepare(&plan.policy)? as Arc<dyn Confinement>),
+            None => None,
+        };
         let toolbox = Toolbox::with_parent_env(
             request.checkout.clone(),
             ToolConfig {
                 shell_timeout: config.tool_shell_timeout,
                 output_cap: config.tool_output_cap,
-                confinement: None,
+                confinement,
             },
             config.parent_env.iter().cloned(),
         );

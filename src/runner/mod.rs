@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::buildd::types::Task;
+use crate::process::sandbox::{Sandbox, SandboxPolicy, TaskSandbox};
 use crate::secret::Secret;
 
 /// Everything a runner needs to work on one task.
@@ -46,6 +47,41 @@ pub struct RunRequest {
     /// Today's date (UTC, `YYYY-MM-DD`), for the brief; given, not read, so
     /// the brief is reproducible.
     pub today: String,
+    /// How the model's commands are confined (`None`: not at all, e.g. in
+    /// library tests; `--sandbox off` is a plan that confines nothing).
+    pub sandbox: Option<SandboxPlan>,
+}
+
+/// The task's confinement, before it is prepared: the agent's sandbox
+/// decision and the task's policy. The runner adds what it needs itself (the
+/// CLI runner: the `claude` CLI's own paths) and prepares it once per task.
+#[derive(Debug, Clone)]
+pub struct SandboxPlan {
+    pub sandbox: Sandbox,
+    pub policy: SandboxPolicy,
+    /// Where the task's private temp dir is made.
+    pub temp_root: PathBuf,
+}
+
+impl SandboxPlan {
+    /// Build the ruleset (or profile) and the task's temp dir for `policy`
+    /// (this plan's, possibly extended); the result confines every command of
+    /// the task and removes the temp dir when dropped.
+    pub fn prepare(&self, policy: &SandboxPolicy) -> Result<Arc<TaskSandbox>, RunError> {
+        use std::os::unix::fs::DirBuilderExt;
+        // The root is the agent's (under --work-dir); each task's dir in it is private.
+        let _ = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.temp_root);
+        self.sandbox
+            .prepare(policy, &self.temp_root)
+            .map(Arc::new)
+            .map_err(|e| RunError::Failed {
+                reason: format!("cannot confine the task's commands: {e}"),
+                usage: Usage::default(),
+            })
+    }
 }
 
 /// What the checkout is, and what happens to it when the task ends.

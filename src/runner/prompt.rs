@@ -218,6 +218,7 @@ mod tests {
             git: None,
             inbox: Default::default(),
             today: "2026-12-01".into(),
+            sandbox: None,
         }
     }
 
@@ -271,6 +272,7 @@ mod tests {
             git: None,
             inbox: Default::default(),
             today: "2026-12-01".into(),
+            sandbox: None,
         };
         let p = Brief::from_request(&request).system_prompt();
         for needle in [

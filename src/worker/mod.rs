@@ -19,7 +19,7 @@ pub mod task;
 #[cfg(test)]
 mod tests;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,11 +27,13 @@ use tracing::info;
 
 use crate::backoff::RetryPolicy;
 use crate::buildd::BuilddClient;
+use crate::config::SandboxSettings;
 use crate::git::{Git, Prepared, TaskInfo};
 use crate::outbox::Outbox;
+use crate::process::sandbox::SandboxPolicy;
 use crate::redact::Redactor;
 use crate::runner::prompt::TaskMode;
-use crate::runner::{GitContext, RunError, RunOutcome, RunRequest, Runner, Usage};
+use crate::runner::{GitContext, RunError, RunOutcome, RunRequest, Runner, SandboxPlan, Usage};
 use crate::shutdown::{Shutdown, Stop, StopReason};
 
 pub use link::LinkTiming;
@@ -63,6 +65,8 @@ pub struct WorkerContext {
     pub outbox: Option<Outbox>,
     /// The server URL, recorded with outbox entries.
     pub server: String,
+    /// How the model's commands are confined (`None`: not at all).
+    pub sandbox: Option<SandboxSettings>,
 }
 
 /// Run one claimed task to its end. `stop` is this task's own stop (a child of
@@ -134,6 +138,7 @@ pub async fn run(
         status = ?result.status,
         turns = result.usage.turns,
         cost_usd = %result.usage.cost_usd.map_or("unknown".into(), |c| format!("{c:.4}")),
+        error = result.error.as_deref().map(|e| link::one_line(e, 300)),
         "task finished"
     );
     result
@@ -206,13 +211,25 @@ async fn work(
             return (None, failed, None);
         }
     };
+    let checkout = prepared
+        .as_ref()
+        .map_or_else(|| ctx.checkout.clone(), |p| p.worktree.clone());
+    let sandbox = match sandbox_plan(ctx, &checkout) {
+        Ok(plan) => plan,
+        Err(reason) => {
+            let failed = Work::Failed {
+                reason,
+                usage: Usage::default(),
+                config_error: false,
+            };
+            return (None, failed, prepared);
+        }
+    };
     let request = RunRequest {
         task: task.task.clone(),
         worker_id: task.worker_id.to_string(),
         branch: task.branch.clone(),
-        checkout: prepared
-            .as_ref()
-            .map_or_else(|| ctx.checkout.clone(), |p| p.worktree.clone()),
+        checkout,
         server_api_key: task.server_api_key.clone(),
         server_oauth_token: task.server_oauth_token.clone(),
         git: prepared.as_ref().map(|p| GitContext {
@@ -225,6 +242,7 @@ async fn work(
         }),
         inbox: link.inbox(),
         today: today(),
+        sandbox,
     };
     for secret in [&task.server_api_key, &task.server_oauth_token]
         .into_iter()
@@ -241,6 +259,26 @@ async fn work(
         }
     };
     (interrupted, work, prepared)
+}
+
+/// The task's confinement plan: the defaults, the checkout and its git
+/// metadata (read now, before the model can rewrite its `.git` file), the
+/// operator's extra paths and the egress setting.
+fn sandbox_plan(ctx: &WorkerContext, checkout: &Path) -> Result<Option<SandboxPlan>, String> {
+    let Some(settings) = &ctx.sandbox else {
+        return Ok(None);
+    };
+    let mut policy = SandboxPolicy::for_task(&settings.host, checkout)
+        .map_err(|e| format!("cannot confine the task's commands: {e}"))?;
+    for (path, access) in &settings.extra {
+        policy.allow(path, *access);
+    }
+    policy.set_egress(settings.sandbox.egress().clone());
+    Ok(Some(SandboxPlan {
+        sandbox: settings.sandbox.clone(),
+        policy,
+        temp_root: settings.temp_root.clone(),
+    }))
 }
 
 /// Why preparing the checkout ended the task before the runner started.

@@ -78,6 +78,7 @@ fn setup(script: Script, task_timeout: Option<Duration>) -> Setup {
         },
         outbox: Some(Outbox::open(&dir.path().join("state")).unwrap()),
         server: fake.url(),
+        sandbox: None,
     };
     Setup {
         fake,

@@ -68,6 +68,7 @@ impl Setup {
             git: None,
             inbox: Default::default(),
             today: "2026-12-01".into(),
+            sandbox: None,
         }
     }
 

@@ -81,6 +81,7 @@ fn request(checkout: PathBuf) -> RunRequest {
         git: None,
         inbox: Default::default(),
         today: "2026-12-01".into(),
+        sandbox: None,
     }
 }
 

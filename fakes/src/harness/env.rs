@@ -185,6 +185,14 @@ impl Env {
             .env("BUILDD_PROGRESS_INTERVAL", "20ms")
             .env("BUILDD_RETRY_BASE_DELAY", "10ms")
             .env("BUILDD_RETRY_MAX_DELAY", "50ms")
+            // The agent confines `claude` and what it starts; the fake `claude` records
+            // its calls in its own directory and replays the fixtures, which the real CLI
+            // would not need: grant exactly those.
+            .env("BUILDD_SANDBOX_WRITE", self.claude.dir())
+            .env(
+                "BUILDD_SANDBOX_READ",
+                crate::harness::claude::fixtures_dir(),
+            )
             .args(args)
     }
 

@@ -15,7 +15,7 @@
 
 mod agent;
 mod checked;
-mod claude;
+pub mod claude;
 mod env;
 mod process;
 

@@ -22,10 +22,11 @@ use super::policy::{Access, Egress, SandboxPolicy};
 /// Where the CLI lives and keeps its state, as the CLI runner starts it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClaudeCliPaths {
-    /// The directory the runner passes as `CLAUDE_CONFIG_DIR` (read-write). A dedicated one
-    /// (e.g. `<work-dir>/claude`), not the operator's `~/.claude`: anything in it is readable
+    /// The directory the runner passes as `CLAUDE_CONFIG_DIR` (read-write), when it is not
+    /// inside the task's private temp dir (which is granted anyway; the CLI runner puts it
+    /// there). A dedicated one, never the operator's `~/.claude`: anything in it is readable
     /// by the model's commands.
-    pub config_dir: PathBuf,
+    pub config_dir: Option<PathBuf>,
     /// The CLI's installation directories (read and execute); see [`install_dirs`].
     pub install_dirs: Vec<PathBuf>,
     /// The Messages API's port, allowed when egress is restricted (443 for the real API).
@@ -56,11 +57,9 @@ impl SandboxPolicy {
     /// [`Egress::Deny`] the API port is opened, since `claude` cannot work without it; its
     /// children then share that one port, as Landlock has no per-process network rules).
     pub fn for_claude_cli(&mut self, cli: &ClaudeCliPaths) -> &mut Self {
-        self.push(
-            cli.config_dir.clone(),
-            Access::ReadWrite,
-            super::policy::Origin::Task,
-        );
+        if let Some(dir) = &cli.config_dir {
+            self.push(dir.clone(), Access::ReadWrite, super::policy::Origin::Task);
+        }
         for dir in &cli.install_dirs {
             self.push(dir.clone(), Access::Read, super::policy::Origin::Task);
         }

@@ -210,7 +210,7 @@ fn prepare_for_claude(s: &Scene, bin: &Path, config: &Path, port: u16) -> TaskSa
     let mut policy = SandboxPolicy::for_task(&HostPaths::default(), &s.worktree).unwrap();
     policy.set_egress(Egress::Deny);
     policy.for_claude_cli(&ClaudeCliPaths {
-        config_dir: config.to_path_buf(),
+        config_dir: Some(config.to_path_buf()),
         install_dirs: claude::install_dirs(bin).unwrap(),
         api_port: Some(port),
     });

@@ -196,6 +196,11 @@ impl Sandbox {
         self.state == State::Confine
     }
 
+    /// The agent's egress setting, which every task's policy starts from.
+    pub fn egress(&self) -> &Egress {
+        &self.egress
+    }
+
     /// What the machine supports (as detected at start-up).
     pub fn support(&self) -> &SandboxSupport {
         &self.support

@@ -25,15 +25,18 @@ mod session;
 mod stream;
 
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
 use super::prompt::Brief;
-use super::{ProgressSink, RunError, RunFuture, RunOutcome, RunRequest, Runner, Usage};
+use super::{
+    ProgressSink, RunError, RunFuture, RunOutcome, RunRequest, Runner, SandboxPlan, Usage,
+};
 use crate::process::env::{ChildEnv, Consumer};
+use crate::process::sandbox::{ClaudeCliPaths, TaskSandbox, claude_install_dirs};
 use crate::process::{CommandSpec, Confinement};
 use crate::redact::Redactor;
 use crate::secret::Secret;
@@ -68,9 +71,6 @@ pub struct CliRunnerConfig {
     /// failure reasons). Pass the agent's shared redactor; the runner adds
     /// the credentials it uses to it.
     pub redactor: Redactor,
-    /// How the `claude` process (and so every command the model runs
-    /// through it) is confined; `None` runs it unconfined.
-    pub confinement: Option<Arc<dyn Confinement>>,
 }
 
 impl Default for CliRunnerConfig {
@@ -84,7 +84,6 @@ impl Default for CliRunnerConfig {
             extra_env: Vec::new(),
             kill_grace: Duration::from_secs(10),
             redactor: Redactor::new(),
-            confinement: None,
         }
     }
 }
@@ -216,19 +215,35 @@ impl CliRunner {
             return Err(fail(reason, Usage::default()));
         }
 
+        let api_port = api_port(&parent_env);
         let is_root = nix::unistd::geteuid().is_root();
-        let env = claude_env(parent_env, &self.config.extra_env, &credential, is_root);
+        let mut env = claude_env(parent_env, &self.config.extra_env, &credential, is_root);
+        // One sandbox for `claude` and everything it starts: the model's
+        // commands run as its children.
+        let confinement = match &request.sandbox {
+            Some(plan) => {
+                let sandbox = confine(plan, &bin, api_port)
+                    .map_err(|e| fail(e.to_string(), Usage::default()))??;
+                if let Some(dir) = private_config_dir(&sandbox)
+                    .map_err(|e| fail(e.to_string(), Usage::default()))?
+                {
+                    env.set("CLAUDE_CONFIG_DIR", dir.as_os_str());
+                }
+                Some(sandbox)
+            }
+            None => None,
+        };
         let spec = CommandSpec::new(&bin, &request.checkout)
             .args(self.args())
             .envs(env.into_vec());
         let prompt = Brief::from_request(&request).cli_prompt();
-        let mut session = Session::start(spec, prompt, self.config.confinement.as_deref())
-            .map_err(|e| {
-                fail(
-                    format!("could not start {}: {e}", bin.display()),
-                    Usage::default(),
-                )
-            })?;
+        let confinement = confinement.as_deref().map(|c| c as &dyn Confinement);
+        let mut session = Session::start(spec, prompt, confinement).map_err(|e| {
+            fail(
+                format!("could not start {}: {e}", bin.display()),
+                Usage::default(),
+            )
+        })?;
 
         let report = Report {
             checkout: &request.checkout,
@@ -287,6 +302,45 @@ impl CliRunner {
     }
 }
 
+/// The task's sandbox extended by what `claude` itself needs: its
+/// installation and, when egress is restricted, the Messages API's port.
+fn confine(
+    plan: &SandboxPlan,
+    bin: &Path,
+    api_port: u16,
+) -> std::io::Result<Result<Arc<TaskSandbox>, RunError>> {
+    let mut policy = plan.policy.clone();
+    policy.for_claude_cli(&ClaudeCliPaths {
+        config_dir: None,
+        install_dirs: claude_install_dirs(bin)?,
+        api_port: Some(api_port),
+    });
+    Ok(plan.prepare(&policy))
+}
+
+/// A fresh `CLAUDE_CONFIG_DIR` in the task's private temp dir (granted to the
+/// sandbox, removed with it): without one the CLI rewrites `~/.claude.json`
+/// by rename, which needs all of `$HOME` writable, and anything in the
+/// operator's own config would be readable by the model's commands.
+fn private_config_dir(sandbox: &TaskSandbox) -> std::io::Result<Option<PathBuf>> {
+    let Some(temp) = sandbox.temp_dir() else {
+        return Ok(None);
+    };
+    let dir = temp.join("claude-config");
+    std::fs::create_dir_all(&dir)?;
+    Ok(Some(dir))
+}
+
+/// The TCP port of the Messages API the CLI talks to (`ANTHROPIC_BASE_URL`,
+/// else the real API's 443).
+fn api_port(env: &[(String, String)]) -> u16 {
+    env.iter()
+        .find(|(k, _)| k == "ANTHROPIC_BASE_URL")
+        .and_then(|(_, v)| url::Url::parse(v.trim()).ok())
+        .and_then(|u| u.port_or_known_default())
+        .unwrap_or(443)
+}
+
 impl Runner for CliRunner {
     fn name(&self) -> &'static str {
         "cli"
@@ -331,6 +385,7 @@ pub(super) mod tests {
             git: None,
             inbox: Default::default(),
             today: "2026-12-01".into(),
+            sandbox: None,
         }
     }
 
