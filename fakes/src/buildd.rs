@@ -63,6 +63,12 @@ pub struct TaskSeed {
     pub repo: Option<String>,
     pub server_api_key: Option<String>,
     pub server_oauth_token: Option<String>,
+    /// `execution` (the default) or `planning`.
+    pub mode: Option<String>,
+    /// The linked issue (`externalUrl`).
+    pub external_url: Option<String>,
+    /// The workspace's `gitConfig` as the claim carries it.
+    pub git_config: Option<Value>,
 }
 
 /// A request as the fake received it.
@@ -111,6 +117,9 @@ pub struct TaskState {
     pub server_api_key: Option<String>,
     #[serde(skip)]
     pub server_oauth_token: Option<String>,
+    pub mode: String,
+    pub external_url: Option<String>,
+    pub git_config: Option<Value>,
     pub claims: u32,
 }
 
@@ -252,6 +261,9 @@ impl FakeBuildd {
             repo: seed.repo,
             server_api_key: seed.server_api_key,
             server_oauth_token: seed.server_oauth_token,
+            mode: seed.mode.unwrap_or_else(|| "execution".into()),
+            external_url: seed.external_url,
+            git_config: seed.git_config,
             claims: 0,
         });
         id
@@ -627,10 +639,11 @@ fn workers_empty(v: &Value) -> bool {
 fn task_json(t: &TaskState) -> Value {
     json!({
         "id": t.id, "workspaceId": t.workspace_id, "title": t.title, "description": t.description,
-        "context": t.context, "priority": t.priority, "mode": "execution", "status": t.status,
+        "context": t.context, "priority": t.priority, "mode": t.mode, "status": t.status,
         "runnerPreference": "any", "requiredCapabilities": [], "outputRequirement": t.output_requirement,
-        "externalUrl": null, "result": null, "createdAt": "2026-11-26T00:00:00.000Z",
-        "workspace": { "id": t.workspace_id, "name": t.workspace_id.trim_start_matches("ws_"), "repo": t.repo, "localPath": null }
+        "externalUrl": t.external_url, "result": null, "createdAt": "2026-11-26T00:00:00.000Z",
+        "workspace": { "id": t.workspace_id, "name": t.workspace_id.trim_start_matches("ws_"), "repo": t.repo,
+            "localPath": null, "gitConfig": t.git_config }
     })
 }
 
