@@ -450,3 +450,14 @@ async fn a_nul_byte_is_refused() {
         .unwrap_err();
     assert!(matches!(err, ShellError::Nul), "{err}");
 }
+
+#[tokio::test]
+async fn a_command_larger_than_a_pipe_buffer_runs_whole() {
+    let f = default_fixture();
+    let payload = "x".repeat(200_000);
+    let out = f
+        .ok(&format!("v='{payload}'; echo ${{#v}}; printf tail"))
+        .await;
+    assert_eq!(out, "200000\ntail");
+    assert_eq!(f.ok("echo next").await, "next\n");
+}
