@@ -59,12 +59,16 @@ pub struct TaskSeed {
     pub description: Option<String>,
     pub priority: i64,
     pub output_requirement: Option<String>,
-    /// `execution` (the default) or `planning`.
-    pub mode: Option<String>,
     pub context: Option<Value>,
     pub repo: Option<String>,
     pub server_api_key: Option<String>,
     pub server_oauth_token: Option<String>,
+    /// `execution` (the default) or `planning`.
+    pub mode: Option<String>,
+    /// The linked issue (`externalUrl`).
+    pub external_url: Option<String>,
+    /// The workspace's `gitConfig` as the claim carries it.
+    pub git_config: Option<Value>,
 }
 
 /// A request as the fake received it.
@@ -107,13 +111,15 @@ pub struct TaskState {
     pub description: Option<String>,
     pub priority: i64,
     pub output_requirement: String,
-    pub mode: String,
     pub context: Value,
     pub repo: Option<String>,
     #[serde(skip)]
     pub server_api_key: Option<String>,
     #[serde(skip)]
     pub server_oauth_token: Option<String>,
+    pub mode: String,
+    pub external_url: Option<String>,
+    pub git_config: Option<Value>,
     pub claims: u32,
 }
 
@@ -251,11 +257,13 @@ impl FakeBuildd {
             description: seed.description,
             priority: seed.priority,
             output_requirement: seed.output_requirement.unwrap_or_else(|| "auto".into()),
-            mode: seed.mode.unwrap_or_else(|| "execution".into()),
             context: seed.context.unwrap_or_else(|| json!({})),
             repo: seed.repo,
             server_api_key: seed.server_api_key,
             server_oauth_token: seed.server_oauth_token,
+            mode: seed.mode.unwrap_or_else(|| "execution".into()),
+            external_url: seed.external_url,
+            git_config: seed.git_config,
             claims: 0,
         });
         id
@@ -633,8 +641,9 @@ fn task_json(t: &TaskState) -> Value {
         "id": t.id, "workspaceId": t.workspace_id, "title": t.title, "description": t.description,
         "context": t.context, "priority": t.priority, "mode": t.mode, "status": t.status,
         "runnerPreference": "any", "requiredCapabilities": [], "outputRequirement": t.output_requirement,
-        "externalUrl": null, "result": null, "createdAt": "2026-11-26T00:00:00.000Z",
-        "workspace": { "id": t.workspace_id, "name": t.workspace_id.trim_start_matches("ws_"), "repo": t.repo, "localPath": null }
+        "externalUrl": t.external_url, "result": null, "createdAt": "2026-11-26T00:00:00.000Z",
+        "workspace": { "id": t.workspace_id, "name": t.workspace_id.trim_start_matches("ws_"), "repo": t.repo,
+            "localPath": null, "gitConfig": t.git_config }
     })
 }
 

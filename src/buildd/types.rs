@@ -99,6 +99,46 @@ pub struct Workspace {
     pub repo: Option<String>,
     #[serde(default)]
     pub local_path: Option<String>,
+    /// The workspace's git settings (`null` while the workspace is unconfigured).
+    #[serde(default)]
+    pub git_config: Option<GitConfig>,
+}
+
+/// The parts of a workspace's `gitConfig` the agent reads. Each field is
+/// read leniently: a value of an unexpected type is treated as absent rather
+/// than failing the whole claim.
+#[derive(Debug, Clone, Deserialize, Serialize, Default, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct GitConfig {
+    /// Admin text for the agent ("Workspace instructions").
+    #[serde(deserialize_with = "lenient", skip_serializing_if = "Option::is_none")]
+    pub agent_instructions: Option<String>,
+    /// `conventional`, `freeform` or `custom`.
+    #[serde(deserialize_with = "lenient", skip_serializing_if = "Option::is_none")]
+    pub commit_style: Option<String>,
+    /// What every commit subject starts with.
+    #[serde(deserialize_with = "lenient", skip_serializing_if = "Option::is_none")]
+    pub commit_prefix: Option<String>,
+    /// `false`: do not load the repository's CLAUDE.md (default: load it).
+    #[serde(deserialize_with = "lenient", skip_serializing_if = "Option::is_none")]
+    pub use_claude_md: Option<bool>,
+}
+
+impl GitConfig {
+    /// Whether the repository's CLAUDE.md is read (unless the workspace said no).
+    pub fn uses_claude_md(&self) -> bool {
+        self.use_claude_md != Some(false)
+    }
+}
+
+/// `T` when the value is one, `None` for `null` or a value of another type.
+fn lenient<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    let value = serde_json::Value::deserialize(deserializer)?;
+    Ok(serde_json::from_value(value).ok())
 }
 
 /// Worker lifecycle statuses the agent reports.
@@ -232,6 +272,30 @@ mod tests {
         assert_eq!(w.task.mode.as_deref(), Some("brand_new_mode"));
         assert_eq!(w.server_api_key.as_ref().unwrap().expose(), "sk-ant-xyz");
         assert_eq!(parsed.reason(), Some("race_lost"));
+    }
+
+    #[test]
+    fn git_config_is_read_leniently() {
+        let ws = |git: &str| -> Workspace {
+            serde_json::from_str(&format!(r#"{{"id":"ws","gitConfig":{git}}}"#)).unwrap()
+        };
+        let git = ws(
+            r#"{"defaultBranch":"main","commitStyle":"conventional","commitPrefix":"[web]",
+            "agentInstructions":"Run make check.","useClaudeMd":false,"maxTurns":80}"#,
+        )
+        .git_config
+        .unwrap();
+        assert_eq!(git.commit_style.as_deref(), Some("conventional"));
+        assert_eq!(git.commit_prefix.as_deref(), Some("[web]"));
+        assert_eq!(git.agent_instructions.as_deref(), Some("Run make check."));
+        assert!(!git.uses_claude_md());
+        assert_eq!(ws("null").git_config, None);
+        // A value of the wrong type is dropped, not a failed claim.
+        let odd = ws(r#"{"useClaudeMd":"yes","agentInstructions":7,"commitStyle":null}"#)
+            .git_config
+            .unwrap();
+        assert_eq!(odd, GitConfig::default());
+        assert!(odd.uses_claude_md());
     }
 
     #[test]

@@ -147,6 +147,14 @@ impl ProcessGroup {
         }
     }
 
+    /// Send `signal` to every member of a group the caller means to keep
+    /// (the shell session traps SIGTERM to stop only its command). Does
+    /// nothing once the group was stopped for good, so a reused group id is
+    /// never signalled. Returns whether the group still existed.
+    pub fn signal_members(&self, signal: Signal) -> bool {
+        !self.stopped && self.signal(signal)
+    }
+
     /// Send `signal` to every member of the group. Returns whether the group
     /// still existed.
     fn signal(&self, signal: Signal) -> bool {

@@ -237,7 +237,7 @@ impl<'a> Session<'a> {
         // Breakpoint 2: the system prompt, fixed for the whole task.
         let brief = Brief::from_request(request);
         let system = vec![SystemBlock {
-            text: brief.system_prompt(),
+            text: brief.system_prompt(toolbox.shell_limits()),
             cache_control: Some(CacheControl::Ephemeral),
         }];
         let messages = vec![Message {

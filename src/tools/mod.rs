@@ -1,4 +1,4 @@
-//! What the model may do: shell, files, search — confined to the checkout.
+//! What the model may do: a shell, files, search, in the task's checkout.
 //!
 //! The agent loop (`crate::runner::api`) puts [`Toolbox::definitions`] in
 //! every Messages API request, hands each `tool_use` block to
@@ -10,11 +10,13 @@
 //! `str_replace_based_edit_tool`), given by type and name only — plus two
 //! custom tools, `glob` and `grep`, built on ripgrep's crates.
 //!
-//! The parts: [`path`] decides which paths are inside the checkout,
-//! [`shell`] runs commands (through `crate::process`, with the model's
-//! environment policy and the optional confinement of [`ToolConfig`]),
-//! [`editor`] views and edits files, [`search`] finds files and lines,
-//! `capture` bounds output.
+//! The parts: [`path`] decides which paths are inside the checkout (the
+//! editor, glob and grep never leave it), [`shell`] keeps the task's one
+//! persistent bash session (started in the checkout through
+//! `crate::process`, with the model's environment policy and the optional
+//! confinement of [`ToolConfig`]; the shell itself can reach whatever that
+//! confinement allows), [`editor`] views and edits files, [`search`] finds
+//! files and lines, `capture` bounds output.
 
 mod capture;
 pub mod editor;
@@ -35,6 +37,7 @@ use tokio_util::sync::CancellationToken;
 use crate::process::Confinement;
 use crate::process::env::{ChildEnv, Consumer};
 use path::Confined;
+use shell::{Ending, Limits, Shell, ShellResult};
 
 /// The bash tool's name and Anthropic type.
 pub const BASH_TOOL: &str = "bash";
@@ -50,7 +53,7 @@ pub const GREP_TOOL: &str = "grep";
 /// Limits for the tools.
 #[derive(Debug, Clone)]
 pub struct ToolConfig {
-    /// How long one shell command may run before its process group is killed.
+    /// How long one shell command may run before it is stopped.
     pub shell_timeout: Duration,
     /// Most characters of output one tool call returns to the model.
     pub output_cap: usize,
@@ -102,12 +105,14 @@ impl ToolOutput {
     }
 }
 
-/// The tools for one task, bound to its checkout.
+/// The tools for one task, bound to its checkout. Clones share one shell
+/// session; it is killed, with everything it started, when the last clone
+/// is dropped.
 #[derive(Debug, Clone)]
 pub struct Toolbox {
     confined: Arc<Confined>,
     config: ToolConfig,
-    env: Arc<Vec<(OsString, OsString)>>,
+    shell: Arc<Shell>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -132,11 +137,23 @@ impl Toolbox {
     where
         I: IntoIterator<Item = (OsString, OsString)>,
     {
+        let confined = Arc::new(Confined::new(checkout));
+        let shell = Shell::new(
+            confined.root().to_path_buf(),
+            Arc::new(ChildEnv::new(Consumer::ModelCommands, parent_env).into_vec()),
+            config.confinement.clone(),
+            Limits::new(config.shell_timeout, config.output_cap),
+        );
         Self {
-            confined: Arc::new(Confined::new(checkout)),
+            confined,
             config,
-            env: Arc::new(ChildEnv::new(Consumer::ModelCommands, parent_env).into_vec()),
+            shell: Arc::new(shell),
         }
+    }
+
+    /// What every shell command runs under (the brief tells the model).
+    pub fn shell_limits(&self) -> &Limits {
+        self.shell.limits()
     }
 
     /// The canonical checkout the tools are confined to.
@@ -228,56 +245,24 @@ impl Toolbox {
     }
 
     async fn bash(&self, input: BashInput, cancel: &CancellationToken) -> ToolOutput {
-        let command = match (input.command, input.restart) {
-            (Some(command), _) if !command.trim().is_empty() => command,
-            // Every call already gets a fresh shell; there is nothing to restart.
-            (_, Some(true)) => {
+        let command = input.command.filter(|c| !c.trim().is_empty());
+        if input.restart == Some(true) {
+            if let Err(e) = self.shell.restart().await {
+                return ToolOutput::error(e.to_string());
+            }
+            if command.is_none() {
                 return ToolOutput::ok(
-                    "Shell restarted. Each command runs in a fresh shell in the checkout.",
+                    "The shell was restarted: a new session in the checkout with the starting \
+                     environment; the old one was killed with everything it started.",
                 );
             }
-            _ => return ToolOutput::error("`command` is required (the bash command to run)"),
+        }
+        let Some(command) = command else {
+            return ToolOutput::error("`command` is required (the bash command to run)");
         };
-        let timeout = self.config.shell_timeout;
-        let result = shell::run(
-            &command,
-            self.confined.root(),
-            &self.env,
-            timeout,
-            self.config.output_cap,
-            self.config.confinement.as_deref(),
-            cancel,
-        )
-        .await;
-        let result = match result {
-            Ok(result) => result,
-            Err(e) => return ToolOutput::error(e.to_string()),
-        };
-        let mut content = result.output;
-        let note = match result.ending {
-            shell::Ending::Exited(status) if status.success() => None,
-            shell::Ending::Exited(status) => Some(match (status.code(), signal_of(status)) {
-                (Some(code), _) => format!("[exit code {code}]"),
-                (None, Some(signal)) => format!("[killed by signal {signal}]"),
-                (None, None) => "[failed]".to_string(),
-            }),
-            shell::Ending::TimedOut(after) => Some(format!(
-                "[timed out after {}; the command and everything it started were killed]",
-                humantime::format_duration(after)
-            )),
-            shell::Ending::Cancelled => {
-                Some("[cancelled; the command and everything it started were killed]".to_string())
-            }
-        };
-        match note {
-            None => ToolOutput::ok(content),
-            Some(note) => {
-                if !content.is_empty() && !content.ends_with('\n') {
-                    content.push('\n');
-                }
-                content.push_str(&note);
-                ToolOutput::error(content)
-            }
+        match self.shell.run(&command, cancel).await {
+            Ok(result) => render_shell(result),
+            Err(e) => ToolOutput::error(e.to_string()),
         }
     }
 
@@ -342,13 +327,62 @@ where
     }
 }
 
-fn signal_of(status: std::process::ExitStatus) -> Option<String> {
-    use std::os::unix::process::ExitStatusExt;
-    let number = status.signal()?;
-    Some(match nix::sys::signal::Signal::try_from(number) {
-        Ok(signal) => signal.as_str().to_string(),
-        Err(_) => number.to_string(),
-    })
+/// A shell result as the model reads it: a note first when the command ran
+/// in a new session, the output, then how it ended when not with status 0.
+fn render_shell(result: ShellResult) -> ToolOutput {
+    const NEW_SHELL: &str = "the next command starts a new shell in the checkout (working \
+                             directory, variables and functions are reset)";
+    let mut content = String::new();
+    if let Some(reason) = &result.replaced {
+        content.push_str(&format!(
+            "[{reason}; this command ran in a new shell in the checkout]\n"
+        ));
+    }
+    content.push_str(&result.output);
+    let after = |d: Duration| humantime::format_duration(d).to_string();
+    let note = match result.ending {
+        Ending::Exited(0) => None,
+        Ending::Exited(code) => Some(match code.checked_sub(128) {
+            Some(signal @ 1..=64) => {
+                format!("[exit code {code} (128 + {})]", shell::signal_name(signal))
+            }
+            _ => format!("[exit code {code}]"),
+        }),
+        Ending::TimedOut(d) => Some(format!(
+            "[timed out after {}; the command stopped on SIGTERM (sent to the shell's background \
+             jobs too); the shell and its state are kept]",
+            after(d)
+        )),
+        Ending::TimedOutShellKilled(d) => Some(format!(
+            "[timed out after {}; the command did not stop on SIGTERM, so the shell was killed \
+             with everything it started; {NEW_SHELL}]",
+            after(d)
+        )),
+        Ending::TimedOutShellExited(d, status) => Some(format!(
+            "[timed out after {}; the command was stopped with SIGTERM and the shell exited \
+             with it ({}); {NEW_SHELL}]",
+            after(d),
+            status.map_or_else(|| "status unknown".to_string(), shell::describe)
+        )),
+        Ending::Cancelled => {
+            Some("[cancelled; the shell was killed with everything it started]".to_string())
+        }
+        Ending::ShellExited(status) => Some(format!(
+            "[{}]\n[the shell itself exited (`exit`, `exec` or a failure under `set -e` end the \
+             session); {NEW_SHELL}]",
+            status.map_or_else(|| "the shell ended".to_string(), shell::describe)
+        )),
+    };
+    match note {
+        None => ToolOutput::ok(content),
+        Some(note) => {
+            if !content.is_empty() && !content.ends_with('\n') {
+                content.push('\n');
+            }
+            content.push_str(&note);
+            ToolOutput::error(content)
+        }
+    }
 }
 
 /// The first line of `text`, control characters dropped, at most `max`
@@ -366,267 +400,4 @@ fn one_line(text: &str, max: usize) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn toolbox(dir: &Path, config: ToolConfig) -> Toolbox {
-        let env = [
-            (
-                "PATH",
-                std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into()),
-            ),
-            ("BUILDD_API_KEY", "bld_toolbox_secret".to_string()),
-            ("ANTHROPIC_API_KEY", "sk-ant-toolbox-secret".to_string()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (OsString::from(k), OsString::from(v)));
-        Toolbox::with_parent_env(dir.to_path_buf(), config, env)
-    }
-
-    #[test]
-    fn definitions_use_the_trained_tool_types_and_valid_schemas() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let defs = toolbox(dir.path(), ToolConfig::default()).definitions();
-        assert_eq!(defs[0], json!({"type": "bash_20250124", "name": "bash"}));
-        assert_eq!(
-            defs[1],
-            json!({"type": "text_editor_20250728", "name": "str_replace_based_edit_tool"})
-        );
-        for def in &defs[2..] {
-            assert!(
-                def["name"].is_string() && def["description"].is_string(),
-                "{def}"
-            );
-            assert_eq!(def["input_schema"]["type"], "object");
-            assert!(def["input_schema"]["properties"].is_object());
-            assert_eq!(def["input_schema"]["required"], json!(["pattern"]));
-        }
-    }
-
-    #[tokio::test]
-    async fn each_tool_works_through_call() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let tb = toolbox(dir.path(), ToolConfig::default());
-        let cancel = CancellationToken::new();
-
-        let out = tb
-            .call(
-                EDITOR_TOOL,
-                json!({"command": "create", "path": "src/a.rs", "file_text": "fn hello() {}\n"}),
-                &cancel,
-            )
-            .await;
-        assert!(!out.is_error, "{out:?}");
-        let out = tb
-            .call(EDITOR_TOOL, json!({"command": "str_replace", "path": "src/a.rs", "old_str": "hello", "new_str": "world"}), &cancel)
-            .await;
-        assert!(!out.is_error, "{out:?}");
-        let out = tb
-            .call(GLOB_TOOL, json!({"pattern": "**/*.rs"}), &cancel)
-            .await;
-        assert_eq!(out, ToolOutput::ok("src/a.rs\n"));
-        let out = tb
-            .call(GREP_TOOL, json!({"pattern": "world"}), &cancel)
-            .await;
-        assert_eq!(out, ToolOutput::ok("src/a.rs:1:fn world() {}\n"));
-        let out = tb
-            .call(BASH_TOOL, json!({"command": "cat src/a.rs"}), &cancel)
-            .await;
-        assert_eq!(out, ToolOutput::ok("fn world() {}\n"));
-        let out = tb
-            .call(BASH_TOOL, json!({"command": "true"}), &cancel)
-            .await;
-        assert_eq!(out, ToolOutput::ok("(no output)"));
-    }
-
-    #[tokio::test]
-    async fn bash_failures_are_errors_with_the_reason() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let config = ToolConfig {
-            shell_timeout: Duration::from_millis(200),
-            output_cap: 1000,
-            ..ToolConfig::default()
-        };
-        let tb = toolbox(dir.path(), config);
-        let cancel = CancellationToken::new();
-        let out = tb
-            .call(BASH_TOOL, json!({"command": "echo oops; exit 42"}), &cancel)
-            .await;
-        assert_eq!(out, ToolOutput::error("oops\n[exit code 42]"));
-        let out = tb
-            .call(BASH_TOOL, json!({"command": "kill -TERM $$"}), &cancel)
-            .await;
-        assert_eq!(out, ToolOutput::error("[killed by signal SIGTERM]"));
-        let out = tb
-            .call(
-                BASH_TOOL,
-                json!({"command": "echo started; sleep 100"}),
-                &cancel,
-            )
-            .await;
-        assert!(out.is_error);
-        assert!(
-            out.content.starts_with("started\n[timed out after 200ms"),
-            "{}",
-            out.content
-        );
-    }
-
-    #[tokio::test]
-    async fn bash_env_has_no_secrets() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let tb = toolbox(dir.path(), ToolConfig::default());
-        let out = tb
-            .call(
-                BASH_TOOL,
-                json!({"command": "env"}),
-                &CancellationToken::new(),
-            )
-            .await;
-        assert!(!out.is_error, "{out:?}");
-        assert!(!out.content.contains("toolbox_secret"), "{}", out.content);
-        assert!(!out.content.contains("toolbox-secret"), "{}", out.content);
-        assert!(out.content.contains("PATH="), "{}", out.content);
-    }
-
-    /// Puts every command under `env CONFINED=yes`, as a sandbox wrapper
-    /// rewrites what runs.
-    #[derive(Debug)]
-    struct MarkConfined;
-
-    impl Confinement for MarkConfined {
-        fn wrap(
-            &self,
-            spec: crate::process::CommandSpec,
-        ) -> std::io::Result<crate::process::CommandSpec> {
-            let mut wrapped = crate::process::CommandSpec::new("env", spec.cwd.clone())
-                .arg("CONFINED=yes")
-                .arg(spec.program);
-            wrapped.args.extend(spec.args);
-            wrapped.env = spec.env;
-            Ok(wrapped)
-        }
-    }
-
-    #[tokio::test]
-    async fn bash_runs_through_the_configured_confinement() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let config = ToolConfig {
-            confinement: Some(Arc::new(MarkConfined)),
-            ..ToolConfig::default()
-        };
-        let tb = toolbox(dir.path(), config);
-        let out = tb
-            .call(
-                BASH_TOOL,
-                json!({"command": "echo \"confined=$CONFINED\""}),
-                &CancellationToken::new(),
-            )
-            .await;
-        assert_eq!(out, ToolOutput::ok("confined=yes\n"));
-    }
-
-    #[tokio::test]
-    async fn bash_restart_and_missing_command() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let tb = toolbox(dir.path(), ToolConfig::default());
-        let cancel = CancellationToken::new();
-        assert!(
-            !tb.call(BASH_TOOL, json!({"restart": true}), &cancel)
-                .await
-                .is_error
-        );
-        assert!(tb.call(BASH_TOOL, json!({}), &cancel).await.is_error);
-        assert!(
-            tb.call(BASH_TOOL, json!({"command": 7}), &cancel)
-                .await
-                .is_error
-        );
-    }
-
-    #[tokio::test]
-    async fn unknown_tools_bad_input_and_cancelled_calls_are_errors() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let tb = toolbox(dir.path(), ToolConfig::default());
-        let cancel = CancellationToken::new();
-        let out = tb.call("rm_rf", json!({}), &cancel).await;
-        assert!(
-            out.is_error && out.content.contains("unknown tool"),
-            "{out:?}"
-        );
-        let out = tb.call(EDITOR_TOOL, json!("not an object"), &cancel).await;
-        assert!(
-            out.is_error && out.content.contains("invalid input"),
-            "{out:?}"
-        );
-        let out = tb.call(GREP_TOOL, json!({"pattern": 1}), &cancel).await;
-        assert!(out.is_error, "{out:?}");
-        cancel.cancel();
-        let out = tb
-            .call(BASH_TOOL, json!({"command": "touch ran"}), &cancel)
-            .await;
-        assert!(out.is_error, "{out:?}");
-        assert!(!dir.path().join("ran").exists());
-    }
-
-    #[test]
-    fn describe_gives_one_clean_line() {
-        assert_eq!(
-            Toolbox::describe("bash", &json!({"command": "cargo test"})),
-            "Running `cargo test`"
-        );
-        assert_eq!(
-            Toolbox::describe("bash", &json!({"command": "cd x\ncargo build"})),
-            "Running `cd x …`"
-        );
-        assert_eq!(
-            Toolbox::describe(
-                EDITOR_TOOL,
-                &json!({"command": "str_replace", "path": "src/lib.rs"})
-            ),
-            "Editing src/lib.rs"
-        );
-        assert_eq!(
-            Toolbox::describe(
-                EDITOR_TOOL,
-                &json!({"command": "view", "path": "README.md"})
-            ),
-            "Reading README.md"
-        );
-        assert_eq!(
-            Toolbox::describe(GREP_TOOL, &json!({"pattern": "fn main", "path": "src"})),
-            "Searching for `fn main` in src"
-        );
-        assert_eq!(
-            Toolbox::describe("glob", &json!({"pattern": "**/*.rs"})),
-            "Finding files matching `**/*.rs`"
-        );
-        assert_eq!(
-            Toolbox::describe("bash", &json!({"restart": true})),
-            "Restarting the shell"
-        );
-        assert_eq!(
-            Toolbox::describe("mystery", &json!(null)),
-            "Using tool mystery"
-        );
-        let long = Toolbox::describe("bash", &json!({"command": "x".repeat(500)}));
-        assert!(long.chars().count() < 100, "{long}");
-        let escape = Toolbox::describe("bash", &json!({"command": "echo \u{1b}[31mred"}));
-        assert!(!escape.contains('\u{1b}'), "{escape}");
-    }
-
-    proptest::proptest! {
-        /// Progress lines never carry newlines or control characters and
-        /// stay short, whatever the model put in the input.
-        #[test]
-        fn describe_is_always_one_short_line(name in ".{0,20}", command in "(?s).{0,300}", path in "(?s).{0,300}") {
-            for tool in [name.as_str(), BASH_TOOL, EDITOR_TOOL, GLOB_TOOL, GREP_TOOL] {
-                let input = json!({"command": command, "path": path, "pattern": command});
-                let line = Toolbox::describe(tool, &input);
-                proptest::prop_assert!(!line.chars().any(char::is_control), "{line:?}");
-                proptest::prop_assert!(line.chars().count() <= 161, "{line:?}");
-            }
-        }
-    }
-}
+mod tests;

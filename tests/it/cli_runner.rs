@@ -70,6 +70,7 @@ fn request(checkout: PathBuf) -> RunRequest {
                 name: "demo".into(),
                 repo: Some("acme/demo".into()),
                 local_path: None,
+                ..Default::default()
             }),
             ..Task::default()
         },

@@ -374,6 +374,7 @@ pub(super) mod tests {
                     name: "web".into(),
                     repo: Some("acme/web".into()),
                     local_path: None,
+                    ..Default::default()
                 }),
                 ..Task::default()
             },
