@@ -18,6 +18,7 @@ use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use super::error::ApiError;
+#[cfg(feature = "bedrock")]
 use super::eventstream::EventStreamDecoder;
 use super::sse::{DEFAULT_MAX_EVENT_BYTES, SseEvent, SseParser};
 use super::stream::MessageAssembler;
@@ -224,26 +225,34 @@ impl Client {
 /// the content type, so a gateway that answers a Bedrock-shaped request with SSE works).
 enum Framing {
     Sse(SseParser),
+    #[cfg(feature = "bedrock")]
     EventStream(EventStreamDecoder),
 }
 
 impl Framing {
     fn for_response(response: &reqwest::Response, max_event_bytes: usize) -> Self {
-        let event_stream = response
+        #[cfg(feature = "bedrock")]
+        if Self::is_event_stream(response) {
+            return Framing::EventStream(EventStreamDecoder::new(max_event_bytes));
+        }
+        #[cfg(not(feature = "bedrock"))]
+        let _ = response;
+        Framing::Sse(SseParser::new(max_event_bytes))
+    }
+
+    #[cfg(feature = "bedrock")]
+    fn is_event_stream(response: &reqwest::Response) -> bool {
+        response
             .headers()
             .get(reqwest::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|t| t.contains("application/vnd.amazon.eventstream"));
-        if event_stream {
-            Framing::EventStream(EventStreamDecoder::new(max_event_bytes))
-        } else {
-            Framing::Sse(SseParser::new(max_event_bytes))
-        }
+            .is_some_and(|t| t.contains("application/vnd.amazon.eventstream"))
     }
 
     fn push(&mut self, chunk: &[u8]) -> Result<Vec<SseEvent>, ApiError> {
         match self {
             Framing::Sse(p) => Ok(p.push(chunk)?),
+            #[cfg(feature = "bedrock")]
             Framing::EventStream(d) => d.push(chunk),
         }
     }

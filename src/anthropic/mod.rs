@@ -11,6 +11,7 @@
 
 pub mod client;
 pub mod error;
+#[cfg(feature = "bedrock")]
 pub mod eventstream;
 pub mod model_id;
 pub mod models;

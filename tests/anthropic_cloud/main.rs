@@ -5,9 +5,11 @@
 //! AWS event-stream replies) and Google Vertex AI (a service account's self-signed token
 //! checked against its public key, a gcloud user's refreshed token).
 
+#[cfg(feature = "bedrock")]
 mod bedrock;
 mod gateway;
 mod server;
+#[cfg(feature = "vertex")]
 mod vertex;
 
 use std::time::Duration;

@@ -7,8 +7,11 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
+#[cfg(feature = "bedrock")]
 use aws_smithy_eventstream::frame::write_message_to;
+#[cfg(feature = "bedrock")]
 use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
+#[cfg(feature = "bedrock")]
 use base64::Engine;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -87,6 +90,7 @@ impl Reply {
     }
 
     /// The same reply as Bedrock frames it: AWS event-stream `chunk` messages.
+    #[cfg(feature = "bedrock")]
     pub fn event_stream_text(text: &str) -> Self {
         let mut body = Vec::new();
         for e in text_events(text) {
@@ -105,6 +109,7 @@ impl Reply {
     }
 
     /// A Bedrock stream cut by an exception frame after `message_start`.
+    #[cfg(feature = "bedrock")]
     pub fn event_stream_exception(exception: &str) -> Self {
         let start = &text_events("")[0];
         let b64 = base64::engine::general_purpose::STANDARD.encode(start.to_string());
@@ -123,6 +128,7 @@ impl Reply {
     }
 }
 
+#[cfg(feature = "bedrock")]
 fn frame(headers: &[(&str, &str)], payload: &[u8]) -> Vec<u8> {
     let mut m = Message::new(payload.to_vec());
     for (k, v) in headers {

@@ -8,9 +8,18 @@
 //! SigV4 signature, a current Google token), so a retry resends the same bytes.
 
 mod aws_profile;
+#[cfg(feature = "bedrock")]
 mod bedrock;
 mod env;
+#[cfg(not(all(feature = "bedrock", feature = "vertex")))]
+mod unsupported;
+#[cfg(feature = "vertex")]
 mod vertex;
+
+#[cfg(not(feature = "bedrock"))]
+use unsupported::bedrock;
+#[cfg(not(feature = "vertex"))]
+use unsupported::vertex;
 
 use std::path::PathBuf;
 
@@ -271,6 +280,7 @@ fn secret_header(secret: &Secret) -> Result<HeaderValue, ApiError> {
 
 /// `body` (the request as JSON) in a cloud's shape: no `model` (it is in the URL), the
 /// cloud's `anthropic_version`, and optionally no `stream` and the betas as a list.
+#[cfg(any(feature = "bedrock", feature = "vertex"))]
 fn cloud_body(
     request: &MessagesRequest,
     version: &str,
@@ -296,6 +306,7 @@ fn cloud_body(
 
 /// Percent-encode one URL path segment, keeping RFC 3986 unreserved characters and those
 /// in `keep`.
+#[cfg(any(feature = "bedrock", feature = "vertex"))]
 fn path_segment(s: &str, keep: &[u8]) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {

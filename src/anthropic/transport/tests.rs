@@ -1,9 +1,8 @@
 //! Endpoint choice from the environment, and each platform's wire shape.
 
 use std::collections::HashMap;
-use std::time::{Duration, UNIX_EPOCH};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::*;
 use crate::anthropic::types::{
@@ -178,6 +177,7 @@ fn bedrock_credentials_and_region_can_come_from_a_profile() {
     assert!(matches!(&b.auth, BedrockAuth::SigV4(c) if c.access_key_id == "AKCI"));
 }
 
+#[cfg(feature = "bedrock")]
 #[test]
 fn bedrock_requests_put_the_model_in_the_url_and_the_betas_in_the_body() {
     let t = Transport::new(&Endpoint::Bedrock(BedrockEndpoint {
@@ -205,7 +205,7 @@ fn bedrock_requests_put_the_model_in_the_url_and_the_betas_in_the_body() {
     assert_eq!(body["anthropic_version"], "bedrock-2023-05-31");
     assert_eq!(
         body["anthropic_beta"],
-        json!([
+        serde_json::json!([
             "interleaved-thinking-2025-05-14",
             "context-management-2025-06-27"
         ])
@@ -216,8 +216,11 @@ fn bedrock_requests_put_the_model_in_the_url_and_the_betas_in_the_body() {
 /// A signature computed independently (Python's hashlib/hmac, following the SigV4
 /// documentation step by step: double-encoded path, signed headers accept;content-type;
 /// host;x-amz-date;x-amz-security-token) for the request below.
+#[cfg(feature = "bedrock")]
 #[test]
 fn bedrock_sigv4_matches_an_independent_computation() {
+    use std::time::{Duration, UNIX_EPOCH};
+
     let b = bedrock::Bedrock::new(&BedrockEndpoint {
         base_url: "https://bedrock-runtime.us-east-1.amazonaws.com".into(),
         region: "us-east-1".into(),
@@ -310,6 +313,7 @@ fn vertex_needs_a_project_and_derives_its_base_url_from_the_region() {
     assert!(matches!(&skip, Endpoint::Vertex(v) if v.auth == VertexAuth::Skip));
 }
 
+#[cfg(feature = "vertex")]
 #[test]
 fn vertex_requests_use_stream_raw_predict_without_a_model_in_the_body() {
     let t = Transport::new(&Endpoint::Vertex(VertexEndpoint {
@@ -343,4 +347,30 @@ fn vertex_requests_use_stream_raw_predict_without_a_model_in_the_body() {
         auth: VertexAuth::Skip,
     }));
     assert!(matches!(bad, Err(ApiError::Config(_))));
+}
+
+#[cfg(not(all(feature = "bedrock", feature = "vertex")))]
+#[test]
+fn a_platform_left_out_of_the_build_is_refused_by_name() {
+    #[cfg(not(feature = "bedrock"))]
+    {
+        let e = Endpoint::Bedrock(BedrockEndpoint {
+            base_url: "https://b".into(),
+            region: "us-east-1".into(),
+            auth: BedrockAuth::Skip,
+        });
+        let err = Transport::new(&e).unwrap_err();
+        assert!(err.to_string().contains("cargo feature `bedrock`"), "{err}");
+    }
+    #[cfg(not(feature = "vertex"))]
+    {
+        let e = Endpoint::Vertex(VertexEndpoint {
+            base_url: "https://v/v1".into(),
+            project_id: "p".into(),
+            region: "r".into(),
+            auth: VertexAuth::Skip,
+        });
+        let err = Transport::new(&e).unwrap_err();
+        assert!(err.to_string().contains("cargo feature `vertex`"), "{err}");
+    }
 }
