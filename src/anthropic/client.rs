@@ -1,63 +1,32 @@
-//! `POST /v1/messages` over reqwest, streamed, with retries and cancellation.
+//! One Messages API call over reqwest, streamed, with retries and cancellation.
 //!
-//! One call = one assistant reply. Retryable failures (429, 5xx, 529, connection errors,
-//! streams that drop or carry an overload error) are retried with capped exponential backoff
-//! and full jitter, honouring `retry-after`; other 4xx come back at once with the API's own
-//! message. The caller's cancellation token ends a call promptly at any await point.
+//! One call = one assistant reply. The request is prepared once for the endpoint's
+//! platform ([`super::transport`]) and the same bytes are resent on every attempt, each
+//! freshly authenticated. Retryable failures (408, 409, 429 but the spend cap, 5xx, 529,
+//! connection errors, streams that drop or end in an `error` event — the partial reply is
+//! discarded) are retried with capped exponential backoff and full jitter, honouring
+//! `retry-after-ms` / `retry-after` and `x-should-retry`; other errors come back at once
+//! with the API's own message. The caller's cancellation token ends a call promptly at any
+//! await point. Runs of overload are counted ([`Client::overloaded_streak`]) so the caller
+//! can switch to a fallback model.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use super::error::ApiError;
-use super::sse::{DEFAULT_MAX_EVENT_BYTES, SseParser};
+#[cfg(feature = "bedrock")]
+use super::eventstream::EventStreamDecoder;
+use super::sse::{DEFAULT_MAX_EVENT_BYTES, SseEvent, SseParser};
 use super::stream::MessageAssembler;
+use super::transport::{Endpoint, Prepared, Transport};
 use super::types::{MessageResponse, MessagesRequest};
 use crate::secret::Secret;
 
-/// How failed calls are retried. Durations are injected so tests run in milliseconds.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RetryConfig {
-    /// Attempts in total, including the first (at least 1).
-    pub max_attempts: u32,
-    /// Backoff before the second attempt; doubles per attempt.
-    pub base_delay: Duration,
-    /// Cap on one backoff delay.
-    pub max_delay: Duration,
-    /// Cap on how long a `retry-after` header may make us wait.
-    pub max_retry_after: Duration,
-}
-
-impl Default for RetryConfig {
-    fn default() -> Self {
-        Self {
-            max_attempts: 8,
-            base_delay: Duration::from_millis(500),
-            max_delay: Duration::from_secs(30),
-            max_retry_after: Duration::from_secs(120),
-        }
-    }
-}
-
-impl RetryConfig {
-    /// The wait before attempt `attempt + 1` (attempt counts from 1): full jitter over
-    /// `min(max_delay, base * 2^(attempt-1))`, or the server's `retry-after` when it gave one.
-    pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
-        if let Some(ra) = retry_after {
-            return ra.min(self.max_retry_after);
-        }
-        let exp = self
-            .base_delay
-            .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1).min(30)));
-        let cap = exp.min(self.max_delay);
-        let nanos = u64::try_from(cap.as_nanos()).unwrap_or(u64::MAX);
-        if nanos == 0 {
-            return Duration::ZERO;
-        }
-        Duration::from_nanos(rand::random_range(0..=nanos))
-    }
-}
+pub use super::retry::RetryConfig;
 
 /// How long a connection attempt may take unless configured otherwise.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -65,11 +34,12 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Where and how to call the API.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
-    /// Base URL without `/v1/messages`, e.g. `https://api.anthropic.com`.
-    pub base_url: String,
-    pub api_key: Secret,
-    /// The `anthropic-version` header.
+    /// The platform, its URL and its credentials.
+    pub endpoint: Endpoint,
+    /// The `anthropic-version` header (Claude API and gateways; the clouds put their own
+    /// version in the body).
     pub api_version: String,
+    /// How failed attempts are retried.
     pub retry: RetryConfig,
     /// Refuse a single server-sent event larger than this.
     pub max_event_bytes: usize,
@@ -79,20 +49,29 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     /// Give up on a stream that sends nothing (not even `ping`) for this long.
     pub idle_timeout: Duration,
+    /// Stop retrying once this many overloaded answers came in a row (counted across
+    /// calls), so the caller can switch to a fallback model; `None` retries up to
+    /// `retry.max_attempts` as for any other retryable error.
+    pub overloaded_give_up_after: Option<u32>,
 }
 
 impl ClientConfig {
-    /// Defaults for everything but where to go and the key.
+    /// The Claude API (or a gateway) at `base_url` with an `x-api-key`, and defaults.
     pub fn new(base_url: impl Into<String>, api_key: Secret) -> Self {
+        Self::for_endpoint(Endpoint::anthropic(base_url, api_key))
+    }
+
+    /// Defaults for everything but the endpoint.
+    pub fn for_endpoint(endpoint: Endpoint) -> Self {
         Self {
-            base_url: base_url.into(),
-            api_key,
+            endpoint,
             api_version: super::DEFAULT_API_VERSION.to_string(),
             retry: RetryConfig::default(),
             max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
             max_response_bytes: 4 * DEFAULT_MAX_EVENT_BYTES,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             idle_timeout: Duration::from_secs(300),
+            overloaded_give_up_after: None,
         }
     }
 }
@@ -111,31 +90,36 @@ pub fn http_client(base_url: &str, connect_timeout: Duration) -> Result<reqwest:
 #[derive(Debug, Clone)]
 pub struct Client {
     http: reqwest::Client,
-    url: String,
+    transport: Transport,
     config: ClientConfig,
+    /// Overloaded answers in a row, across calls (shared by clones).
+    overloaded: Arc<AtomicU32>,
 }
 
 impl Client {
-    /// Build a client with its own HTTP client; fails on an unusable base URL or key.
+    /// Build a client with its own HTTP client; fails on an unusable endpoint or key.
     pub fn new(config: ClientConfig) -> Result<Self, ApiError> {
-        let http = http_client(&config.base_url, config.connect_timeout)?;
+        let http = http_client(config.endpoint.base_url(), config.connect_timeout)?;
         Self::with_http(config, http)
     }
 
     /// Build a client over a shared HTTP client (from [`http_client`]): what the API runner
     /// does for every task, so that trust roots are loaded and connections pooled once per
-    /// process, not once per task. Fails on an unusable base URL or key.
+    /// process, not once per task. Fails on an unusable endpoint or key.
     pub fn with_http(config: ClientConfig, http: reqwest::Client) -> Result<Self, ApiError> {
-        let base = config.base_url.trim_end_matches('/');
-        let url = format!("{base}/v1/messages");
-        reqwest::Url::parse(&url)
-            .map_err(|e| ApiError::Config(format!("base URL {base:?}: {e}")))?;
-        if config.api_key.is_empty() {
-            return Err(ApiError::Config("the API key is empty".into()));
-        }
-        reqwest::header::HeaderValue::from_str(config.api_key.expose())
-            .map_err(|_| ApiError::Config("the API key contains invalid characters".into()))?;
-        Ok(Self { http, url, config })
+        let transport = Transport::new(&config.endpoint)?;
+        Ok(Self {
+            http,
+            transport,
+            config,
+            overloaded: Arc::default(),
+        })
+    }
+
+    /// How many overloaded answers (529, `overloaded_error`) came in a row, across calls;
+    /// any other outcome resets it. The caller's signal to try a fallback model.
+    pub fn overloaded_streak(&self) -> u32 {
+        self.overloaded.load(Ordering::Relaxed)
     }
 
     /// Send `request` and assemble the reply, retrying what is retryable.
@@ -144,19 +128,21 @@ impl Client {
         request: &MessagesRequest,
         cancel: &CancellationToken,
     ) -> Result<MessageResponse, ApiError> {
-        let body = serde_json::to_vec(request)
-            .map_err(|e| ApiError::Protocol(format!("cannot encode request: {e}")))?;
+        let prepared = self.transport.prepare(request, &self.config.api_version)?;
         let max = self.config.retry.max_attempts.max(1);
         let mut attempt = 1;
         loop {
             let result = tokio::select! {
                 biased;
                 _ = cancel.cancelled() => return Err(ApiError::Cancelled),
-                r = self.attempt(&body) => r,
+                r = self.attempt(&prepared) => r,
             };
+            let streak = self.count_overload(&result);
             match result {
                 Ok(m) => return Ok(m),
-                Err(e) if e.is_retryable() && attempt < max => {
+                Err(e)
+                    if e.is_retryable() && attempt < max && !self.give_up_on_overload(streak) =>
+                {
                     let wait = self.config.retry.delay(attempt, e.retry_after());
                     tracing::warn!(attempt, error = %e, ?wait, "Messages API call failed; retrying");
                     tokio::select! {
@@ -171,15 +157,31 @@ impl Client {
         }
     }
 
-    async fn attempt(&self, body: &[u8]) -> Result<MessageResponse, ApiError> {
-        let response = self
-            .http
-            .post(&self.url)
-            .header("x-api-key", self.config.api_key.expose())
-            .header("anthropic-version", &self.config.api_version)
-            .header("content-type", "application/json")
-            .header("accept", "text/event-stream")
-            .body(body.to_vec())
+    /// Update the overload streak from one attempt's outcome; returns the new streak.
+    fn count_overload(&self, result: &Result<MessageResponse, ApiError>) -> u32 {
+        match result {
+            Err(e) if e.is_overloaded() => self.overloaded.fetch_add(1, Ordering::Relaxed) + 1,
+            _ => {
+                self.overloaded.store(0, Ordering::Relaxed);
+                0
+            }
+        }
+    }
+
+    fn give_up_on_overload(&self, streak: u32) -> bool {
+        self.config
+            .overloaded_give_up_after
+            .is_some_and(|n| streak >= n.max(1))
+    }
+
+    async fn attempt(&self, prepared: &Prepared) -> Result<MessageResponse, ApiError> {
+        let auth = self.transport.authorize(prepared).await?;
+        let mut builder = self.http.post(&prepared.url);
+        for (name, value) in prepared.headers.iter().chain(auth.iter()) {
+            builder = builder.header(name, value);
+        }
+        let response = builder
+            .body(prepared.body.clone())
             .send()
             .await
             .map_err(|e| ApiError::Transport(crate::http::error_chain(&e)))?;
@@ -187,7 +189,7 @@ impl Client {
         if !status.is_success() {
             return Err(http_error(response).await);
         }
-        let mut parser = SseParser::new(self.config.max_event_bytes);
+        let mut framing = Framing::for_response(&response, self.config.max_event_bytes);
         let mut assembler = MessageAssembler::new();
         let mut bytes = response.bytes_stream();
         let mut received = 0usize;
@@ -208,7 +210,7 @@ impl Client {
                     limit: self.config.max_response_bytes,
                 });
             }
-            for event in parser.push(&chunk)? {
+            for event in framing.push(&chunk)? {
                 assembler.handle(&event)?;
             }
             if assembler.is_complete() {
@@ -219,21 +221,47 @@ impl Client {
     }
 }
 
-/// Turn an HTTP error response into [`ApiError::Api`], keeping the API's own message.
-async fn http_error(response: reqwest::Response) -> ApiError {
-    let status = response.status().as_u16();
-    let header = |name: &str| {
+/// How the reply's bytes become events: SSE, or Bedrock's AWS event stream (told apart by
+/// the content type, so a gateway that answers a Bedrock-shaped request with SSE works).
+enum Framing {
+    Sse(SseParser),
+    #[cfg(feature = "bedrock")]
+    EventStream(EventStreamDecoder),
+}
+
+impl Framing {
+    fn for_response(response: &reqwest::Response, max_event_bytes: usize) -> Self {
+        #[cfg(feature = "bedrock")]
+        if Self::is_event_stream(response) {
+            return Framing::EventStream(EventStreamDecoder::new(max_event_bytes));
+        }
+        #[cfg(not(feature = "bedrock"))]
+        let _ = response;
+        Framing::Sse(SseParser::new(max_event_bytes))
+    }
+
+    #[cfg(feature = "bedrock")]
+    fn is_event_stream(response: &reqwest::Response) -> bool {
         response
             .headers()
-            .get(name)
+            .get(reqwest::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    };
-    let request_id = header("request-id");
-    let retry_after = header("retry-after")
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(Duration::from_secs_f64);
+            .is_some_and(|t| t.contains("application/vnd.amazon.eventstream"))
+    }
+
+    fn push(&mut self, chunk: &[u8]) -> Result<Vec<SseEvent>, ApiError> {
+        match self {
+            Framing::Sse(p) => Ok(p.push(chunk)?),
+            #[cfg(feature = "bedrock")]
+            Framing::EventStream(d) => d.push(chunk),
+        }
+    }
+}
+
+/// Turn an HTTP error response into an [`ApiError`], keeping the API's own message.
+async fn http_error(response: reqwest::Response) -> ApiError {
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
     // Error bodies are small; cap what we read so a broken proxy cannot flood us.
     let mut text = Vec::new();
     let mut stream = response.bytes_stream();
@@ -243,26 +271,7 @@ async fn http_error(response: reqwest::Response) -> ApiError {
             break;
         }
     }
-    let parsed: Option<serde_json::Value> = serde_json::from_slice(&text).ok();
-    let field = |k: &str| {
-        parsed
-            .as_ref()
-            .and_then(|v| v["error"][k].as_str())
-            .map(str::to_string)
-    };
-    let kind = field("type").unwrap_or_else(|| format!("http_{status}"));
-    let message = field("message").unwrap_or_else(|| {
-        String::from_utf8_lossy(&text[..text.len().min(500)])
-            .trim()
-            .to_string()
-    });
-    ApiError::Api {
-        status: Some(status),
-        kind,
-        message,
-        request_id,
-        retry_after,
-    }
+    super::retry::error_from_response(status, &headers, &text)
 }
 
 #[cfg(test)]
@@ -270,33 +279,41 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backoff_is_capped_and_jittered_and_retry_after_wins() {
-        let r = RetryConfig {
-            max_attempts: 5,
-            base_delay: Duration::from_millis(100),
-            max_delay: Duration::from_millis(250),
-            max_retry_after: Duration::from_secs(10),
-        };
-        for attempt in 1..20 {
-            let d = r.delay(attempt, None);
-            let cap = Duration::from_millis(100 * 2u64.pow((attempt - 1).min(10))).min(r.max_delay);
-            assert!(d <= cap, "attempt {attempt}: {d:?} > {cap:?}");
-        }
-        assert_eq!(
-            r.delay(1, Some(Duration::from_secs(3))),
-            Duration::from_secs(3)
-        );
-        assert_eq!(
-            r.delay(1, Some(Duration::from_secs(999))),
-            Duration::from_secs(10)
-        );
-    }
-
-    #[test]
     fn rejects_bad_configuration() {
         let bad_url = ClientConfig::new("not a url", Secret::new("k"));
         assert!(matches!(Client::new(bad_url), Err(ApiError::Config(_))));
         let empty_key = ClientConfig::new("http://127.0.0.1:1", Secret::new(" "));
         assert!(matches!(Client::new(empty_key), Err(ApiError::Config(_))));
+        let bad_key = ClientConfig::new("http://127.0.0.1:1", Secret::new("k\nx"));
+        assert!(matches!(Client::new(bad_key), Err(ApiError::Config(_))));
+    }
+
+    #[test]
+    fn the_overload_streak_counts_runs_and_resets() {
+        let mut config = ClientConfig::new("http://127.0.0.1:1", Secret::new("k"));
+        config.overloaded_give_up_after = Some(2);
+        let client = Client::new(config).unwrap();
+        let overloaded = || -> Result<MessageResponse, ApiError> {
+            Err(ApiError::Api {
+                status: Some(529),
+                kind: "overloaded_error".into(),
+                message: "Overloaded".into(),
+                request_id: None,
+                retry_after: None,
+                should_retry: None,
+                code: None,
+            })
+        };
+        assert_eq!(client.count_overload(&overloaded()), 1);
+        assert!(!client.give_up_on_overload(1));
+        assert_eq!(
+            client.clone().count_overload(&overloaded()),
+            2,
+            "clones share it"
+        );
+        assert!(client.give_up_on_overload(2));
+        assert_eq!(client.overloaded_streak(), 2);
+        client.count_overload(&Err(ApiError::Transport("reset".into())));
+        assert_eq!(client.overloaded_streak(), 0);
     }
 }

@@ -18,6 +18,7 @@ pub struct SseEvent {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("server-sent event larger than {limit} bytes")]
 pub struct EventTooLarge {
+    /// The cap, in bytes.
     pub limit: usize,
 }
 

@@ -2,14 +2,19 @@
 //!
 //! Sits between [`super::sse`] (bytes → events) and [`super::client`] (HTTP, retries).
 //! Each content block starts as the JSON the server sent in `content_block_start` and
-//! deltas are applied to it, so block types we do not model still come out whole.
-//! Unknown events and delta types are skipped, as the API asks.
+//! deltas are applied to it, so block types we do not model still come out whole
+//! (`compaction_delta` appends to a compaction block's `content` and replaces its
+//! `encrypted_content`). Unknown events and delta types are skipped, as the API asks.
+//! Bedrock's event stream arrives here as the same events (see [`super::eventstream`]).
 
 use serde_json::{Map, Value};
 
 use super::error::ApiError;
 use super::sse::SseEvent;
-use super::types::{ContentBlock, MessageResponse, StopReason, Usage};
+use super::types::{
+    AppliedEdit, CacheCreation, ContentBlock, IterationUsage, MessageResponse, StopDetails,
+    StopReason, Usage,
+};
 
 /// A content block being received.
 #[derive(Debug)]
@@ -52,7 +57,10 @@ pub struct MessageAssembler {
     stopped: bool,
     blocks: Vec<Option<PartialBlock>>,
     stop_reason: Option<StopReason>,
+    stop_details: Option<StopDetails>,
     usage: Usage,
+    applied_edits: Vec<AppliedEdit>,
+    input_transformations: Vec<Value>,
     malformed_tool_inputs: Vec<String>,
 }
 
@@ -96,83 +104,22 @@ impl MessageAssembler {
                 if let Some(u) = m.get("usage") {
                     self.merge_usage(u)?;
                 }
+                self.merge_extras(m);
                 self.started = true;
             }
-            "content_block_start" => {
-                let index = self.index(&v)?;
-                let block = match v.get("content_block") {
-                    Some(Value::Object(m)) => m.clone(),
-                    _ => return Err(protocol("content_block_start without a content_block")),
-                };
-                if self.blocks.len() <= index {
-                    self.blocks.resize_with(index + 1, || None);
-                }
-                self.blocks[index] = Some(PartialBlock {
-                    block,
-                    strings: Vec::new(),
-                    json: String::new(),
-                    has_json: false,
-                    done: false,
-                });
-            }
-            "content_block_delta" => {
-                let index = self.index(&v)?;
-                let part = self
-                    .blocks
-                    .get_mut(index)
-                    .and_then(Option::as_mut)
-                    .ok_or_else(|| protocol(format_args!("delta for unknown block {index}")))?;
-                let delta = &v["delta"];
-                let field = |key: &str| delta[key].as_str().unwrap_or_default();
-                match delta["type"].as_str().unwrap_or_default() {
-                    "text_delta" => part.append("text", field("text")),
-                    "thinking_delta" => part.append("thinking", field("thinking")),
-                    "signature_delta" => part.append("signature", field("signature")),
-                    "input_json_delta" => {
-                        part.json.push_str(field("partial_json"));
-                        part.has_json = true;
-                    }
-                    _ => {}
-                }
-            }
-            "content_block_stop" => {
-                let index = self.index(&v)?;
-                let part = self
-                    .blocks
-                    .get_mut(index)
-                    .and_then(Option::as_mut)
-                    .ok_or_else(|| protocol(format_args!("stop for unknown block {index}")))?;
-                for (key, value) in std::mem::take(&mut part.strings) {
-                    part.block.insert(key.to_string(), Value::String(value));
-                }
-                if part.has_json {
-                    // A tool with no input may stream an empty string: that means `{}`.
-                    let input = if part.json.trim().is_empty() {
-                        Value::Object(Map::new())
-                    } else {
-                        match serde_json::from_str::<Value>(&part.json) {
-                            Ok(v @ Value::Object(_)) => v,
-                            // Cut off by max_tokens, usually: keep the turn valid with `{}`
-                            // and let the caller tell the model instead of failing the reply.
-                            _ => {
-                                if let Some(id) = part.block.get("id").and_then(Value::as_str) {
-                                    self.malformed_tool_inputs.push(id.to_string());
-                                }
-                                Value::Object(Map::new())
-                            }
-                        }
-                    };
-                    part.block.insert("input".into(), input);
-                }
-                part.done = true;
-            }
+            "content_block_start" => self.block_start(&v)?,
+            "content_block_delta" => self.block_delta(&v)?,
+            "content_block_stop" => self.block_stop(&v)?,
             "message_delta" => {
-                if let Some(r) = v["delta"]["stop_reason"].as_str() {
+                let delta = &v["delta"];
+                if let Some(r) = delta["stop_reason"].as_str() {
                     self.stop_reason = Some(StopReason::from(r));
                 }
                 if let Some(u) = v.get("usage") {
                     self.merge_usage(u)?;
                 }
+                self.merge_extras(delta);
+                self.merge_extras(&v);
             }
             "message_stop" => self.stopped = true,
             "error" => {
@@ -183,10 +130,95 @@ impl MessageAssembler {
                     message: e["message"].as_str().unwrap_or_default().to_string(),
                     request_id: None,
                     retry_after: None,
+                    should_retry: None,
+                    code: None,
                 });
             }
             _ => {}
         }
+        Ok(())
+    }
+
+    fn block_start(&mut self, v: &Value) -> Result<(), ApiError> {
+        let index = self.index(v)?;
+        let block = match v.get("content_block") {
+            Some(Value::Object(m)) => m.clone(),
+            _ => return Err(protocol("content_block_start without a content_block")),
+        };
+        if self.blocks.len() <= index {
+            self.blocks.resize_with(index + 1, || None);
+        }
+        self.blocks[index] = Some(PartialBlock {
+            block,
+            strings: Vec::new(),
+            json: String::new(),
+            has_json: false,
+            done: false,
+        });
+        Ok(())
+    }
+
+    fn block_delta(&mut self, v: &Value) -> Result<(), ApiError> {
+        let index = self.index(v)?;
+        let part = self
+            .blocks
+            .get_mut(index)
+            .and_then(Option::as_mut)
+            .ok_or_else(|| protocol(format_args!("delta for unknown block {index}")))?;
+        let delta = &v["delta"];
+        let field = |key: &str| delta[key].as_str().unwrap_or_default();
+        match delta["type"].as_str().unwrap_or_default() {
+            "text_delta" => part.append("text", field("text")),
+            "thinking_delta" => part.append("thinking", field("thinking")),
+            "signature_delta" => part.append("signature", field("signature")),
+            "compaction_delta" => {
+                if let Some(text) = delta["content"].as_str() {
+                    part.append("content", text);
+                }
+                // Opaque state the API needs back verbatim: the latest value wins.
+                if let Some(enc) = delta.get("encrypted_content").filter(|v| !v.is_null()) {
+                    part.block.insert("encrypted_content".into(), enc.clone());
+                }
+            }
+            "input_json_delta" => {
+                part.json.push_str(field("partial_json"));
+                part.has_json = true;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn block_stop(&mut self, v: &Value) -> Result<(), ApiError> {
+        let index = self.index(v)?;
+        let part = self
+            .blocks
+            .get_mut(index)
+            .and_then(Option::as_mut)
+            .ok_or_else(|| protocol(format_args!("stop for unknown block {index}")))?;
+        for (key, value) in std::mem::take(&mut part.strings) {
+            part.block.insert(key.to_string(), Value::String(value));
+        }
+        if part.has_json {
+            // A tool with no input may stream an empty string: that means `{}`.
+            let input = if part.json.trim().is_empty() {
+                Value::Object(Map::new())
+            } else {
+                match serde_json::from_str::<Value>(&part.json) {
+                    Ok(v @ Value::Object(_)) => v,
+                    // Cut off by max_tokens, usually: keep the turn valid with `{}`
+                    // and let the caller tell the model instead of failing the reply.
+                    _ => {
+                        if let Some(id) = part.block.get("id").and_then(Value::as_str) {
+                            self.malformed_tool_inputs.push(id.to_string());
+                        }
+                        Value::Object(Map::new())
+                    }
+                }
+            };
+            part.block.insert("input".into(), input);
+        }
+        part.done = true;
         Ok(())
     }
 
@@ -220,12 +252,43 @@ impl MessageAssembler {
             &mut self.usage.cache_read_input_tokens,
             "cache_read_input_tokens",
         );
+        if let Some(c) = u.get("cache_creation").filter(|c| c.is_object()) {
+            let split: CacheCreation = serde_json::from_value(c.clone())
+                .map_err(|e| protocol(format_args!("usage.cache_creation: {e}")))?;
+            self.usage.cache_creation = Some(split);
+        }
+        if let Some(its) = u.get("iterations").filter(|i| i.is_array()) {
+            self.usage.iterations = serde_json::from_value::<Vec<IterationUsage>>(its.clone())
+                .map_err(|e| protocol(format_args!("usage.iterations: {e}")))?;
+        }
         Ok(())
     }
 
+    /// `stop_details`, `context_management.applied_edits` and `input_transformations`,
+    /// wherever the event carries them (the message in `message_start`, the delta or the
+    /// event itself in `message_delta`). Malformed ones are ignored: they are reports, and
+    /// a reply must not fail over them.
+    fn merge_extras(&mut self, v: &Value) {
+        if let Some(d) = v.get("stop_details").filter(|d| d.is_object())
+            && let Ok(details) = serde_json::from_value::<StopDetails>(d.clone())
+        {
+            self.stop_details = Some(details);
+        }
+        if let Some(edits) = v
+            .get("context_management")
+            .and_then(|c| c.get("applied_edits"))
+            && let Ok(edits) = serde_json::from_value::<Vec<AppliedEdit>>(edits.clone())
+        {
+            self.applied_edits = edits;
+        }
+        if let Some(Value::Array(t)) = v.get("input_transformations") {
+            self.input_transformations = t.clone();
+        }
+    }
+
     /// Usage seen so far (also meaningful for a stream that broke).
-    pub fn usage(&self) -> Usage {
-        self.usage
+    pub fn usage(&self) -> &Usage {
+        &self.usage
     }
 
     /// The assembled reply; a stream without `message_stop` is a retryable dropped stream.
@@ -253,7 +316,10 @@ impl MessageAssembler {
             model: self.model,
             content,
             stop_reason: self.stop_reason,
+            stop_details: self.stop_details,
             usage: self.usage,
+            applied_edits: self.applied_edits,
+            input_transformations: self.input_transformations,
             malformed_tool_inputs: self.malformed_tool_inputs,
         })
     }
@@ -361,7 +427,8 @@ mod tests {
                 input_tokens: 10,
                 output_tokens: 42,
                 cache_creation_input_tokens: 0,
-                cache_read_input_tokens: 4
+                cache_read_input_tokens: 4,
+                ..Usage::default()
             }
         );
         assert_eq!(
@@ -455,5 +522,65 @@ mod tests {
         let err = run(&[start(), bad]).unwrap_err();
         assert!(matches!(err, ApiError::Protocol(_)));
         assert!(!err.is_retryable());
+    }
+
+    #[test]
+    fn compaction_blocks_usage_split_and_reports_are_assembled() {
+        let events = vec![
+            start(),
+            ev(
+                "content_block_start",
+                json!({"index":0,"content_block":{"type":"compaction","content":null}}),
+            ),
+            ev(
+                "content_block_delta",
+                json!({"index":0,"delta":{"type":"compaction_delta","content":"Did A; ",
+                       "encrypted_content":"E1"}}),
+            ),
+            ev(
+                "content_block_delta",
+                json!({"index":0,"delta":{"type":"compaction_delta","content":"next B.",
+                       "encrypted_content":"E2"}}),
+            ),
+            ev(
+                "content_block_delta",
+                json!({"index":0,"delta":{"type":"compaction_delta","content":null}}),
+            ),
+            ev("content_block_stop", json!({"index":0})),
+            ev(
+                "message_delta",
+                json!({"delta":{"stop_reason":"refusal","stop_details":{"type":"refusal",
+                        "category":"cyber","explanation":"no"}},
+                       "context_management":{"applied_edits":[{"type":"clear_thinking_20251015",
+                        "cleared_thinking_turns":3,"cleared_input_tokens":1200}]},
+                       "input_transformations":[{"type":"dropped_thinking_block","index":4}],
+                       "usage":{"output_tokens":9,"cache_creation_input_tokens":30,
+                        "cache_creation":{"ephemeral_5m_input_tokens":10,"ephemeral_1h_input_tokens":20},
+                        "iterations":[{"type":"compaction","input_tokens":5,"output_tokens":4},
+                                      {"type":"message","input_tokens":6,"output_tokens":5}]}}),
+            ),
+            ev("message_stop", json!({})),
+        ];
+        let m = run(&events).unwrap();
+        assert_eq!(
+            serde_json::to_value(&m.content[0]).unwrap(),
+            json!({"type":"compaction","content":"Did A; next B.","encrypted_content":"E2"})
+        );
+        assert!(m.has_compaction());
+        assert_eq!(m.stop_reason, Some(StopReason::Refusal));
+        let details = m.stop_details.as_ref().unwrap();
+        assert_eq!(details.category.as_deref(), Some("cyber"));
+        assert_eq!(m.applied_edits.len(), 1);
+        assert_eq!(m.applied_edits[0].kind, "clear_thinking_20251015");
+        assert_eq!(m.applied_edits[0].cleared_input_tokens, Some(1200));
+        assert_eq!(m.applied_edits[0].rest["cleared_thinking_turns"], 3);
+        assert_eq!(m.input_transformations.len(), 1);
+        assert_eq!(m.usage.cache_writes(), (10, 20));
+        assert_eq!(m.usage.iterations.len(), 2);
+        assert_eq!(m.usage.billed().output_tokens, 9);
+        assert_eq!(
+            m.usage.input_tokens, 10,
+            "message_start's input side is kept"
+        );
     }
 }

@@ -21,8 +21,8 @@ use crate::anthropic::types::{
     SystemBlock, Usage as ApiUsage,
 };
 use crate::anthropic::{
-    ApiError, Client, ClientConfig, DEFAULT_API_VERSION, DEFAULT_BASE_URL, DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_MODEL, PriceError, PriceTable, RetryConfig, http_client,
+    ApiError, Client, ClientConfig, CostMeter, DEFAULT_API_VERSION, DEFAULT_BASE_URL,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_MODEL, PriceError, PriceTable, RetryConfig, http_client,
 };
 use crate::process::Confinement;
 use crate::redact::Redactor;
@@ -175,6 +175,8 @@ struct Session<'a> {
     tools: Vec<Value>,
     messages: Vec<Message>,
     api_usage: ApiUsage,
+    /// Each reply priced on its own: bands depend on one request's prompt size.
+    cost: CostMeter,
     usage: Usage,
     /// The most recent non-empty assistant text, for the summary.
     last_text: String,
@@ -238,7 +240,7 @@ impl<'a> Session<'a> {
         let brief = Brief::from_request(request);
         let system = vec![SystemBlock {
             text: brief.system_prompt(toolbox.shell_limits()),
-            cache_control: Some(CacheControl::Ephemeral),
+            cache_control: Some(CacheControl::ephemeral()),
         }];
         let messages = vec![Message {
             role: Role::User,
@@ -253,6 +255,7 @@ impl<'a> Session<'a> {
             tools,
             messages,
             api_usage: ApiUsage::default(),
+            cost: CostMeter::new(),
             usage: Usage::default(),
             last_text: String::new(),
             warned_unknown_cost: false,
@@ -305,6 +308,7 @@ impl<'a> Session<'a> {
                 messages: self.messages.clone(),
                 tools: self.tools.clone(),
                 metadata: None,
+                ..MessagesRequest::default()
             };
             let reply = match self.client.create_message(&request, cancel).await {
                 Ok(r) => r,
@@ -392,10 +396,15 @@ impl<'a> Session<'a> {
                 Some(StopReason::ToolUse) => {
                     return Err(self.failed("the model asked for tools but sent no tool call"));
                 }
-                Some(StopReason::Unknown(other)) => {
-                    return Err(
-                        self.failed(format!("the model stopped for an unknown reason: {other}"))
-                    );
+                Some(
+                    other @ (StopReason::Unknown(_)
+                    | StopReason::ModelContextWindowExceeded
+                    | StopReason::Compaction),
+                ) => {
+                    return Err(self.failed(format!(
+                        "the model stopped for an unknown reason: {}",
+                        other.as_str()
+                    )));
                 }
                 Some(StopReason::Refusal) | None => {
                     return Err(self.failed("the model stopped without a stop reason"));
@@ -458,7 +467,8 @@ impl<'a> Session<'a> {
         self.api_usage.output_tokens += u.output_tokens;
         self.api_usage.cache_creation_input_tokens += u.cache_creation_input_tokens;
         self.api_usage.cache_read_input_tokens += u.cache_read_input_tokens;
-        let cost = self.config.prices.cost(&self.config.model, &self.api_usage);
+        self.cost.record(&self.config.prices, &self.config.model, u);
+        let cost = self.cost.total();
         if cost.is_none() && self.config.max_cost_usd.is_some() && !self.warned_unknown_cost {
             self.warned_unknown_cost = true;
             tracing::warn!(model = %self.config.model, "no price known for the model; max_cost_usd cannot be enforced");
@@ -493,7 +503,7 @@ fn mark_newest_user_turn(messages: &mut [Message]) {
     if let Some(m) = messages.iter_mut().rev().find(|m| m.role == Role::User)
         && let Some(last) = m.content.last_mut()
     {
-        last.set_cache_control(Some(CacheControl::Ephemeral));
+        last.set_cache_control(Some(CacheControl::ephemeral()));
     }
 }
 

@@ -33,6 +33,7 @@ fn request() -> MessagesRequest {
         }],
         tools: vec![],
         metadata: None,
+        ..MessagesRequest::default()
     }
 }
 

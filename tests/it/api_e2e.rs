@@ -43,8 +43,9 @@ fn the_demo_scenario_edits_the_checkout_and_reports_usage() {
     assert_eq!(first.fields["turns"], json!(3));
     assert_eq!(first.fields["inputTokens"], json!(1200 + 150 + 120));
     assert_eq!(first.fields["outputTokens"], json!(40 + 90 + 30));
-    // Sonnet 5.5 list prices: $2 in, $10 out, $2.50 cache write, $0.20 cache read per MTok.
-    let want = (1470.0 * 2.0 + 160.0 * 10.0 + 2048.0 * 2.5 + 4096.0 * 0.2) / 1e6;
+    // Sonnet 5.5 list prices: $2 in, $10 out, $2.50 cache write, $0.10 cache read per MTok
+    // (reads were $0.20 before 2026-10-07).
+    let want = (1470.0 * 2.0 + 160.0 * 10.0 + 2048.0 * 2.5 + 4096.0 * 0.1) / 1e6;
     let got = first.fields["costUsd"].as_f64().unwrap();
     assert!((got - want).abs() < 1e-9, "{got} vs {want}");
     assert_eq!(

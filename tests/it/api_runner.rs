@@ -256,8 +256,9 @@ async fn multi_turn_task_accounts_tokens_turns_and_cost() {
         ),
         (150, 30, 1000, 2200, 3)
     );
-    // Sonnet 5.5: $2 in, $10 out, $2.50 cache write, $0.20 cache read per million.
-    let want = (150.0 * 2.0 + 30.0 * 10.0 + 1000.0 * 2.5 + 2200.0 * 0.2) / 1e6;
+    // Sonnet 5.5: $2 in, $10 out, $2.50 cache write, $0.10 cache read per million (reads
+    // were $0.20 before 2026-10-07).
+    let want = (150.0 * 2.0 + 30.0 * 10.0 + 1000.0 * 2.5 + 2200.0 * 0.1) / 1e6;
     let cost = u.cost_usd.expect("known model has a cost");
     assert!((cost - want).abs() < 1e-12, "{cost} vs {want}");
     assert_eq!(

@@ -11,6 +11,7 @@
 //! dispositions); each gives its children what they need instead.
 
 mod anthropic_client;
+mod anthropic_cloud;
 mod api_e2e;
 mod api_runner;
 mod claim_modes;

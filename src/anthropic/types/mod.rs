@@ -1,0 +1,24 @@
+//! Serde models of the Messages API request and reply, as the agent loop uses them.
+//!
+//! `content` holds what both directions share (messages, blocks, cache markers),
+//! `request` the body and today's request settings (thinking, effort, context management,
+//! betas), `response` the assembled reply (stop reasons, usage, applied edits). Content
+//! blocks we do not model land in [`ContentBlock::Other`] and are sent back exactly as
+//! received.
+
+mod content;
+mod request;
+mod response;
+
+pub use content::{
+    CacheControl, CacheTtl, CompactionBlock, ContentBlock, Message, Role, SystemBlock,
+};
+pub use request::{
+    BETA_COMPACTION, BETA_CONTEXT_1M, BETA_CONTEXT_MANAGEMENT, BETA_THINKING_BINDING, BlockBinding,
+    ClearToolInputs, ClearTrigger, ContextEdit, ContextManagement, Effort, InputTokens,
+    KeepThinking, MessagesRequest, Metadata, OutputConfig, PrefixMismatch, Thinking,
+    ThinkingDisplay, ThinkingMode, ToolUses, UnknownEffort,
+};
+pub use response::{
+    AppliedEdit, CacheCreation, IterationUsage, MessageResponse, StopDetails, StopReason, Usage,
+};
