@@ -79,7 +79,11 @@ pub(super) fn resolve(
     };
     match choice {
         RunnerChoice::Cli => {
-            if oauth_token.is_none() && api_key.is_none() {
+            // On Bedrock or Vertex the CLI uses the cloud's own credentials.
+            let cloud = ["CLAUDE_CODE_USE_BEDROCK", "CLAUDE_CODE_USE_VERTEX"]
+                .iter()
+                .any(|var| env.get(*var).is_some_and(|v| is_truthy(v)));
+            if oauth_token.is_none() && api_key.is_none() && !cloud {
                 return Err(ConfigError::NoClaudeAuth);
             }
             let config = CliRunnerConfig {
@@ -89,6 +93,7 @@ pub(super) fn resolve(
                 oauth_token,
                 api_key,
                 kill_grace: kill_grace(mode),
+                cloud,
                 ..Default::default()
             };
             let parent_env: Vec<(String, String)> =
@@ -129,6 +134,14 @@ pub(super) fn resolve(
             Ok(RunnerSettings::Api(Box::new(api)))
         }
     }
+}
+
+/// Whether a switch variable is on, as Claude Code reads it (`1`, `true`, `yes`).
+fn is_truthy(v: &str) -> bool {
+    matches!(
+        v.trim().to_ascii_lowercase().as_str(),
+        "1" | "true" | "yes" | "on"
+    )
 }
 
 /// A cancelled CI job gives us seconds, not a minute: `--once` and

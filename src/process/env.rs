@@ -14,8 +14,9 @@
 //! - [`Consumer::ClaudeCli`]: the CLI needs where to reach the API and keep
 //!   its state (`ANTHROPIC_BASE_URL`, `CLAUDE_CONFIG_DIR`, `XDG_*`), a proxy
 //!   even when the proxy URL carries credentials (else it cannot reach the API
-//!   at all), its quiet settings, and `IS_SANDBOX=1` as root. Its credential
-//!   variable is set by the runner with [`ChildEnv::set`].
+//!   at all), its quiet settings, `IS_SANDBOX=1` as root, and the Bedrock,
+//!   Vertex and gateway settings and credentials ([`CLAUDE_CLI_CREDENTIALS`]).
+//!   Its own credential variable is set by the runner with [`ChildEnv::set`].
 //!
 //! The parent environment is always an argument, so nothing here reads the
 //! process-global environment and tests supply their own.
@@ -126,10 +127,42 @@ pub const ANTHROPIC_API_KEY_VAR: &str = "ANTHROPIC_API_KEY";
 /// or helpers (`GIT_TERMINAL_PROMPT=0` is already in [`FORCED`]).
 const GIT_FORCED: &[(&str, &str)] = &[("GIT_ASKPASS", "true"), ("GIT_CONFIG_NOSYSTEM", "1")];
 
-/// The `claude` CLI only: where it reaches the API and keeps its state.
-const CLAUDE_CLI_ALLOWED: &[&str] = &["ANTHROPIC_BASE_URL", "CLAUDE_CONFIG_DIR"];
-/// The `claude` CLI only: it keeps state and caches in the XDG directories.
-const CLAUDE_CLI_PREFIXES: &[&str] = &["XDG_"];
+/// The `claude` CLI only: where it reaches the API and keeps its state, and
+/// the switches and settings of Amazon Bedrock and Google Vertex AI (the same
+/// variables the API runner reads, so one environment serves both runners).
+const CLAUDE_CLI_ALLOWED: &[&str] = &[
+    "ANTHROPIC_BASE_URL",
+    "CLAUDE_CONFIG_DIR",
+    "CLAUDE_CODE_USE_BEDROCK",
+    "CLAUDE_CODE_USE_VERTEX",
+    "ANTHROPIC_BEDROCK_BASE_URL",
+    "ANTHROPIC_VERTEX_BASE_URL",
+    "ANTHROPIC_VERTEX_PROJECT_ID",
+    "CLOUD_ML_REGION",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_PROFILE",
+    "AWS_CONFIG_FILE",
+];
+/// The `claude` CLI only: it keeps state and caches in the XDG directories;
+/// `VERTEX_REGION_<model>` picks a region per model.
+const CLAUDE_CLI_PREFIXES: &[&str] = &["XDG_", "VERTEX_REGION_"];
+/// The `claude` CLI only: credentials it needs when it talks to a cloud or a
+/// gateway rather than with its own credential. Their names look secret (they
+/// are), so they pass only here. Claude Code hands its environment to its Bash
+/// tool: the model's commands can read these, as they can read the CLI's own
+/// key; the redactor hides their values in everything the runner relays.
+pub const CLAUDE_CLI_CREDENTIALS: &[&str] = &[
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_BEARER_TOKEN_BEDROCK",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "GOOGLE_APPLICATION_CREDENTIALS",
+    "ANTHROPIC_AUTH_TOKEN",
+    "CLAUDE_CODE_SKIP_BEDROCK_AUTH",
+    "CLAUDE_CODE_SKIP_VERTEX_AUTH",
+];
 /// The `claude` CLI only: keep it from reaching anything but the API.
 const CLAUDE_CLI_FORCED: &[(&str, &str)] = &[
     ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1"),
@@ -156,6 +189,11 @@ impl Consumer {
             || matches!(self, Consumer::ClaudeCli { .. })
                 && (CLAUDE_CLI_ALLOWED.contains(&name)
                     || CLAUDE_CLI_PREFIXES.iter().any(|p| name.starts_with(p)))
+    }
+
+    /// A credential this consumer needs although its name looks secret.
+    fn passes_credential(self, name: &str) -> bool {
+        matches!(self, Consumer::ClaudeCli { .. }) && CLAUDE_CLI_CREDENTIALS.contains(&name)
     }
 
     /// The CLI cannot reach the API without its proxy; the model's commands
@@ -234,8 +272,7 @@ impl ChildEnv {
                 let Some(name) = name.to_str() else {
                     return false;
                 };
-                consumer.allowed(name)
-                    && !looks_secret(name)
+                (consumer.allowed(name) && !looks_secret(name) || consumer.passes_credential(name))
                     && (consumer.keeps_proxy_credentials()
                         || !is_proxy_with_credentials(name, value))
             })
@@ -430,5 +467,51 @@ mod tests {
         let mut shell = ChildEnv::new(Consumer::ModelCommands, parent_env());
         assert!(!shell.set_configured("BUILDD_API_KEY", "bld_x"));
         assert!(shell.set_configured("ANTHROPIC_API_KEY", "only the CLI refuses this name"));
+    }
+
+    #[test]
+    fn only_the_cli_gets_a_clouds_settings_and_credentials() {
+        let parent: Vec<(OsString, OsString)> = [
+            ("PATH", "/usr/bin"),
+            ("CLAUDE_CODE_USE_BEDROCK", "1"),
+            ("AWS_REGION", "eu-west-1"),
+            ("AWS_PROFILE", "buildd"),
+            ("AWS_SECRET_ACCESS_KEY", "aws-secret"),
+            ("GOOGLE_APPLICATION_CREDENTIALS", "/k/sa.json"),
+            ("VERTEX_REGION_CLAUDE_SONNET_5_5", "europe-west1"),
+            ("BUILDD_API_KEY", "bld_secret"),
+            ("GITHUB_TOKEN", "ghs_secret"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.into(), v.into()))
+        .collect();
+        let cli = ChildEnv::new(Consumer::ClaudeCli { is_root: false }, parent.clone());
+        for name in [
+            "CLAUDE_CODE_USE_BEDROCK",
+            "AWS_REGION",
+            "AWS_PROFILE",
+            "AWS_SECRET_ACCESS_KEY",
+            "GOOGLE_APPLICATION_CREDENTIALS",
+            "VERTEX_REGION_CLAUDE_SONNET_5_5",
+        ] {
+            assert!(cli.get(name).is_some(), "{name} missing for the CLI");
+        }
+        for consumer in [
+            Consumer::ModelCommands,
+            Consumer::Git,
+            Consumer::ClaudeCli { is_root: false },
+        ] {
+            let env = ChildEnv::new(consumer, parent.clone());
+            assert!(env.get("BUILDD_API_KEY").is_none() && env.get("GITHUB_TOKEN").is_none());
+            if consumer != (Consumer::ClaudeCli { is_root: false }) {
+                for name in [
+                    "AWS_SECRET_ACCESS_KEY",
+                    "GOOGLE_APPLICATION_CREDENTIALS",
+                    "AWS_PROFILE",
+                ] {
+                    assert!(env.get(name).is_none(), "{name} leaked to {consumer:?}");
+                }
+            }
+        }
     }
 }

@@ -15,6 +15,7 @@ mod anthropic_cloud;
 mod api_e2e;
 mod api_runner;
 mod claim_modes;
+mod cli_cloud;
 mod cli_runner;
 mod faults;
 mod git_flow;

@@ -51,7 +51,9 @@ case " $* " in
     esac
     ;;
 esac
-if [ -z "${ANTHROPIC_API_KEY:-}${CLAUDE_CODE_OAUTH_TOKEN:-}" ]; then
+# On Bedrock or Vertex the real CLI uses the cloud's credentials instead.
+if [ -z "${ANTHROPIC_API_KEY:-}${CLAUDE_CODE_OAUTH_TOKEN:-}" ] &&
+    [ -z "${CLAUDE_CODE_USE_BEDROCK:-}${CLAUDE_CODE_USE_VERTEX:-}" ]; then
     refuse "started without credentials" "Invalid API key · Please run /login"
 fi
 if [ "$root" = 1 ] && [ "${IS_SANDBOX:-}" != 1 ]; then

@@ -23,28 +23,28 @@ pub enum Credential {
     OauthToken(Secret),
     /// An Anthropic API key, passed as `ANTHROPIC_API_KEY`.
     ApiKey(Secret),
+    /// The CLI talks to Amazon Bedrock or Google Vertex AI with the cloud's
+    /// own credentials, which reach it through its environment policy.
+    Cloud,
 }
 
 impl Credential {
-    /// The secret value.
-    pub fn secret(&self) -> &Secret {
+    /// The secret value, and the environment variable the CLI reads it from
+    /// (none for a cloud: its credentials are the cloud's variables).
+    pub fn variable(&self) -> Option<(&'static str, &Secret)> {
         match self {
-            Credential::OauthToken(s) | Credential::ApiKey(s) => s,
-        }
-    }
-
-    /// The environment variable the CLI reads it from.
-    pub fn var(&self) -> &'static str {
-        match self {
-            Credential::OauthToken(_) => CLAUDE_OAUTH_TOKEN_VAR,
-            Credential::ApiKey(_) => ANTHROPIC_API_KEY_VAR,
+            Credential::OauthToken(s) => Some((CLAUDE_OAUTH_TOKEN_VAR, s)),
+            Credential::ApiKey(s) => Some((ANTHROPIC_API_KEY_VAR, s)),
+            Credential::Cloud => None,
         }
     }
 }
 
 /// Pick the credential for one run. Credentials the server handed over with
 /// the claim are used instead of the local ones (buildd-api.md); within each,
-/// the OAuth token wins over the API key. Empty values count as absent.
+/// the OAuth token wins over the API key. Empty values count as absent. With
+/// neither, a CLI configured for a cloud (`CLAUDE_CODE_USE_BEDROCK`/`_VERTEX`)
+/// uses the cloud's credentials.
 pub fn resolve_credential(
     config: &CliRunnerConfig,
     request: &RunRequest,
@@ -55,6 +55,7 @@ pub fn resolve_credential(
         .or_else(|| present(&request.server_api_key).map(Credential::ApiKey))
         .or_else(|| present(&config.oauth_token).map(Credential::OauthToken))
         .or_else(|| present(&config.api_key).map(Credential::ApiKey))
+        .or(config.cloud.then_some(Credential::Cloud))
         .ok_or_else(|| RunError::Config {
             message: NO_AUTH.to_owned(),
             hint: Some(NO_AUTH_HINT.to_owned()),

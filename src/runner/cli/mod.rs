@@ -36,7 +36,7 @@ use super::{
     ProgressSink, RunError, RunFuture, RunOutcome, RunRequest, Runner, SandboxPlan, Usage,
 };
 use crate::process::env::{ChildEnv, Consumer};
-use crate::process::sandbox::{ClaudeCliPaths, TaskSandbox, claude_install_dirs};
+use crate::process::sandbox::{Access, ClaudeCliPaths, TaskSandbox, claude_install_dirs};
 use crate::process::{CommandSpec, Confinement};
 use crate::redact::Redactor;
 use crate::secret::Secret;
@@ -67,6 +67,10 @@ pub struct CliRunnerConfig {
     pub extra_env: Vec<(String, String)>,
     /// How long the CLI gets between SIGTERM and SIGKILL when stopped.
     pub kill_grace: Duration,
+    /// The environment says the CLI talks to Amazon Bedrock or Google Vertex
+    /// AI (`CLAUDE_CODE_USE_BEDROCK` / `CLAUDE_CODE_USE_VERTEX`): no Anthropic
+    /// credential is needed.
+    pub cloud: bool,
     /// Hides secrets in everything the runner relays (progress, the summary,
     /// failure reasons). Pass the agent's shared redactor; the runner adds
     /// the credentials it uses to it.
@@ -84,6 +88,7 @@ impl Default for CliRunnerConfig {
             extra_env: Vec::new(),
             kill_grace: Duration::from_secs(10),
             redactor: Redactor::new(),
+            cloud: false,
         }
     }
 }
@@ -106,7 +111,9 @@ where
     for (k, v) in extra_env {
         env.set_configured(k, v);
     }
-    env.set(credential.var(), credential.secret().expose());
+    if let Some((var, secret)) = credential.variable() {
+        env.set(var, secret.expose());
+    }
     env
 }
 
@@ -179,7 +186,7 @@ impl CliRunner {
     fn redactor_for(&self, credential: &Credential, request: &RunRequest) -> Redactor {
         let redactor = self.config.redactor.clone();
         let known = [
-            Some(credential.secret()),
+            credential.variable().map(|(_, secret)| secret),
             request.server_api_key.as_ref(),
             request.server_oauth_token.as_ref(),
             self.config.api_key.as_ref(),
@@ -216,13 +223,18 @@ impl CliRunner {
         }
 
         let api_port = api_port(&parent_env);
+        let cloud_files = if self.config.cloud {
+            cloud_credential_files(&parent_env)
+        } else {
+            Vec::new()
+        };
         let is_root = nix::unistd::geteuid().is_root();
         let mut env = claude_env(parent_env, &self.config.extra_env, &credential, is_root);
         // One sandbox for `claude` and everything it starts: the model's
         // commands run as its children.
         let confinement = match &request.sandbox {
             Some(plan) => {
-                let sandbox = confine(plan, &bin, api_port)
+                let sandbox = confine(plan, &bin, api_port, &cloud_files)
                     .map_err(|e| fail(e.to_string(), Usage::default()))??;
                 if let Some(dir) = private_config_dir(&sandbox)
                     .map_err(|e| fail(e.to_string(), Usage::default()))?
@@ -303,11 +315,13 @@ impl CliRunner {
 }
 
 /// The task's sandbox extended by what `claude` itself needs: its
-/// installation and, when egress is restricted, the Messages API's port.
+/// installation, a cloud's credential files when it uses one, and, when
+/// egress is restricted, the Messages API's port.
 fn confine(
     plan: &SandboxPlan,
     bin: &Path,
     api_port: u16,
+    cloud_files: &[PathBuf],
 ) -> std::io::Result<Result<Arc<TaskSandbox>, RunError>> {
     let mut policy = plan.policy.clone();
     policy.for_claude_cli(&ClaudeCliPaths {
@@ -315,6 +329,9 @@ fn confine(
         install_dirs: claude_install_dirs(bin)?,
         api_port: Some(api_port),
     });
+    for file in cloud_files {
+        policy.allow(file, Access::Read);
+    }
     Ok(plan.prepare(&policy))
 }
 
@@ -331,14 +348,50 @@ fn private_config_dir(sandbox: &TaskSandbox) -> std::io::Result<Option<PathBuf>>
     Ok(Some(dir))
 }
 
-/// The TCP port of the Messages API the CLI talks to (`ANTHROPIC_BASE_URL`,
-/// else the real API's 443).
+/// The TCP port of the Messages API the CLI talks to: the Bedrock or Vertex
+/// base URL when the CLI is switched to that cloud, else `ANTHROPIC_BASE_URL`,
+/// else 443 (the real API's, and the clouds').
 fn api_port(env: &[(String, String)]) -> u16 {
-    env.iter()
-        .find(|(k, _)| k == "ANTHROPIC_BASE_URL")
-        .and_then(|(_, v)| url::Url::parse(v.trim()).ok())
+    let var = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.trim());
+    let on = |name: &str| var(name).is_some_and(|v| !v.is_empty() && v != "0" && v != "false");
+    let base = if on("CLAUDE_CODE_USE_BEDROCK") {
+        var("ANTHROPIC_BEDROCK_BASE_URL")
+    } else if on("CLAUDE_CODE_USE_VERTEX") {
+        var("ANTHROPIC_VERTEX_BASE_URL")
+    } else {
+        var("ANTHROPIC_BASE_URL")
+    };
+    base.and_then(|v| url::Url::parse(v).ok())
         .and_then(|u| u.port_or_known_default())
         .unwrap_or(443)
+}
+
+/// The cloud credential files the CLI reads when it talks to Bedrock or
+/// Vertex, for its sandbox (they are the CLI's credential, as its key is).
+fn cloud_credential_files(env: &[(String, String)]) -> Vec<PathBuf> {
+    let var = |name: &str| {
+        env.iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.trim())
+            .filter(|v| !v.is_empty())
+    };
+    let home = var("HOME").map(PathBuf::from);
+    let in_home = |rel: &str| home.as_ref().map(|h| h.join(rel));
+    let files = [
+        var("GOOGLE_APPLICATION_CREDENTIALS").map(PathBuf::from),
+        in_home(".config/gcloud"),
+        var("AWS_SHARED_CREDENTIALS_FILE")
+            .map(PathBuf::from)
+            .or_else(|| in_home(".aws/credentials")),
+        var("AWS_CONFIG_FILE")
+            .map(PathBuf::from)
+            .or_else(|| in_home(".aws/config")),
+    ];
+    files
+        .into_iter()
+        .flatten()
+        .filter(|p| p.is_absolute() && p.exists())
+        .collect()
 }
 
 impl Runner for CliRunner {

@@ -1,0 +1,126 @@
+//! The CLI runner on Amazon Bedrock and Google Vertex AI: started with a cloud
+//! profile and no Anthropic credential, the agent hands the `claude` CLI the
+//! variables Claude Code reads for that cloud, and its sandbox the cloud's
+//! credential files — and nothing else of the agent's secrets.
+
+use buildd_fakes::harness::{Env, TaskSeed};
+
+use crate::AGENT;
+
+const AWS_SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY0123";
+
+fn task_running(commands: &[&str]) -> TaskSeed {
+    let mut description = String::from("Check the cloud set-up.\n");
+    for c in commands {
+        description.push_str(&format!("RUN: {c}\n"));
+    }
+    TaskSeed {
+        title: "Use the cloud".into(),
+        description: Some(description),
+        ..TaskSeed::default()
+    }
+}
+
+#[test]
+fn a_bedrock_profile_reaches_the_cli_with_its_credentials_file() {
+    let env = Env::new(AGENT).with_task(task_running(&[
+        "cat ~/.aws/credentials >/dev/null && echo read-credentials",
+        "cat ~/.ssh/id_ed25519",
+    ]));
+    let aws = env.home().join(".aws");
+    std::fs::create_dir_all(&aws).unwrap();
+    std::fs::write(
+        aws.join("credentials"),
+        format!(
+            "[buildd]\naws_access_key_id = AKIAEXAMPLE\naws_secret_access_key = {AWS_SECRET}\n"
+        ),
+    )
+    .unwrap();
+    let ssh = env.home().join(".ssh");
+    std::fs::create_dir_all(&ssh).unwrap();
+    std::fs::write(
+        ssh.join("id_ed25519"),
+        "-----BEGIN OPENSSH PRIVATE KEY-----\n",
+    )
+    .unwrap();
+
+    let out = env
+        .agent(["--once", "--runner", "cli"])
+        .env_remove("CLAUDE_CODE_OAUTH_TOKEN")
+        .env("CLAUDE_CODE_USE_BEDROCK", "1")
+        .env("AWS_PROFILE", "buildd")
+        .env("AWS_REGION", "eu-west-1")
+        .env("ANTHROPIC_BEDROCK_BASE_URL", "https://bedrock.example.test")
+        .run();
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+
+    let call = env.claude().only_call();
+    for expected in [
+        "CLAUDE_CODE_USE_BEDROCK=1",
+        "AWS_PROFILE=buildd",
+        "AWS_REGION=eu-west-1",
+        "ANTHROPIC_BEDROCK_BASE_URL=https://bedrock.example.test",
+    ] {
+        assert!(
+            call.env.iter().any(|v| v == expected),
+            "{expected} missing: {:?}",
+            call.env
+        );
+    }
+    for absent in [
+        "CLAUDE_CODE_OAUTH_TOKEN=",
+        "ANTHROPIC_API_KEY=",
+        "BUILDD_API_KEY=",
+    ] {
+        assert!(
+            !call.env.iter().any(|v| v.starts_with(absent)),
+            "{absent} passed"
+        );
+    }
+    let runs = call.commands();
+    assert_eq!(runs[0].output.trim(), "read-credentials", "{runs:?}");
+    assert_eq!(runs[0].status, 0);
+    assert_ne!(runs[1].status, 0, "the ssh key must stay closed: {runs:?}");
+    for text in [&out.stdout, &out.stderr] {
+        assert!(!text.contains(AWS_SECRET));
+    }
+}
+
+#[test]
+fn vertex_settings_and_secret_keys_from_the_environment_reach_the_cli() {
+    let env = Env::new(AGENT).with_task(task_running(&["true"]));
+    let key_file = env.home().join("sa.json");
+    std::fs::write(&key_file, r#"{"type":"service_account"}"#).unwrap();
+    let out = env
+        .agent(["--once", "--runner", "cli"])
+        .env_remove("CLAUDE_CODE_OAUTH_TOKEN")
+        .env("CLAUDE_CODE_USE_VERTEX", "1")
+        .env("ANTHROPIC_VERTEX_PROJECT_ID", "acme-ai")
+        .env("CLOUD_ML_REGION", "us-east5")
+        .env("GOOGLE_APPLICATION_CREDENTIALS", &key_file)
+        .env("AWS_SECRET_ACCESS_KEY", AWS_SECRET)
+        .run();
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let call = env.claude().only_call();
+    for expected in [
+        "CLAUDE_CODE_USE_VERTEX=1".to_string(),
+        "ANTHROPIC_VERTEX_PROJECT_ID=acme-ai".into(),
+        "CLOUD_ML_REGION=us-east5".into(),
+        format!("GOOGLE_APPLICATION_CREDENTIALS={}", key_file.display()),
+    ] {
+        assert!(
+            call.env.contains(&expected),
+            "{expected} missing: {:?}",
+            call.env
+        );
+    }
+    // A cloud credential goes to the CLI (it is the CLI's credential)…
+    assert!(
+        call.env
+            .contains(&format!("AWS_SECRET_ACCESS_KEY={AWS_SECRET}"))
+    );
+    // …and nowhere the agent writes.
+    for text in [&out.stdout, &out.stderr] {
+        assert!(!text.contains(AWS_SECRET));
+    }
+}
