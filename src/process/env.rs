@@ -15,7 +15,8 @@
 //!   its state (`ANTHROPIC_BASE_URL`, `CLAUDE_CONFIG_DIR`, `XDG_*`), a proxy
 //!   even when the proxy URL carries credentials (else it cannot reach the API
 //!   at all), its quiet settings, `IS_SANDBOX=1` as root, and the Bedrock,
-//!   Vertex and gateway settings and credentials ([`CLAUDE_CLI_CREDENTIALS`]).
+//!   Vertex settings, and a cloud's credentials when it is switched to one
+//!   ([`CLAUDE_CLI_BEDROCK_CREDENTIALS`], [`CLAUDE_CLI_VERTEX_CREDENTIALS`]).
 //!   Its own credential variable is set by the runner with [`ChildEnv::set`].
 //!
 //! The parent environment is always an argument, so nothing here reads the
@@ -147,20 +148,25 @@ const CLAUDE_CLI_ALLOWED: &[&str] = &[
 /// The `claude` CLI only: it keeps state and caches in the XDG directories;
 /// `VERTEX_REGION_<model>` picks a region per model.
 const CLAUDE_CLI_PREFIXES: &[&str] = &["XDG_", "VERTEX_REGION_"];
-/// The `claude` CLI only: credentials it needs when it talks to a cloud or a
-/// gateway rather than with its own credential. Their names look secret (they
-/// are), so they pass only here. Claude Code hands its environment to its Bash
-/// tool: the model's commands can read these, as they can read the CLI's own
-/// key; the redactor hides their values in everything the runner relays.
-pub const CLAUDE_CLI_CREDENTIALS: &[&str] = &[
+/// The `claude` CLI only: credentials it needs when it talks to Amazon
+/// Bedrock (first list) or Google Vertex AI (second) instead of with its own
+/// credential, passed only when the CLI is switched to that cloud
+/// (`CLAUDE_CODE_USE_BEDROCK` / `CLAUDE_CODE_USE_VERTEX`). Their names look
+/// secret (they are), so they pass only here. Claude Code hands its
+/// environment to its Bash tool: the model's commands can read these, as they
+/// can read the CLI's own key; the redactor hides their values in everything
+/// the runner relays.
+pub const CLAUDE_CLI_BEDROCK_CREDENTIALS: &[&str] = &[
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
     "AWS_SESSION_TOKEN",
     "AWS_BEARER_TOKEN_BEDROCK",
     "AWS_SHARED_CREDENTIALS_FILE",
-    "GOOGLE_APPLICATION_CREDENTIALS",
-    "ANTHROPIC_AUTH_TOKEN",
     "CLAUDE_CODE_SKIP_BEDROCK_AUTH",
+];
+/// See [`CLAUDE_CLI_BEDROCK_CREDENTIALS`].
+pub const CLAUDE_CLI_VERTEX_CREDENTIALS: &[&str] = &[
+    "GOOGLE_APPLICATION_CREDENTIALS",
     "CLAUDE_CODE_SKIP_VERTEX_AUTH",
 ];
 /// The `claude` CLI only: keep it from reaching anything but the API.
@@ -191,9 +197,12 @@ impl Consumer {
                     || CLAUDE_CLI_PREFIXES.iter().any(|p| name.starts_with(p)))
     }
 
-    /// A credential this consumer needs although its name looks secret.
-    fn passes_credential(self, name: &str) -> bool {
-        matches!(self, Consumer::ClaudeCli { .. }) && CLAUDE_CLI_CREDENTIALS.contains(&name)
+    /// A credential this consumer needs although its name looks secret: a
+    /// cloud's, for a CLI switched to that cloud.
+    fn passes_credential(self, name: &str, clouds: Clouds) -> bool {
+        matches!(self, Consumer::ClaudeCli { .. })
+            && (clouds.bedrock && CLAUDE_CLI_BEDROCK_CREDENTIALS.contains(&name)
+                || clouds.vertex && CLAUDE_CLI_VERTEX_CREDENTIALS.contains(&name))
     }
 
     /// The CLI cannot reach the API without its proxy; the model's commands
@@ -220,6 +229,27 @@ impl Consumer {
             || self.forced().any(|(forced, _)| *forced == name)
             || matches!(self, Consumer::ClaudeCli { .. })
                 && [CLAUDE_OAUTH_TOKEN_VAR, ANTHROPIC_API_KEY_VAR].contains(&name)
+    }
+}
+
+/// Which clouds the parent environment switches the `claude` CLI to.
+#[derive(Debug, Clone, Copy, Default)]
+struct Clouds {
+    bedrock: bool,
+    vertex: bool,
+}
+
+impl Clouds {
+    fn of(parent: &[(OsString, OsString)]) -> Self {
+        let on = |name: &str| {
+            parent.iter().any(|(k, v)| {
+                k == name && !matches!(v.to_str().map(str::trim), Some("" | "0" | "false"))
+            })
+        };
+        Clouds {
+            bedrock: on("CLAUDE_CODE_USE_BEDROCK"),
+            vertex: on("CLAUDE_CODE_USE_VERTEX"),
+        }
     }
 }
 
@@ -265,14 +295,19 @@ impl ChildEnv {
         K: Into<OsString>,
         V: Into<OsString>,
     {
-        let mut vars: BTreeMap<OsString, OsString> = parent
+        let parent: Vec<(OsString, OsString)> = parent
             .into_iter()
             .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        let clouds = Clouds::of(&parent);
+        let mut vars: BTreeMap<OsString, OsString> = parent
+            .into_iter()
             .filter(|(name, value)| {
                 let Some(name) = name.to_str() else {
                     return false;
                 };
-                (consumer.allowed(name) && !looks_secret(name) || consumer.passes_credential(name))
+                (consumer.allowed(name) && !looks_secret(name)
+                    || consumer.passes_credential(name, clouds))
                     && (consumer.keeps_proxy_credentials()
                         || !is_proxy_with_credentials(name, value))
             })
@@ -491,11 +526,12 @@ mod tests {
             "AWS_REGION",
             "AWS_PROFILE",
             "AWS_SECRET_ACCESS_KEY",
-            "GOOGLE_APPLICATION_CREDENTIALS",
             "VERTEX_REGION_CLAUDE_SONNET_5_5",
         ] {
             assert!(cli.get(name).is_some(), "{name} missing for the CLI");
         }
+        // Vertex's credentials only on Vertex.
+        assert!(cli.get("GOOGLE_APPLICATION_CREDENTIALS").is_none());
         for consumer in [
             Consumer::ModelCommands,
             Consumer::Git,
