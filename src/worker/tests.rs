@@ -12,11 +12,16 @@ use crate::git::{Author, GitSettings};
 use crate::runner::{ProgressSink, RunFuture};
 use crate::secret::Secret;
 
-type Script =
-    Arc<dyn Fn(RunRequest, ProgressSink, CancellationToken) -> RunFuture<'static> + Send + Sync>;
+/// What the scripted runner does: given the fake server (so the script can act as the
+/// server's other users do), the request, the progress sink and the cancellation token.
+type Script = Arc<
+    dyn Fn(Arc<FakeBuildd>, RunRequest, ProgressSink, CancellationToken) -> RunFuture<'static>
+        + Send
+        + Sync,
+>;
 
 /// A runner that does whatever the test says.
-struct Scripted(Script);
+struct Scripted(Script, Arc<FakeBuildd>);
 
 impl Runner for Scripted {
     fn name(&self) -> &'static str {
@@ -28,7 +33,7 @@ impl Runner for Scripted {
         progress: ProgressSink,
         cancel: CancellationToken,
     ) -> RunFuture<'a> {
-        (self.0)(request, progress, cancel)
+        (self.0)(self.1.clone(), request, progress, cancel)
     }
 }
 
@@ -61,7 +66,7 @@ fn setup(script: Script, task_timeout: Option<Duration>) -> Setup {
     );
     let ctx = WorkerContext {
         client,
-        runner: Arc::new(Scripted(script)),
+        runner: Arc::new(Scripted(script, fake.clone())),
         redactor,
         checkout: dir.path().to_path_buf(),
         git,
@@ -144,11 +149,8 @@ fn progress_updates(fake: &FakeBuildd) -> Vec<serde_json::Value> {
 
 #[tokio::test]
 async fn a_quiet_task_keeps_its_lease() {
-    let fake_slot: Arc<std::sync::OnceLock<Arc<FakeBuildd>>> = Arc::default();
-    let slot = fake_slot.clone();
     let s = setup(
-        Arc::new(move |_, _, _| {
-            let fake = slot.get().cloned().unwrap();
+        Arc::new(move |fake, _, _, _| {
             Box::pin(async move {
                 // Quiet until the server has seen two lease renewals.
                 until("lease renewals", || progress_updates(&fake).len() >= 2).await;
@@ -157,7 +159,6 @@ async fn a_quiet_task_keeps_its_lease() {
         }),
         None,
     );
-    let _ = fake_slot.set(s.fake.clone());
     let r = run_one(&s, seed("Quiet")).await;
     assert_eq!(r.status, TaskStatus::Completed);
     let renewals = progress_updates(&s.fake);
@@ -173,11 +174,8 @@ async fn a_quiet_task_keeps_its_lease() {
 
 #[tokio::test]
 async fn a_burst_of_progress_is_coalesced() {
-    let fake_slot: Arc<std::sync::OnceLock<Arc<FakeBuildd>>> = Arc::default();
-    let slot = fake_slot.clone();
     let s = setup(
-        Arc::new(move |_, progress, _| {
-            let fake = slot.get().cloned().unwrap();
+        Arc::new(move |fake, _, progress, _| {
             Box::pin(async move {
                 for i in 0..200 {
                     progress.action(format!("step {i}"));
@@ -193,7 +191,6 @@ async fn a_burst_of_progress_is_coalesced() {
         }),
         None,
     );
-    let _ = fake_slot.set(s.fake.clone());
     let r = run_one(&s, seed("Burst")).await;
     assert_eq!(r.status, TaskStatus::Completed);
     let sent = progress_updates(&s.fake);
@@ -207,11 +204,8 @@ async fn a_burst_of_progress_is_coalesced() {
 
 #[tokio::test]
 async fn a_worker_the_server_closes_mid_run_stops_and_reports_nothing() {
-    let fake_slot: Arc<std::sync::OnceLock<Arc<FakeBuildd>>> = Arc::default();
-    let slot = fake_slot.clone();
     let s = setup(
-        Arc::new(move |request, _, cancel| {
-            let fake = slot.get().cloned().unwrap();
+        Arc::new(move |fake, request, _, cancel| {
             Box::pin(async move {
                 fake.close_worker(&request.worker_id, "failed");
                 cancel.cancelled().await;
@@ -222,7 +216,6 @@ async fn a_worker_the_server_closes_mid_run_stops_and_reports_nothing() {
         }),
         None,
     );
-    let _ = fake_slot.set(s.fake.clone());
     let r = run_one(&s, seed("Closed")).await;
     assert_eq!(r.status, TaskStatus::Aborted);
     assert!(
@@ -242,7 +235,7 @@ async fn the_task_timeout_covers_a_hanging_checkout() {
     let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = ran.clone();
     let s = setup(
-        Arc::new(move |_, _, _| {
+        Arc::new(move |_, _, _, _| {
             flag.store(true, std::sync::atomic::Ordering::SeqCst);
             Box::pin(async { done("should not run") })
         }),
@@ -267,11 +260,8 @@ async fn the_task_timeout_covers_a_hanging_checkout() {
 
 #[tokio::test]
 async fn the_final_report_is_retried_until_acknowledged() {
-    let fake_slot: Arc<std::sync::OnceLock<Arc<FakeBuildd>>> = Arc::default();
-    let slot = fake_slot.clone();
     let s = setup(
-        Arc::new(move |_, _, _| {
-            let fake = slot.get().cloned().unwrap();
+        Arc::new(move |fake, _, _, _| {
             Box::pin(async move {
                 fake.inject(Route::Update, Fault::Status(503));
                 fake.inject(Route::Update, Fault::Drop);
@@ -280,7 +270,6 @@ async fn the_final_report_is_retried_until_acknowledged() {
         }),
         None,
     );
-    let _ = fake_slot.set(s.fake.clone());
     let r = run_one(&s, seed("Flaky server")).await;
     assert_eq!(r.status, TaskStatus::Completed);
     assert!(r.reported);
@@ -303,11 +292,8 @@ async fn the_final_report_is_retried_until_acknowledged() {
 
 #[tokio::test]
 async fn instructions_from_the_server_reach_the_running_task_once() {
-    let fake_slot: Arc<std::sync::OnceLock<Arc<FakeBuildd>>> = Arc::default();
-    let slot = fake_slot.clone();
     let s = setup(
-        Arc::new(move |request, progress, _| {
-            let fake = slot.get().cloned().unwrap();
+        Arc::new(move |fake, request, progress, _| {
             Box::pin(async move {
                 fake.instruct(&request.worker_id, "Also update the changelog.");
                 let mut seen = Vec::new();
@@ -325,7 +311,6 @@ async fn instructions_from_the_server_reach_the_running_task_once() {
         }),
         None,
     );
-    let _ = fake_slot.set(s.fake.clone());
     let r = run_one(&s, seed("Listen")).await;
     assert_eq!(r.status, TaskStatus::Completed);
     assert_eq!(r.summary.as_deref(), Some("Also update the changelog."));
@@ -363,7 +348,7 @@ fn remote_repo(dir: &std::path::Path) -> String {
 #[tokio::test]
 async fn a_planning_task_commits_nothing_it_left_in_the_tree() {
     let s = setup(
-        Arc::new(|request, _, _| {
+        Arc::new(|_, request, _, _| {
             Box::pin(async move {
                 std::fs::write(request.checkout.join("scratch.md"), "notes").unwrap();
                 done("1. do this\n2. then that")
