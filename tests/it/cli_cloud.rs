@@ -126,3 +126,83 @@ fn vertex_settings_and_its_credentials_reach_the_cli_and_no_other_clouds() {
         assert!(!text.contains(AWS_SECRET));
     }
 }
+
+/// Drives the real CLI (when `BUILDD_TEST_REAL_CLAUDE` names its executable) on Amazon Bedrock:
+/// the environment the agent builds for it (`CLAUDE_CODE_USE_BEDROCK`, the base URL, region and
+/// AWS keys) against the strict fake's Bedrock front-end, which checks each request's SigV4
+/// signature. Not part of the normal suite.
+#[tokio::test]
+#[ignore = "needs the real claude CLI in BUILDD_TEST_REAL_CLAUDE"]
+async fn real_cli_completes_a_task_on_bedrock() {
+    use buildd_agent::runner::cli::{CliRunner, CliRunnerConfig};
+    use buildd_agent::runner::{ProgressSink, RunRequest, Runner};
+    use buildd_fakes::messages::{
+        BedrockConfig, FakeMessages, FakeOptions, Script, ScriptUsage, Step,
+    };
+
+    let Some(bin) = std::env::var_os("BUILDD_TEST_REAL_CLAUDE") else {
+        return;
+    };
+    let (key_id, secret) = (
+        "AKIAFAKEFORTESTS0001",
+        "fake/secret/for/bedrock/tests/000000000000",
+    );
+    let script = Script {
+        api_key: "unused-on-bedrock".into(),
+        steps: vec![Step::text("Done on Bedrock.", ScriptUsage::default()); 8],
+    };
+    let fake = FakeMessages::start_with_options(
+        script,
+        FakeOptions {
+            bedrock: Some(BedrockConfig::new("us-east-1", key_id, secret)),
+            ..FakeOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let checkout = tempfile::tempdir().unwrap();
+    let runner = CliRunner::new(CliRunnerConfig {
+        claude_bin: Some(bin.into()),
+        model: Some("us.anthropic.claude-haiku-4-5-20251001-v1:0".into()),
+        max_turns: 2,
+        cloud: true,
+        ..CliRunnerConfig::default()
+    })
+    .with_parent_env(vec![
+        ("PATH".into(), std::env::var("PATH").unwrap_or_default()),
+        ("HOME".into(), home.path().display().to_string()),
+        ("CLAUDE_CODE_USE_BEDROCK".into(), "1".into()),
+        ("ANTHROPIC_BEDROCK_BASE_URL".into(), fake.url()),
+        ("AWS_REGION".into(), "us-east-1".into()),
+        ("AWS_ACCESS_KEY_ID".into(), key_id.into()),
+        ("AWS_SECRET_ACCESS_KEY".into(), secret.into()),
+    ]);
+    let request = RunRequest {
+        task: buildd_agent::buildd::types::Task {
+            id: "tsk_1".into(),
+            title: "Say done".into(),
+            ..Default::default()
+        },
+        worker_id: "wkr_1".into(),
+        branch: String::new(),
+        checkout: checkout.path().to_path_buf(),
+        server_api_key: None,
+        server_oauth_token: None,
+        git: None,
+        inbox: Default::default(),
+        today: "2026-12-01".into(),
+        sandbox: None,
+    };
+    let (sink, _rx) = ProgressSink::channel();
+    let result = runner
+        .run(request, sink, tokio_util::sync::CancellationToken::new())
+        .await;
+    let requests = fake.requests();
+    for r in &requests {
+        eprintln!("{} {} {:?} {:?}", r.route, r.status, r.auth, r.problems);
+    }
+    let outcome = result.expect("the real CLI completes the task on the fake Bedrock");
+    assert!(outcome.summary.contains("Done on Bedrock"), "{outcome:?}");
+    assert!(!requests.is_empty() && requests.iter().all(|r| r.status == 200));
+}

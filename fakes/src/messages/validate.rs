@@ -106,12 +106,8 @@ pub fn check_body(body: &Value, served: &Served, mid_system: bool) -> Vec<String
     {
         v.push(format!("tool_choice {tc}: forcing a tool is not supported"));
     }
-    if obj
-        .get("thinking")
-        .is_some_and(|t| t.get("budget_tokens").is_some())
-    {
-        v.push("thinking.budget_tokens: manual extended thinking is not supported".into());
-    }
+    // Which thinking shapes a model takes (`enabled` with a budget on the pre-4.6 models, not
+    // on the 5.x ones) is checked per model, in `params`.
     v.extend(check_tools(obj.get("tools")));
     v.extend(check_system(obj.get("system")));
     match obj.get("messages").and_then(Value::as_array) {
