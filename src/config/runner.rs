@@ -79,10 +79,12 @@ pub(super) fn resolve(
     };
     match choice {
         RunnerChoice::Cli => {
-            // On Bedrock or Vertex the CLI uses the cloud's own credentials.
+            // On Bedrock or Vertex the CLI uses the cloud's own credentials; behind a
+            // gateway, its bearer token.
             let cloud = ["CLAUDE_CODE_USE_BEDROCK", "CLAUDE_CODE_USE_VERTEX"]
                 .iter()
-                .any(|var| env.get(*var).is_some_and(|v| is_truthy(v)));
+                .any(|var| env.get(*var).is_some_and(|v| is_truthy(v)))
+                || secret("ANTHROPIC_AUTH_TOKEN").is_some();
             if oauth_token.is_none() && api_key.is_none() && !cloud {
                 return Err(ConfigError::NoClaudeAuth);
             }

@@ -169,6 +169,10 @@ pub const CLAUDE_CLI_VERTEX_CREDENTIALS: &[&str] = &[
     "GOOGLE_APPLICATION_CREDENTIALS",
     "CLAUDE_CODE_SKIP_VERTEX_AUTH",
 ];
+/// The `claude` CLI only, always: the bearer token of an LLM gateway (sent by
+/// Claude Code as `Authorization: Bearer`, also in front of a cloud with its
+/// `CLAUDE_CODE_SKIP_*_AUTH`).
+pub const CLAUDE_CLI_GATEWAY_CREDENTIALS: &[&str] = &["ANTHROPIC_AUTH_TOKEN"];
 /// The `claude` CLI only: keep it from reaching anything but the API.
 const CLAUDE_CLI_FORCED: &[(&str, &str)] = &[
     ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1"),
@@ -201,7 +205,8 @@ impl Consumer {
     /// cloud's, for a CLI switched to that cloud.
     fn passes_credential(self, name: &str, clouds: Clouds) -> bool {
         matches!(self, Consumer::ClaudeCli { .. })
-            && (clouds.bedrock && CLAUDE_CLI_BEDROCK_CREDENTIALS.contains(&name)
+            && (CLAUDE_CLI_GATEWAY_CREDENTIALS.contains(&name)
+                || clouds.bedrock && CLAUDE_CLI_BEDROCK_CREDENTIALS.contains(&name)
                 || clouds.vertex && CLAUDE_CLI_VERTEX_CREDENTIALS.contains(&name))
     }
 
@@ -532,6 +537,16 @@ mod tests {
         }
         // Vertex's credentials only on Vertex.
         assert!(cli.get("GOOGLE_APPLICATION_CREDENTIALS").is_none());
+        // A gateway's token only for the CLI, cloud or not.
+        let with_gateway: Vec<(OsString, OsString)> =
+            vec![("ANTHROPIC_AUTH_TOKEN".into(), "gw-token".into())];
+        let cli = ChildEnv::new(Consumer::ClaudeCli { is_root: false }, with_gateway.clone());
+        assert_eq!(
+            cli.get("ANTHROPIC_AUTH_TOKEN"),
+            Some(OsStr::new("gw-token"))
+        );
+        let shell = ChildEnv::new(Consumer::ModelCommands, with_gateway);
+        assert!(shell.get("ANTHROPIC_AUTH_TOKEN").is_none());
         for consumer in [
             Consumer::ModelCommands,
             Consumer::Git,

@@ -206,3 +206,109 @@ async fn real_cli_completes_a_task_on_bedrock() {
     assert!(outcome.summary.contains("Done on Bedrock"), "{outcome:?}");
     assert!(!requests.is_empty() && requests.iter().all(|r| r.status == 200));
 }
+
+/// The same on Google Vertex AI. Claude Code signs in at Google's own token endpoint whatever
+/// the key file's `token_uri` says (seen: `getaddrinfo ENOTFOUND oauth2.googleapis.com`), so
+/// the test takes a token from the fake itself (a service account's signed assertion) and hands
+/// it over as a gateway would, `CLAUDE_CODE_SKIP_VERTEX_AUTH` + `ANTHROPIC_AUTH_TOKEN`; the
+/// fake checks that bearer token on every Vertex request.
+#[tokio::test]
+#[ignore = "needs the real claude CLI in BUILDD_TEST_REAL_CLAUDE"]
+async fn real_cli_completes_a_task_on_vertex() {
+    use buildd_agent::runner::cli::{CliRunner, CliRunnerConfig};
+    use buildd_agent::runner::{ProgressSink, RunRequest, Runner};
+    use buildd_fakes::messages::{
+        FakeMessages, FakeOptions, Script, ScriptUsage, Step, VertexConfig,
+    };
+
+    let Some(bin) = std::env::var_os("BUILDD_TEST_REAL_CLAUDE") else {
+        return;
+    };
+    let script = Script {
+        api_key: "unused-on-vertex".into(),
+        steps: vec![Step::text("Done on Vertex.", ScriptUsage::default()); 8],
+    };
+    let fake = FakeMessages::start_with_options(
+        script,
+        FakeOptions {
+            vertex: Some(VertexConfig::new("acme-ai", "us-east5")),
+            ..FakeOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let key_file = home.path().join("sa.json");
+    std::fs::write(&key_file, fake.vertex_credentials_json().unwrap()).unwrap();
+    let token_uri = format!("{}/token", fake.url());
+    let account = buildd_fakes::messages::ServiceAccount::test("acme-ai");
+    let assertion = account.sign_jwt(&account.claims(&token_uri)).unwrap();
+    let http = buildd_agent::http::client_builder(&token_uri)
+        .build()
+        .unwrap();
+    let token: serde_json::Value = http
+        .post(&token_uri)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion={assertion}"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let access_token = token["access_token"].as_str().expect("a token").to_string();
+    let checkout = tempfile::tempdir().unwrap();
+    let runner = CliRunner::new(CliRunnerConfig {
+        claude_bin: Some(bin.into()),
+        model: Some("claude-haiku-4-5@20251001".into()),
+        max_turns: 2,
+        cloud: true,
+        ..CliRunnerConfig::default()
+    })
+    .with_parent_env(vec![
+        ("PATH".into(), std::env::var("PATH").unwrap_or_default()),
+        ("HOME".into(), home.path().display().to_string()),
+        ("CLAUDE_CODE_USE_VERTEX".into(), "1".into()),
+        (
+            "ANTHROPIC_VERTEX_BASE_URL".into(),
+            format!("{}/v1", fake.url()),
+        ),
+        ("ANTHROPIC_VERTEX_PROJECT_ID".into(), "acme-ai".into()),
+        ("CLOUD_ML_REGION".into(), "us-east5".into()),
+        (
+            "GOOGLE_APPLICATION_CREDENTIALS".into(),
+            key_file.display().to_string(),
+        ),
+        ("CLAUDE_CODE_SKIP_VERTEX_AUTH".into(), "1".into()),
+        ("ANTHROPIC_AUTH_TOKEN".into(), access_token),
+    ]);
+    let request = RunRequest {
+        task: buildd_agent::buildd::types::Task {
+            id: "tsk_1".into(),
+            title: "Say done".into(),
+            ..Default::default()
+        },
+        worker_id: "wkr_1".into(),
+        branch: String::new(),
+        checkout: checkout.path().to_path_buf(),
+        server_api_key: None,
+        server_oauth_token: None,
+        git: None,
+        inbox: Default::default(),
+        today: "2026-12-01".into(),
+        sandbox: None,
+    };
+    let (sink, _rx) = ProgressSink::channel();
+    let result = runner
+        .run(request, sink, tokio_util::sync::CancellationToken::new())
+        .await;
+    let requests = fake.requests();
+    for r in &requests {
+        eprintln!("{} {} {:?} {:?}", r.route, r.status, r.auth, r.problems);
+    }
+    let outcome = result.expect("the real CLI completes the task on the fake Vertex");
+    assert!(outcome.summary.contains("Done on Vertex"), "{outcome:?}");
+    assert!(!requests.is_empty() && requests.iter().all(|r| r.status == 200));
+}

@@ -24,7 +24,8 @@ pub enum Credential {
     /// An Anthropic API key, passed as `ANTHROPIC_API_KEY`.
     ApiKey(Secret),
     /// The CLI talks to Amazon Bedrock or Google Vertex AI with the cloud's
-    /// own credentials, which reach it through its environment policy.
+    /// own credentials, or to a gateway with its bearer token, which reach it
+    /// through its environment policy.
     Cloud,
 }
 

@@ -67,9 +67,10 @@ pub struct CliRunnerConfig {
     pub extra_env: Vec<(String, String)>,
     /// How long the CLI gets between SIGTERM and SIGKILL when stopped.
     pub kill_grace: Duration,
-    /// The environment says the CLI talks to Amazon Bedrock or Google Vertex
-    /// AI (`CLAUDE_CODE_USE_BEDROCK` / `CLAUDE_CODE_USE_VERTEX`): no Anthropic
-    /// credential is needed.
+    /// The CLI's credential is in its environment: it talks to Amazon Bedrock
+    /// or Google Vertex AI (`CLAUDE_CODE_USE_BEDROCK` / `CLAUDE_CODE_USE_VERTEX`)
+    /// or to a gateway (`ANTHROPIC_AUTH_TOKEN`), so no Anthropic credential is
+    /// needed.
     pub cloud: bool,
     /// Hides secrets in everything the runner relays (progress, the summary,
     /// failure reasons). Pass the agent's shared redactor; the runner adds
