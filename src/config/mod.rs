@@ -45,6 +45,10 @@ pub const SECRET_ENV_VARS: &[&str] = &[
     "CLAUDE_CODE_OAUTH_TOKEN",
     "GITHUB_TOKEN",
     "GH_TOKEN",
+    // The API runner's cloud credentials (Bedrock).
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_BEARER_TOKEN_BEDROCK",
 ];
 
 /// The server used when neither flag, env var nor config file names one.
