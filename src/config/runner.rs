@@ -11,7 +11,9 @@ use super::flags::RunnerChoice;
 use super::{ConfigError, Mode};
 use crate::anthropic::transport::Transport;
 use crate::anthropic::types::Effort;
-use crate::anthropic::{DEFAULT_API_VERSION, DEFAULT_MODEL, Endpoint, PriceTable};
+use crate::anthropic::{
+    ApiError, DEFAULT_API_VERSION, DEFAULT_MODEL, Endpoint, PriceTable, VertexAuth,
+};
 use crate::runner::RunError;
 use crate::runner::api::settings::ModelPlan;
 use crate::runner::api::{ApiRunnerConfig, ModelSettings, ThinkingChoice};
@@ -155,10 +157,7 @@ fn api_runner(
     {
         return Err(ConfigError::ApiRunnerWithoutKey);
     }
-    Transport::new(&endpoint).map_err(|source| ConfigError::ApiEndpoint {
-        platform: endpoint.platform(),
-        source: Box::new(source),
-    })?;
+    check_endpoint(&endpoint)?;
     let models = ModelSettings {
         model_pinned: flags.model.is_some(),
         model: flags.model.unwrap_or_else(|| DEFAULT_MODEL.to_string()),
@@ -179,6 +178,38 @@ fn api_runner(
     };
     warn_about_local_settings(&api);
     Ok(api)
+}
+
+/// Check that `endpoint` can be set up, without building what runs: a Vertex client
+/// starts a token cache on the async runtime, which does not run yet, so its credentials
+/// file is only read and parsed here (the client itself is built for the first task).
+fn check_endpoint(endpoint: &Endpoint) -> Result<(), ConfigError> {
+    let unusable = |source: ApiError| ConfigError::ApiEndpoint {
+        platform: endpoint.platform(),
+        source: Box::new(source),
+    };
+    match endpoint {
+        Endpoint::Vertex(v) => match &v.auth {
+            VertexAuth::CredentialsFile(path) => credentials_file(path).map_err(unusable),
+            VertexAuth::ApplicationDefault | VertexAuth::Skip => Ok(()),
+        },
+        other => Transport::new(other).map(|_| ()).map_err(unusable),
+    }
+}
+
+/// Whether `path` holds Google credentials JSON (an object with a `type`).
+fn credentials_file(path: &std::path::Path) -> Result<(), ApiError> {
+    let shown = path.display();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ApiError::Credentials(format!("cannot read {shown}: {e}")))?;
+    let json: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| ApiError::Credentials(format!("{shown} is not JSON: {e}")))?;
+    match json.get("type").and_then(serde_json::Value::as_str) {
+        Some(_) => Ok(()),
+        None => Err(ApiError::Credentials(format!(
+            "{shown} has no \"type\": not a Google credentials file"
+        ))),
+    }
 }
 
 /// Say at start-up what the local model will not get as asked, and what cannot be priced.
