@@ -167,6 +167,7 @@ async fn the_tasks_context_picks_model_thinking_and_effort_unless_pinned_locally
 #[tokio::test]
 async fn a_529_storm_switches_to_the_fallback_for_the_rest_of_the_task() {
     let steps = vec![
+        bash("toolu_0", "echo before"),
         Step::overloaded_storm(10, &["claude-sonnet-5-5"]),
         bash("toolu_1", "echo hi"),
         done("Done on the fallback."),
@@ -186,15 +187,23 @@ async fn a_529_storm_switches_to_the_fallback_for_the_rest_of_the_task() {
             "claude-sonnet-5-5",
             "claude-sonnet-5-5",
             "claude-sonnet-5-5",
+            "claude-sonnet-5-5",
             "claude-opus-5-5",
             "claude-opus-5-5"
         ]
     );
-    let fallback = &rig.requests()[3].body;
+    let fallback = &rig.requests()[4];
     assert_eq!(
-        fallback["output_config"],
+        fallback.body["output_config"],
         json!({"effort":"medium"}),
         "its own plan"
+    );
+    // Sonnet's thinking goes along unchanged; Opus cannot read it, and the API drops it
+    // silently (no refusal, no rewrite).
+    assert_eq!(fallback.dropped_thinking, vec![(1, 0)]);
+    assert_eq!(
+        fallback.body["messages"][1],
+        rig.requests()[1].body["messages"][1]
     );
     assert!(
         ran.actions()

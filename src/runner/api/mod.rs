@@ -222,3 +222,54 @@ impl Runner for ApiRunner {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::buildd::types::Task;
+    use crate::secret::Secret;
+
+    fn request(server_key: Option<&str>) -> RunRequest {
+        RunRequest {
+            task: Task::default(),
+            worker_id: "wkr_1".into(),
+            branch: "b".into(),
+            checkout: std::env::temp_dir(),
+            server_api_key: server_key.map(Secret::new),
+            server_oauth_token: None,
+            git: None,
+            inbox: Default::default(),
+            today: "2026-12-01".into(),
+            sandbox: None,
+        }
+    }
+
+    fn local(key: Option<&str>, token: Option<&str>) -> AnthropicEndpoint {
+        AnthropicEndpoint {
+            base_url: "https://api.anthropic.com".into(),
+            api_key: key.map(Secret::new),
+            auth_token: token.map(Secret::new),
+        }
+    }
+
+    #[test]
+    fn the_servers_key_replaces_the_local_one_but_never_goes_to_a_gateway() {
+        let key = |e: AnthropicEndpoint| e.api_key.map(|k| k.expose().to_string());
+        let got = with_server_key(&local(Some("mine"), None), &request(Some("theirs")));
+        assert_eq!(key(got.unwrap()).as_deref(), Some("theirs"));
+        let got = with_server_key(&local(None, None), &request(Some("theirs")));
+        assert_eq!(key(got.unwrap()).as_deref(), Some("theirs"));
+        let gateway = with_server_key(&local(None, Some("gw")), &request(Some("theirs")));
+        assert_eq!(
+            key(gateway.unwrap()),
+            None,
+            "the gateway keeps its own token"
+        );
+        let blank = with_server_key(&local(Some("mine"), None), &request(Some(" ")));
+        assert_eq!(key(blank.unwrap()).as_deref(), Some("mine"));
+        let none = with_server_key(&local(None, None), &request(None));
+        assert!(
+            matches!(none, Err(RunError::Config { message, .. }) if message.contains("ANTHROPIC_API_KEY"))
+        );
+    }
+}
