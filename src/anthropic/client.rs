@@ -116,6 +116,22 @@ impl Client {
         })
     }
 
+    /// This client for one conversation: the same HTTP client, endpoint and credentials
+    /// (a cloud token fetched once serves every conversation), with its own overload
+    /// streak and its own [`ClientConfig::overloaded_give_up_after`]. Clones share one
+    /// streak, so without this one task's overloads would count towards another's
+    /// switch to a fallback, and a task without a fallback could not keep retrying.
+    pub fn for_conversation(&self, overloaded_give_up_after: Option<u32>) -> Client {
+        let mut config = self.config.clone();
+        config.overloaded_give_up_after = overloaded_give_up_after;
+        Client {
+            http: self.http.clone(),
+            transport: self.transport.clone(),
+            config,
+            overloaded: Arc::default(),
+        }
+    }
+
     /// How many overloaded answers (529, `overloaded_error`) came in a row, across calls;
     /// any other outcome resets it. The caller's signal to try a fallback model.
     pub fn overloaded_streak(&self) -> u32 {
@@ -312,6 +328,14 @@ mod tests {
             "clones share it"
         );
         assert!(client.give_up_on_overload(2));
+        assert_eq!(client.overloaded_streak(), 2);
+        let own = client.for_conversation(None);
+        assert_eq!(own.overloaded_streak(), 0, "a conversation counts its own");
+        assert_eq!(own.count_overload(&overloaded()), 1);
+        assert!(
+            !own.give_up_on_overload(5),
+            "and keeps retrying without a fallback"
+        );
         assert_eq!(client.overloaded_streak(), 2);
         client.count_overload(&Err(ApiError::Transport("reset".into())));
         assert_eq!(client.overloaded_streak(), 0);

@@ -27,8 +27,8 @@ pub use error::{ApiError, SPEND_CAP_CODE};
 pub use models::{ModelCaps, capabilities};
 pub use prices::{CostMeter, ModelPrice, PRICES_AS_OF, PriceDate, PriceError, PriceTable};
 pub use transport::{
-    AnthropicEndpoint, AwsCredentials, BedrockAuth, BedrockEndpoint, Endpoint, EndpointError,
-    VertexAuth, VertexEndpoint,
+    AnthropicEndpoint, AwsCredentials, BedrockAuth, BedrockEndpoint, Cloud, Endpoint,
+    EndpointError, VertexAuth, VertexEndpoint, cloud_switch,
 };
 
 /// The model used when none is configured.

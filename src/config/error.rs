@@ -43,6 +43,37 @@ pub enum ConfigError {
     WorkDir(#[source] std::io::Error),
     #[error(transparent)]
     Sandbox(crate::process::sandbox::SandboxError),
+    /// The cloud or gateway variables describe no usable Messages API endpoint.
+    #[error("cannot tell where the api runner should send requests")]
+    Endpoint(#[source] crate::anthropic::EndpointError),
+    /// The endpoint was described but cannot be set up (a bad URL, unreadable credentials).
+    #[error("cannot set up the {platform} endpoint of the api runner")]
+    ApiEndpoint {
+        platform: &'static str,
+        #[source]
+        source: Box<crate::anthropic::ApiError>,
+    },
+}
+
+/// The fix for an endpoint the environment describes badly.
+fn endpoint_hint(e: &crate::anthropic::EndpointError) -> &'static str {
+    use crate::anthropic::EndpointError as E;
+    match e {
+        E::NoAwsCredentials => {
+            "export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE, or \
+             AWS_BEARER_TOKEN_BEDROCK) for Bedrock, or unset CLAUDE_CODE_USE_BEDROCK to use the \
+             Claude API"
+        }
+        E::HalfAwsKey => "set both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or neither",
+        E::Profile(_) => {
+            "check AWS_PROFILE and the files AWS_SHARED_CREDENTIALS_FILE and AWS_CONFIG_FILE \
+             name (default ~/.aws/credentials and ~/.aws/config)"
+        }
+        E::NoVertexProject => {
+            "export ANTHROPIC_VERTEX_PROJECT_ID=<project with Claude enabled> (and CLOUD_ML_REGION), \
+             or unset CLAUDE_CODE_USE_VERTEX to use the Claude API"
+        }
+    }
 }
 
 impl Hint for ConfigError {
@@ -74,6 +105,20 @@ impl Hint for ConfigError {
                  {\"input\": 3, \"output\": 15, ...}} or a path to one"
                 .into(),
             ConfigError::WorkDir(_) => "start the agent in a directory that exists".into(),
+            ConfigError::Endpoint(e) => endpoint_hint(e).into(),
+            ConfigError::ApiEndpoint { platform, .. } => match *platform {
+                "bedrock" => "check ANTHROPIC_BEDROCK_BASE_URL (a full https URL, if set) and the \
+                     AWS credentials; unset CLAUDE_CODE_USE_BEDROCK to use the Claude API"
+                    .into(),
+                "vertex" => "point GOOGLE_APPLICATION_CREDENTIALS at a readable service-account \
+                     key or gcloud credentials file (`gcloud auth application-default login` \
+                     writes one), and check ANTHROPIC_VERTEX_BASE_URL, ANTHROPIC_VERTEX_PROJECT_ID \
+                     and CLOUD_ML_REGION"
+                    .into(),
+                _ => "check ANTHROPIC_BASE_URL (a full URL such as https://api.anthropic.com) and \
+                     that ANTHROPIC_API_KEY / ANTHROPIC_AUTH_TOKEN hold a single-line key"
+                    .into(),
+            },
         })
     }
 

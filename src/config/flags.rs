@@ -91,10 +91,25 @@ pub struct Cli {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_turns: u32,
 
-    /// Most tokens one model reply may use (API runner)
-    #[arg(long, env = "BUILDD_MAX_TOKENS", value_name = "N", default_value_t = 32_000,
+    /// Most tokens one model reply may use (API runner) [default: the model's maximum]
+    #[arg(long, env = "BUILDD_MAX_TOKENS", value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_tokens: u32,
+    pub max_tokens: Option<u32>,
+
+    /// Model to switch to after repeated overload or a refusal (API runner) [default: the
+    /// task's fallbackModel, else none]
+    #[arg(long, env = "BUILDD_FALLBACK_MODEL", value_name = "MODEL")]
+    pub fallback_model: Option<String>,
+
+    /// How the model thinks: adaptive, enabled:BUDGET, disabled or between_tools (API
+    /// runner; fitted to what each model accepts) [default: the task's, else per model]
+    #[arg(long, env = "BUILDD_THINKING", value_name = "MODE", value_parser = parse_thinking)]
+    pub thinking: Option<crate::runner::api::ThinkingChoice>,
+
+    /// How hard the model works: low, medium, high, xhigh or max (API runner; fitted to
+    /// what each model accepts) [default: the task's, else per model]
+    #[arg(long, env = "BUILDD_EFFORT", value_name = "LEVEL", value_parser = parse_effort)]
+    pub effort: Option<crate::anthropic::types::Effort>,
 
     /// Fail a task once its cost passes this many USD (API runner)
     #[arg(long, env = "BUILDD_MAX_COST_USD", value_name = "USD", value_parser = parse_cost)]
@@ -236,6 +251,16 @@ fn parse_author(s: &str) -> Result<crate::git::Author, String> {
     crate::git::Author::parse(s)
 }
 
+fn parse_thinking(s: &str) -> Result<crate::runner::api::ThinkingChoice, String> {
+    s.parse()
+        .map_err(|e: crate::runner::api::UnknownThinking| e.to_string())
+}
+
+fn parse_effort(s: &str) -> Result<crate::anthropic::types::Effort, String> {
+    s.parse()
+        .map_err(|e: crate::anthropic::types::UnknownEffort| e.to_string())
+}
+
 fn parse_cost(s: &str) -> Result<f64, String> {
     match s.trim().parse::<f64>() {
         Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
@@ -268,6 +293,20 @@ mod tests {
         assert!(parse_egress("443,x").is_err());
         assert!(parse_egress("0").is_err());
         assert!(parse_sandbox_mode("maybe").is_err());
+    }
+
+    #[test]
+    fn thinking_and_effort_name_their_values_when_wrong() {
+        use crate::runner::api::ThinkingChoice;
+        assert_eq!(
+            parse_thinking("enabled:2048"),
+            Ok(ThinkingChoice::Enabled {
+                budget_tokens: 2048
+            })
+        );
+        assert!(parse_thinking("on").unwrap_err().contains("between_tools"));
+        assert!(parse_effort("xhigh").is_ok());
+        assert!(parse_effort("extreme").unwrap_err().contains("xhigh"));
     }
 
     #[test]

@@ -45,6 +45,7 @@ pub const SECRET_ENV_VARS: &[&str] = &[
     "CLAUDE_CODE_OAUTH_TOKEN",
     "GITHUB_TOKEN",
     "GH_TOKEN",
+    // Cloud credentials (Bedrock), for both runners.
     "AWS_SECRET_ACCESS_KEY",
     "AWS_SESSION_TOKEN",
     "AWS_BEARER_TOKEN_BEDROCK",

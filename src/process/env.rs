@@ -25,6 +25,8 @@
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 
+use crate::anthropic::Cloud;
+
 /// Passed through to every child unchanged, when the parent has them.
 pub const ALLOWED: &[&str] = &[
     // The basics every program expects.
@@ -151,7 +153,7 @@ const CLAUDE_CLI_PREFIXES: &[&str] = &["XDG_", "VERTEX_REGION_"];
 /// The `claude` CLI only: credentials it needs when it talks to Amazon
 /// Bedrock (first list) or Google Vertex AI (second) instead of with its own
 /// credential, passed only when the CLI is switched to that cloud
-/// (`CLAUDE_CODE_USE_BEDROCK` / `CLAUDE_CODE_USE_VERTEX`). Their names look
+/// (`CLAUDE_CODE_USE_BEDROCK` / `CLAUDE_CODE_USE_VERTEX`, as config reads them). Their names look
 /// secret (they are), so they pass only here. Claude Code hands its
 /// environment to its Bash tool: the model's commands can read these, as they
 /// can read the CLI's own key; the redactor hides their values in everything
@@ -188,8 +190,9 @@ pub enum Consumer {
     ModelCommands,
     /// git, run by the agent to check out, commit and push.
     Git,
-    /// The `claude` CLI of the CLI runner. `is_root`: the agent runs as root.
-    ClaudeCli { is_root: bool },
+    /// The `claude` CLI of the CLI runner. `is_root`: the agent runs as root;
+    /// `cloud`: the cloud it is switched to, whose credentials it gets.
+    ClaudeCli { is_root: bool, cloud: Option<Cloud> },
 }
 
 impl Consumer {
@@ -203,11 +206,16 @@ impl Consumer {
 
     /// A credential this consumer needs although its name looks secret: a
     /// cloud's, for a CLI switched to that cloud.
-    fn passes_credential(self, name: &str, clouds: Clouds) -> bool {
-        matches!(self, Consumer::ClaudeCli { .. })
-            && (CLAUDE_CLI_GATEWAY_CREDENTIALS.contains(&name)
-                || clouds.bedrock && CLAUDE_CLI_BEDROCK_CREDENTIALS.contains(&name)
-                || clouds.vertex && CLAUDE_CLI_VERTEX_CREDENTIALS.contains(&name))
+    fn passes_credential(self, name: &str) -> bool {
+        let Consumer::ClaudeCli { cloud, .. } = self else {
+            return false;
+        };
+        CLAUDE_CLI_GATEWAY_CREDENTIALS.contains(&name)
+            || match cloud {
+                Some(Cloud::Bedrock) => CLAUDE_CLI_BEDROCK_CREDENTIALS.contains(&name),
+                Some(Cloud::Vertex) => CLAUDE_CLI_VERTEX_CREDENTIALS.contains(&name),
+                None => false,
+            }
     }
 
     /// The CLI cannot reach the API without its proxy; the model's commands
@@ -220,8 +228,10 @@ impl Consumer {
         let own: &[&[(&str, &str)]] = match self {
             Consumer::ModelCommands => &[],
             Consumer::Git => &[GIT_FORCED],
-            Consumer::ClaudeCli { is_root: false } => &[CLAUDE_CLI_FORCED],
-            Consumer::ClaudeCli { is_root: true } => &[CLAUDE_CLI_FORCED, CLAUDE_CLI_ROOT_FORCED],
+            Consumer::ClaudeCli { is_root: false, .. } => &[CLAUDE_CLI_FORCED],
+            Consumer::ClaudeCli { is_root: true, .. } => {
+                &[CLAUDE_CLI_FORCED, CLAUDE_CLI_ROOT_FORCED]
+            }
         };
         FORCED.iter().chain(own.iter().flat_map(|list| list.iter()))
     }
@@ -234,27 +244,6 @@ impl Consumer {
             || self.forced().any(|(forced, _)| *forced == name)
             || matches!(self, Consumer::ClaudeCli { .. })
                 && [CLAUDE_OAUTH_TOKEN_VAR, ANTHROPIC_API_KEY_VAR].contains(&name)
-    }
-}
-
-/// Which clouds the parent environment switches the `claude` CLI to.
-#[derive(Debug, Clone, Copy, Default)]
-struct Clouds {
-    bedrock: bool,
-    vertex: bool,
-}
-
-impl Clouds {
-    fn of(parent: &[(OsString, OsString)]) -> Self {
-        let on = |name: &str| {
-            parent.iter().any(|(k, v)| {
-                k == name && !matches!(v.to_str().map(str::trim), Some("" | "0" | "false"))
-            })
-        };
-        Clouds {
-            bedrock: on("CLAUDE_CODE_USE_BEDROCK"),
-            vertex: on("CLAUDE_CODE_USE_VERTEX"),
-        }
     }
 }
 
@@ -300,19 +289,14 @@ impl ChildEnv {
         K: Into<OsString>,
         V: Into<OsString>,
     {
-        let parent: Vec<(OsString, OsString)> = parent
-            .into_iter()
-            .map(|(k, v)| (k.into(), v.into()))
-            .collect();
-        let clouds = Clouds::of(&parent);
         let mut vars: BTreeMap<OsString, OsString> = parent
             .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
             .filter(|(name, value)| {
                 let Some(name) = name.to_str() else {
                     return false;
                 };
-                (consumer.allowed(name) && !looks_secret(name)
-                    || consumer.passes_credential(name, clouds))
+                (consumer.allowed(name) && !looks_secret(name) || consumer.passes_credential(name))
                     && (consumer.keeps_proxy_credentials()
                         || !is_proxy_with_credentials(name, value))
             })
@@ -467,7 +451,13 @@ mod tests {
 
     #[test]
     fn the_cli_gets_what_it_needs_and_no_agent_secret() {
-        let env = ChildEnv::new(Consumer::ClaudeCli { is_root: false }, parent_env());
+        let env = ChildEnv::new(
+            Consumer::ClaudeCli {
+                is_root: false,
+                cloud: None,
+            },
+            parent_env(),
+        );
         for (name, value) in [
             ("ANTHROPIC_BASE_URL", "http://127.0.0.1:1"),
             ("XDG_RUNTIME_DIR", "/run/user/1000"),
@@ -488,13 +478,25 @@ mod tests {
         ] {
             assert_eq!(env.get(name), None, "{name} leaked");
         }
-        let root = ChildEnv::new(Consumer::ClaudeCli { is_root: true }, parent_env());
+        let root = ChildEnv::new(
+            Consumer::ClaudeCli {
+                is_root: true,
+                cloud: None,
+            },
+            parent_env(),
+        );
         assert_eq!(root.get("IS_SANDBOX"), Some(OsStr::new("1")));
     }
 
     #[test]
     fn configured_variables_cannot_be_agent_secrets_or_cli_credentials() {
-        let mut env = ChildEnv::new(Consumer::ClaudeCli { is_root: false }, parent_env());
+        let mut env = ChildEnv::new(
+            Consumer::ClaudeCli {
+                is_root: false,
+                cloud: None,
+            },
+            parent_env(),
+        );
         assert!(env.set_configured("MY_TOOL_FLAG", "on"));
         assert!(!env.set_configured("GH_TOKEN", "ghp_extra"));
         assert!(!env.set_configured("CLAUDE_CODE_OAUTH_TOKEN", "sneaky"));
@@ -525,7 +527,11 @@ mod tests {
         .into_iter()
         .map(|(k, v)| (k.into(), v.into()))
         .collect();
-        let cli = ChildEnv::new(Consumer::ClaudeCli { is_root: false }, parent.clone());
+        let on_bedrock = Consumer::ClaudeCli {
+            is_root: false,
+            cloud: Some(Cloud::Bedrock),
+        };
+        let cli = ChildEnv::new(on_bedrock, parent.clone());
         for name in [
             "CLAUDE_CODE_USE_BEDROCK",
             "AWS_REGION",
@@ -540,26 +546,33 @@ mod tests {
         // A gateway's token only for the CLI, cloud or not.
         let with_gateway: Vec<(OsString, OsString)> =
             vec![("ANTHROPIC_AUTH_TOKEN".into(), "gw-token".into())];
-        let cli = ChildEnv::new(Consumer::ClaudeCli { is_root: false }, with_gateway.clone());
+        let cli = ChildEnv::new(
+            Consumer::ClaudeCli {
+                is_root: false,
+                cloud: None,
+            },
+            with_gateway.clone(),
+        );
         assert_eq!(
             cli.get("ANTHROPIC_AUTH_TOKEN"),
             Some(OsStr::new("gw-token"))
         );
         let shell = ChildEnv::new(Consumer::ModelCommands, with_gateway);
         assert!(shell.get("ANTHROPIC_AUTH_TOKEN").is_none());
+        let off_cloud = Consumer::ClaudeCli {
+            is_root: false,
+            cloud: None,
+        };
         for consumer in [
             Consumer::ModelCommands,
             Consumer::Git,
-            Consumer::ClaudeCli { is_root: false },
+            off_cloud,
+            on_bedrock,
         ] {
             let env = ChildEnv::new(consumer, parent.clone());
             assert!(env.get("BUILDD_API_KEY").is_none() && env.get("GITHUB_TOKEN").is_none());
-            if consumer != (Consumer::ClaudeCli { is_root: false }) {
-                for name in [
-                    "AWS_SECRET_ACCESS_KEY",
-                    "GOOGLE_APPLICATION_CREDENTIALS",
-                    "AWS_PROFILE",
-                ] {
+            if consumer != on_bedrock {
+                for name in ["AWS_SECRET_ACCESS_KEY", "GOOGLE_APPLICATION_CREDENTIALS"] {
                     assert!(env.get(name).is_none(), "{name} leaked to {consumer:?}");
                 }
             }

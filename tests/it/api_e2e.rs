@@ -129,10 +129,11 @@ fn secrets_never_reach_the_shell_tool() {
 fn a_rejected_request_fails_the_task_with_the_apis_message() {
     let script = Script {
         api_key: ANTHROPIC_KEY.into(),
+        // (Not "prompt is too long": the runner compacts and resends that one.)
         steps: vec![Step::error(
             400,
             "invalid_request_error",
-            "prompt is too long: 210000 tokens > 200000 maximum",
+            "max_tokens: 500000 > 128000, which is the maximum allowed number of output tokens",
         )],
     };
     let env = Env::new(AGENT).with_model(script).with_task("Too big");
@@ -141,7 +142,10 @@ fn a_rejected_request_fails_the_task_with_the_apis_message() {
     let w = &env.server().workers()[0];
     assert_eq!(statuses(w), ["running", "failed"]);
     let error = w.fields["error"].as_str().unwrap();
-    assert!(error.contains("prompt is too long"), "{error}");
+    assert!(
+        error.contains("maximum allowed number of output tokens"),
+        "{error}"
+    );
 }
 
 #[test]

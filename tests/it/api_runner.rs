@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use buildd_agent::anthropic::{DEFAULT_MODEL, PriceTable, RetryConfig};
+use buildd_agent::anthropic::{
+    AnthropicEndpoint, DEFAULT_MODEL, Endpoint, PriceTable, RetryConfig,
+};
 use buildd_agent::buildd::types::Task;
 use buildd_agent::runner::api::{ApiRunner, ApiRunnerConfig};
 use buildd_agent::runner::{Progress, ProgressSink, RunError, RunOutcome, RunRequest, Runner};
@@ -35,8 +37,7 @@ impl Setup {
         let checkout = tempfile::tempdir().expect("tempdir");
         std::fs::write(checkout.path().join("hello.txt"), "hello from the checkout").unwrap();
         let config = ApiRunnerConfig {
-            base_url: fake.url(),
-            api_key: Some(Secret::new(KEY)),
+            endpoint: Endpoint::anthropic(fake.url(), Secret::new(KEY)),
             retry: RetryConfig {
                 max_attempts: 4,
                 base_delay: Duration::from_millis(1),
@@ -325,10 +326,12 @@ async fn a_dropped_stream_or_mid_stream_overload_is_retried() {
 #[tokio::test]
 async fn bad_request_fails_with_the_apis_message_and_no_retry() {
     let h = Setup::new(vec![
+        // (Not "prompt is too long": that one is compacted and sent again, see
+        // api_context.rs.)
         Step::error(
             400,
             "invalid_request_error",
-            "prompt is too long: 210000 tokens > 200000 maximum",
+            "messages.1.content.0: unexpected tool_use_id found in tool_result blocks: tu_9",
         ),
         done("never"),
     ])
@@ -337,7 +340,7 @@ async fn bad_request_fails_with_the_apis_message_and_no_retry() {
     match &err {
         RunError::Failed { reason, .. } => {
             assert!(
-                reason.contains("prompt is too long: 210000 tokens"),
+                reason.contains("unexpected tool_use_id found in tool_result blocks"),
                 "{reason}"
             );
             assert!(reason.contains("invalid_request_error"), "{reason}");
@@ -517,7 +520,11 @@ async fn the_servers_key_wins_and_no_key_is_a_config_error() {
     h.assert_no_violations();
 
     let mut h = Setup::new(vec![]).await;
-    h.config.api_key = None;
+    h.config.endpoint = Endpoint::Anthropic(AnthropicEndpoint {
+        base_url: h.fake.url(),
+        api_key: None,
+        auth_token: None,
+    });
     let err = h.run().await.0.expect_err("no key");
     assert!(
         matches!(&err, RunError::Config { message: m, .. } if m.contains("ANTHROPIC_API_KEY")),

@@ -166,7 +166,8 @@ async fn real_cli_completes_a_task_on_bedrock() {
         claude_bin: Some(bin.into()),
         model: Some("us.anthropic.claude-haiku-4-5-20251001-v1:0".into()),
         max_turns: 2,
-        cloud: true,
+        cloud: Some(buildd_agent::anthropic::Cloud::Bedrock),
+        credential_in_env: true,
         ..CliRunnerConfig::default()
     })
     .with_parent_env(vec![
@@ -264,7 +265,8 @@ async fn real_cli_completes_a_task_on_vertex() {
         claude_bin: Some(bin.into()),
         model: Some("claude-haiku-4-5@20251001".into()),
         max_turns: 2,
-        cloud: true,
+        cloud: Some(buildd_agent::anthropic::Cloud::Vertex),
+        credential_in_env: true,
         ..CliRunnerConfig::default()
     })
     .with_parent_env(vec![

@@ -12,8 +12,13 @@
 
 mod anthropic_client;
 mod anthropic_cloud;
+mod api_context;
 mod api_e2e;
+mod api_models;
+mod api_reach;
 mod api_runner;
+mod api_session;
+mod api_support;
 mod claim_modes;
 mod cli_cloud;
 mod cli_runner;

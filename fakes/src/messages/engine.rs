@@ -146,7 +146,8 @@ pub(crate) fn process(shared: &Shared, req: Incoming) -> Outcome {
         Ok(body) => check_request(shared, &inner, &req, body, &betas, &model),
         Err(e) => (vec![format!("body is not JSON: {e}")], None, false),
     };
-    if shared.options.append_only
+    let append_only = shared.options.append_only;
+    if append_only
         && let Ok(body) = &req.body
         && let Some(what) = inner.histories.check(body)
     {
@@ -163,6 +164,9 @@ pub(crate) fn process(shared: &Shared, req: Incoming) -> Outcome {
         (Some(step), Some(checked)) if auth_problems.is_empty() && problems.is_empty() => {
             let step = step.clone();
             let out = super::reply::serve(shared, &mut inner, &mut rec, &body_value, checked, step);
+            if append_only && rec.status == 200 {
+                inner.histories.accepted(&body_value);
+            }
             inner.requests.push(rec);
             return out;
         }

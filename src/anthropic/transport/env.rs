@@ -53,6 +53,27 @@ fn truthy(v: Option<&str>) -> bool {
     })
 }
 
+/// A cloud Claude is reached through instead of the Claude API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cloud {
+    /// Amazon Bedrock (`CLAUDE_CODE_USE_BEDROCK`).
+    Bedrock,
+    /// Google Vertex AI (`CLAUDE_CODE_USE_VERTEX`).
+    Vertex,
+}
+
+/// The cloud Claude Code's switch variables pick (Bedrock wins when both are on), read
+/// through `get`; the one reading of those switches, for both runners.
+pub fn cloud_switch(get: impl Fn(&str) -> Option<String>) -> Option<Cloud> {
+    if truthy(get("CLAUDE_CODE_USE_BEDROCK").as_deref()) {
+        Some(Cloud::Bedrock)
+    } else if truthy(get("CLAUDE_CODE_USE_VERTEX").as_deref()) {
+        Some(Cloud::Vertex)
+    } else {
+        None
+    }
+}
+
 impl Endpoint {
     /// The endpoint the environment describes, read through `get` (blank values count as
     /// unset). Reads the AWS profile files when Bedrock needs them.
@@ -62,11 +83,10 @@ impl Endpoint {
                 .map(|v| v.trim().to_string())
                 .filter(|v| !v.is_empty())
         };
-        if truthy(get("CLAUDE_CODE_USE_BEDROCK").as_deref()) {
-            return bedrock(&get).map(Endpoint::Bedrock);
-        }
-        if truthy(get("CLAUDE_CODE_USE_VERTEX").as_deref()) {
-            return vertex(&get).map(Endpoint::Vertex);
+        match cloud_switch(get) {
+            Some(Cloud::Bedrock) => return bedrock(&get).map(Endpoint::Bedrock),
+            Some(Cloud::Vertex) => return vertex(&get).map(Endpoint::Vertex),
+            None => {}
         }
         Ok(Endpoint::Anthropic(AnthropicEndpoint {
             base_url: get("ANTHROPIC_BASE_URL")

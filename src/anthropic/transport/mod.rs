@@ -30,7 +30,7 @@ use super::types::MessagesRequest;
 use crate::secret::Secret;
 
 pub use aws_profile::ProfileError;
-pub use env::EndpointError;
+pub use env::{Cloud, EndpointError, cloud_switch};
 
 /// The `anthropic_version` Bedrock's InvokeModel body carries.
 pub const BEDROCK_ANTHROPIC_VERSION: &str = "bedrock-2023-05-31";

@@ -56,7 +56,7 @@ pub fn resolve_credential(
         .or_else(|| present(&request.server_api_key).map(Credential::ApiKey))
         .or_else(|| present(&config.oauth_token).map(Credential::OauthToken))
         .or_else(|| present(&config.api_key).map(Credential::ApiKey))
-        .or(config.cloud.then_some(Credential::Cloud))
+        .or(config.credential_in_env.then_some(Credential::Cloud))
         .ok_or_else(|| RunError::Config {
             message: NO_AUTH.to_owned(),
             hint: Some(NO_AUTH_HINT.to_owned()),

@@ -35,6 +35,7 @@ use super::prompt::Brief;
 use super::{
     ProgressSink, RunError, RunFuture, RunOutcome, RunRequest, Runner, SandboxPlan, Usage,
 };
+use crate::anthropic::Cloud;
 use crate::process::env::{ChildEnv, Consumer};
 use crate::process::sandbox::{Access, ClaudeCliPaths, TaskSandbox, claude_install_dirs};
 use crate::process::{CommandSpec, Confinement};
@@ -67,11 +68,13 @@ pub struct CliRunnerConfig {
     pub extra_env: Vec<(String, String)>,
     /// How long the CLI gets between SIGTERM and SIGKILL when stopped.
     pub kill_grace: Duration,
-    /// The CLI's credential is in its environment: it talks to Amazon Bedrock
-    /// or Google Vertex AI (`CLAUDE_CODE_USE_BEDROCK` / `CLAUDE_CODE_USE_VERTEX`)
-    /// or to a gateway (`ANTHROPIC_AUTH_TOKEN`), so no Anthropic credential is
-    /// needed.
-    pub cloud: bool,
+    /// The cloud the CLI is switched to (`CLAUDE_CODE_USE_BEDROCK` /
+    /// `CLAUDE_CODE_USE_VERTEX`): it gets that cloud's credentials and its
+    /// sandbox the cloud's credential files.
+    pub cloud: Option<Cloud>,
+    /// The CLI's credential is in its environment (a cloud's, or a gateway's
+    /// `ANTHROPIC_AUTH_TOKEN`), so no Anthropic credential is needed.
+    pub credential_in_env: bool,
     /// Hides secrets in everything the runner relays (progress, the summary,
     /// failure reasons). Pass the agent's shared redactor; the runner adds
     /// the credentials it uses to it.
@@ -89,26 +92,29 @@ impl Default for CliRunnerConfig {
             extra_env: Vec::new(),
             kill_grace: Duration::from_secs(10),
             redactor: Redactor::new(),
-            cloud: false,
+            cloud: None,
+            credential_in_env: false,
         }
     }
 }
 
-/// The CLI's whole environment: the policy for the CLI applied to `parent`,
-/// then `extra_env`, then the credential. `is_root` adds `IS_SANDBOX=1`,
-/// without which the CLI refuses `bypassPermissions` as root.
+/// The CLI's whole environment: the policy for the CLI applied to `parent`
+/// (with `cloud`'s credentials when it is switched to one), then `extra_env`,
+/// then the credential. `is_root` adds `IS_SANDBOX=1`, without which the CLI
+/// refuses `bypassPermissions` as root.
 pub fn claude_env<I, K, V>(
     parent: I,
     extra_env: &[(String, String)],
     credential: &Credential,
     is_root: bool,
+    cloud: Option<Cloud>,
 ) -> ChildEnv
 where
     I: IntoIterator<Item = (K, V)>,
     K: Into<OsString>,
     V: Into<OsString>,
 {
-    let mut env = ChildEnv::new(Consumer::ClaudeCli { is_root }, parent);
+    let mut env = ChildEnv::new(Consumer::ClaudeCli { is_root, cloud }, parent);
     for (k, v) in extra_env {
         env.set_configured(k, v);
     }
@@ -223,14 +229,16 @@ impl CliRunner {
             return Err(fail(reason, Usage::default()));
         }
 
-        let api_port = api_port(&parent_env);
-        let cloud_files = if self.config.cloud {
-            cloud_credential_files(&parent_env)
-        } else {
-            Vec::new()
-        };
+        let api_port = api_port(&parent_env, self.config.cloud);
+        let cloud_files = cloud_credential_files(&parent_env, self.config.cloud);
         let is_root = nix::unistd::geteuid().is_root();
-        let mut env = claude_env(parent_env, &self.config.extra_env, &credential, is_root);
+        let mut env = claude_env(
+            parent_env,
+            &self.config.extra_env,
+            &credential,
+            is_root,
+            self.config.cloud,
+        );
         // One sandbox for `claude` and everything it starts: the model's
         // commands run as its children.
         let confinement = match &request.sandbox {
@@ -352,42 +360,44 @@ fn private_config_dir(sandbox: &TaskSandbox) -> std::io::Result<Option<PathBuf>>
 /// The TCP port of the Messages API the CLI talks to: the Bedrock or Vertex
 /// base URL when the CLI is switched to that cloud, else `ANTHROPIC_BASE_URL`,
 /// else 443 (the real API's, and the clouds').
-fn api_port(env: &[(String, String)]) -> u16 {
-    let var = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.trim());
-    let on = |name: &str| var(name).is_some_and(|v| !v.is_empty() && v != "0" && v != "false");
-    let base = if on("CLAUDE_CODE_USE_BEDROCK") {
-        var("ANTHROPIC_BEDROCK_BASE_URL")
-    } else if on("CLAUDE_CODE_USE_VERTEX") {
-        var("ANTHROPIC_VERTEX_BASE_URL")
-    } else {
-        var("ANTHROPIC_BASE_URL")
+fn api_port(env: &[(String, String)], cloud: Option<Cloud>) -> u16 {
+    let base = match cloud {
+        Some(Cloud::Bedrock) => "ANTHROPIC_BEDROCK_BASE_URL",
+        Some(Cloud::Vertex) => "ANTHROPIC_VERTEX_BASE_URL",
+        None => "ANTHROPIC_BASE_URL",
     };
-    base.and_then(|v| url::Url::parse(v).ok())
+    env.iter()
+        .find(|(k, _)| k == base)
+        .and_then(|(_, v)| url::Url::parse(v.trim()).ok())
         .and_then(|u| u.port_or_known_default())
         .unwrap_or(443)
 }
 
-/// The cloud credential files the CLI reads when it talks to Bedrock or
-/// Vertex, for its sandbox (they are the CLI's credential, as its key is).
-fn cloud_credential_files(env: &[(String, String)]) -> Vec<PathBuf> {
+/// The credential files the CLI reads on its cloud, for its sandbox (they are
+/// the CLI's credential, as its key is).
+fn cloud_credential_files(env: &[(String, String)], cloud: Option<Cloud>) -> Vec<PathBuf> {
     let var = |name: &str| {
         env.iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.trim())
             .filter(|v| !v.is_empty())
     };
-    let home = var("HOME").map(PathBuf::from);
-    let in_home = |rel: &str| home.as_ref().map(|h| h.join(rel));
-    let files = [
-        var("GOOGLE_APPLICATION_CREDENTIALS").map(PathBuf::from),
-        in_home(".config/gcloud"),
-        var("AWS_SHARED_CREDENTIALS_FILE")
-            .map(PathBuf::from)
-            .or_else(|| in_home(".aws/credentials")),
-        var("AWS_CONFIG_FILE")
-            .map(PathBuf::from)
-            .or_else(|| in_home(".aws/config")),
-    ];
+    let in_home = |rel: &str| var("HOME").map(|h| Path::new(h).join(rel));
+    let files = match cloud {
+        None => return Vec::new(),
+        Some(Cloud::Vertex) => vec![
+            var("GOOGLE_APPLICATION_CREDENTIALS").map(PathBuf::from),
+            in_home(".config/gcloud"),
+        ],
+        Some(Cloud::Bedrock) => vec![
+            var("AWS_SHARED_CREDENTIALS_FILE")
+                .map(PathBuf::from)
+                .or_else(|| in_home(".aws/credentials")),
+            var("AWS_CONFIG_FILE")
+                .map(PathBuf::from)
+                .or_else(|| in_home(".aws/config")),
+        ],
+    };
     files
         .into_iter()
         .flatten()
@@ -480,6 +490,7 @@ pub(super) mod tests {
             &extra,
             &Credential::ApiKey(Secret::new("sk-chosen")),
             false,
+            None,
         ));
         let expected: BTreeMap<String, String> = [
             ("PATH", "/usr/bin"),
@@ -513,6 +524,7 @@ pub(super) mod tests {
             &[],
             &Credential::OauthToken(Secret::new("oat")),
             true,
+            None,
         ));
         assert_eq!(env.get("IS_SANDBOX").map(String::as_str), Some("1"));
         assert_eq!(

@@ -7,7 +7,8 @@
 //!   `claude-sonnet-4-5@20250929`.
 //! - `POST /token`: a Google OAuth token endpoint (`oauth.rs`) that issues access tokens to
 //!   the configured service account; predict requests must carry one as
-//!   `Authorization: Bearer`, unexpired on the fake's clock.
+//!   `Authorization: Bearer`, unexpired on the fake's clock, or a JWT the service account
+//!   signed itself (what Google's client libraries send for a service account with scopes).
 //!
 //! Assumptions: errors of Google's front door (unknown project or region, bad token) are
 //! Google-shaped (`{"error":{"code","message","status"}}`); errors of the model (400 and the
@@ -158,13 +159,19 @@ async fn predict(
         .and_then(|a| a.strip_prefix("Bearer "))
         .map(str::to_string);
     let now = st.shared.options.clock.now_ms();
-    let valid = bearer.as_ref().is_some_and(|t| {
+    let issued = bearer.as_ref().is_some_and(|t| {
         st.shared
             .lock()
             .google_tokens
             .get(t)
             .is_some_and(|exp| *exp > now)
     });
+    let self_signed = || {
+        bearer
+            .as_deref()
+            .is_some_and(|t| oauth::check_self_signed(&cfg.service_account, t).is_ok())
+    };
+    let valid = issued || self_signed();
     if !valid {
         let msg = "Request had invalid authentication credentials. Expected OAuth 2 access token.";
         return refuse(401, "UNAUTHENTICATED", msg);

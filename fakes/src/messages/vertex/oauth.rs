@@ -8,6 +8,10 @@
 //! around the wall clock (5 minutes' skew allowed). The answer is
 //! `{"access_token":"ya29.fake-N","expires_in":3599,"token_type":"Bearer"}`; the token is
 //! valid for an hour of the fake's clock.
+//!
+//! Google's client libraries may skip the endpoint for a service account with scopes and
+//! send a self-signed JWT as the access token ([`check_self_signed`]); Google's APIs accept
+//! both, and so do the fake's Vertex routes.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -103,6 +107,30 @@ fn unix_now() -> i64 {
 
 /// Check a JWT-bearer assertion; `Err` is the OAuth error description.
 pub fn check_assertion(sa: &ServiceAccount, token_uri: &str, jwt: &str) -> Result<(), String> {
+    let claims = verified_claims(sa, jwt)?;
+    if claims["aud"] != token_uri {
+        return Err(format!(
+            "Invalid JWT: aud {} is not {token_uri}",
+            claims["aud"]
+        ));
+    }
+    check_scope_and_times(&claims)
+}
+
+/// Check a self-signed JWT used directly as the access token, as Google's client
+/// libraries send for a service account with scopes (no token endpoint involved):
+/// RS256 with the account's key, `iss` = `sub` = its `client_email`, a `scope` including
+/// [`SCOPE`], and a short lifetime around the wall clock.
+pub fn check_self_signed(sa: &ServiceAccount, jwt: &str) -> Result<(), String> {
+    let claims = verified_claims(sa, jwt)?;
+    if claims["sub"] != sa.client_email.as_str() {
+        return Err("Invalid JWT: sub is not the service account".into());
+    }
+    check_scope_and_times(&claims)
+}
+
+/// The claims of `jwt` once its RS256 signature by `sa` and its `iss` check out.
+fn verified_claims(sa: &ServiceAccount, jwt: &str) -> Result<Value, String> {
     let parts: Vec<&str> = jwt.split('.').collect();
     let [h, c, s] = parts.as_slice() else {
         return Err("assertion is not a JWT".into());
@@ -130,12 +158,10 @@ pub fn check_assertion(sa: &ServiceAccount, token_uri: &str, jwt: &str) -> Resul
             claims["iss"]
         ));
     }
-    if claims["aud"] != token_uri {
-        return Err(format!(
-            "Invalid JWT: aud {} is not {token_uri}",
-            claims["aud"]
-        ));
-    }
+    Ok(claims)
+}
+
+fn check_scope_and_times(claims: &Value) -> Result<(), String> {
     let scopes = claims["scope"].as_str().unwrap_or_default();
     if !scopes.split(' ').any(|s| s == SCOPE) {
         return Err(format!("Invalid JWT: scope must include {SCOPE}"));
@@ -144,7 +170,9 @@ pub fn check_assertion(sa: &ServiceAccount, token_uri: &str, jwt: &str) -> Resul
         return Err("Invalid JWT: iat and exp are required".into());
     };
     let now = unix_now();
-    if exp <= iat || exp - iat > 3600 {
+    // Client libraries backdate `iat` a little for clock skew (google-cloud-auth: 20 s), so
+    // the lifetime gets the same 5 minutes of slack as the clock check below.
+    if exp <= iat || exp - iat > 3600 + 300 {
         return Err("Invalid JWT: exp must be after iat and at most an hour later".into());
     }
     if iat > now + 300 || exp <= now - 300 {
@@ -160,6 +188,29 @@ mod tests {
     use super::*;
 
     const URI: &str = "http://127.0.0.1:1/token";
+
+    #[test]
+    fn a_self_signed_token_passes_with_its_subject_and_scope_only() {
+        let sa = ServiceAccount::test("proj");
+        let now = unix_now();
+        let claims = json!({"iss":sa.client_email,"sub":sa.client_email,"scope":SCOPE,
+            "iat":now,"exp":now + 3600});
+        assert_eq!(
+            check_self_signed(&sa, &sa.sign_jwt(&claims).unwrap()),
+            Ok(())
+        );
+        let mut other = claims.clone();
+        other["sub"] = json!("someone@else.iam.gserviceaccount.com");
+        assert!(check_self_signed(&sa, &sa.sign_jwt(&other).unwrap()).is_err());
+        let mut unscoped = claims;
+        unscoped["scope"] = json!("https://www.googleapis.com/auth/userinfo.email");
+        assert!(check_self_signed(&sa, &sa.sign_jwt(&unscoped).unwrap()).is_err());
+        let stranger = ServiceAccount {
+            private_key_pem: String::new(),
+            ..ServiceAccount::test("proj")
+        };
+        assert!(check_self_signed(&stranger, "a.b.c").is_err());
+    }
 
     #[test]
     fn a_signed_assertion_passes_and_tampering_fails() {

@@ -1,0 +1,458 @@
+//! One task's conversation, as phases: set up (models, tools, brief), then per turn
+//! deliver the owner's messages, exchange a request for a reply (recovering from a prompt
+//! that does not fit, a run of overload, a refusal), absorb the reply (append it, run its
+//! tool calls, act on its stop reason), until the model is done or a limit is reached.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio_util::sync::CancellationToken;
+
+use super::ApiRunnerConfig;
+use super::accounts::{Accounts, prompt_size};
+use super::cache::CachePolicy;
+use super::fallback::{Models, OVERLOAD_SWITCH_AFTER, SwitchReason};
+use super::history::Conversation;
+use super::request::{self, Parts, Prefix};
+use super::settings::{ModelPlan, TaskModels, task_models};
+use super::tools::{TaskTools, calls_in};
+use super::window::Window;
+use crate::anthropic::types::{ContentBlock, MessageResponse, StopReason};
+use crate::anthropic::{ApiError, Client};
+use crate::process::Confinement;
+use crate::runner::prompt::Brief;
+use crate::runner::{Inbox, ProgressSink, RunError, RunOutcome, RunRequest, Usage};
+use crate::tools::{ToolConfig, Toolbox};
+
+/// What the model is told after a reply cut off by `max_tokens`.
+const CUT_OFF: &str =
+    "Your reply was cut off at the output token limit. Continue where you stopped.";
+
+/// What the model is told after a reply that filled the context window.
+const WINDOW_FULL: &str = "Your reply was cut off because the context window is full. The \
+     conversation will be summarised; continue where you stopped.";
+
+/// The task's models, decided before its client is built (the client needs to know
+/// whether a fallback exists).
+pub struct Setup {
+    task: TaskModels,
+}
+
+impl Setup {
+    /// Read the task's model wishes against the local settings.
+    pub fn new(config: &ApiRunnerConfig, request: &RunRequest) -> Self {
+        let platform = config.endpoint.platform();
+        Self {
+            task: task_models(&config.models, &request.task, platform),
+        }
+    }
+
+    /// The overload run after which the client stops retrying: only with a fallback.
+    pub fn give_up(&self) -> Option<u32> {
+        self.task
+            .fallback
+            .is_some()
+            .then_some(OVERLOAD_SWITCH_AFTER)
+    }
+
+    /// Build the task's session: its plans, tools and brief.
+    pub fn start<'a>(
+        self,
+        config: &'a ApiRunnerConfig,
+        request: &RunRequest,
+        client: Client,
+        progress: ProgressSink,
+    ) -> Result<Session<'a>, RunError> {
+        let task = self.task;
+        let max_tokens = config.models.max_tokens;
+        let plan = |m: &str| ModelPlan::new(m, task.thinking, task.effort, max_tokens);
+        let primary = plan(&task.primary);
+        let fallback = task.fallback.as_deref().map(plan);
+        for line in &task.overrides {
+            tracing::info!("{line}");
+        }
+        for note in task.notes.iter().chain(&primary.notes) {
+            tracing::info!("{note}");
+            progress.action(note.clone());
+        }
+        log_plan(&primary, fallback.as_ref());
+        let tools = task_tools(config, request)?;
+        let brief = Brief::from_request(request);
+        let prefix = Prefix::new(
+            brief.system_prompt(tools.toolbox().shell_limits()),
+            tools.definitions(),
+        );
+        let first = vec![ContentBlock::text(brief.first_user_message())];
+        Ok(Session {
+            config,
+            client,
+            tools,
+            progress,
+            inbox: request.inbox.clone(),
+            prefix,
+            conversation: Conversation::new(first),
+            window: Window::for_model(&primary.caps),
+            models: Models::new(primary, fallback),
+            cache: CachePolicy::new(config.long_gap),
+            accounts: Accounts::new(),
+            user_id: user_id(&request.worker_id),
+            last_text: String::new(),
+        })
+    }
+}
+
+/// `metadata.user_id`: the worker id, as the server generated it. It names one claim of
+/// one task, not a person (no name, email or account), so it says nothing about who is
+/// behind the task; and it is the id the operator's own logs and the buildd dashboard
+/// use, so an abuse report from Anthropic can be traced to the task. A hash would be just
+/// as opaque and harder to trace.
+fn user_id(worker_id: &str) -> Option<String> {
+    let id = worker_id.trim();
+    (!id.is_empty() && id.len() <= 256).then(|| id.to_string())
+}
+
+fn log_plan(plan: &ModelPlan, fallback: Option<&ModelPlan>) {
+    tracing::info!(
+        model = %plan.model,
+        thinking = ?plan.thinking,
+        effort = ?plan.effort,
+        max_tokens = plan.max_tokens,
+        fallback = fallback.map(|f| f.model.as_str()),
+        "API runner settings for the task"
+    );
+}
+
+/// The task's tools, confined as its sandbox plan says.
+fn task_tools(config: &ApiRunnerConfig, request: &RunRequest) -> Result<TaskTools, RunError> {
+    let confinement = match &request.sandbox {
+        Some(plan) => Some(plan.prepare(&plan.policy)? as Arc<dyn Confinement>),
+        None => None,
+    };
+    let toolbox = Toolbox::with_parent_env(
+        request.checkout.clone(),
+        ToolConfig {
+            shell_timeout: config.tool_shell_timeout,
+            output_cap: config.tool_output_cap,
+            confinement,
+        },
+        config.parent_env.iter().cloned(),
+    );
+    Ok(TaskTools::new(toolbox, config.redactor.clone()))
+}
+
+/// One task's conversation and accounts.
+pub struct Session<'a> {
+    config: &'a ApiRunnerConfig,
+    client: Client,
+    tools: TaskTools,
+    progress: ProgressSink,
+    /// Where the server's messages for the task arrive.
+    inbox: Inbox,
+    prefix: Prefix,
+    conversation: Conversation,
+    models: Models,
+    window: Window,
+    cache: CachePolicy,
+    accounts: Accounts,
+    user_id: Option<String>,
+    /// The most recent non-empty assistant text, for the summary.
+    last_text: String,
+}
+
+/// What absorbing a reply leads to.
+#[derive(Debug, PartialEq, Eq)]
+enum Next {
+    Continue,
+    Finished,
+}
+
+impl Session<'_> {
+    /// Work until the model is done, a limit is reached, or `cancel` fires.
+    pub async fn run(mut self, cancel: &CancellationToken) -> Result<RunOutcome, RunError> {
+        loop {
+            if cancel.is_cancelled() {
+                return Err(self.cancelled());
+            }
+            if let Some(reason) = self.accounts.turn_limit(self.config.max_turns) {
+                return Err(self.failed(reason));
+            }
+            self.deliver_instructions();
+            let reply = self.exchange(cancel).await?;
+            if let Some(reason) = self.accounts.cost_limit(self.config.max_cost_usd) {
+                return Err(self.failed(reason));
+            }
+            if self.absorb(reply, cancel).await? == Next::Finished {
+                return Ok(RunOutcome {
+                    summary: self.last_text.clone(),
+                    usage: self.usage(),
+                });
+            }
+        }
+    }
+
+    fn usage(&self) -> Usage {
+        self.accounts.usage()
+    }
+
+    fn failed(&self, reason: impl Into<String>) -> RunError {
+        RunError::Failed {
+            reason: reason.into(),
+            usage: self.usage(),
+        }
+    }
+
+    fn cancelled(&self) -> RunError {
+        RunError::Cancelled {
+            usage: self.usage(),
+        }
+    }
+
+    /// Hand the model what the task's owner sent while it worked, as text at the end of
+    /// the user turn about to be sent (never an earlier one). After a paused turn the
+    /// conversation ends on the model's turn, which goes back as it is: the messages wait.
+    fn deliver_instructions(&mut self) {
+        if !self.conversation.ends_with_user() {
+            return;
+        }
+        let blocks: Vec<ContentBlock> = self
+            .inbox
+            .drain()
+            .into_iter()
+            .map(|text| {
+                ContentBlock::text(format!(
+                    "A message from the task's owner arrived while you worked (sent through \
+                     buildd). Take it into account:\n\n{text}"
+                ))
+            })
+            .collect();
+        if !blocks.is_empty() {
+            self.conversation.extend_unsent_user_turn(blocks);
+        }
+    }
+
+    /// Send the conversation until a reply the task can use comes back.
+    async fn exchange(&mut self, cancel: &CancellationToken) -> Result<MessageResponse, RunError> {
+        loop {
+            let sent_at = Instant::now();
+            if let Some(gap) = self.cache.before_request(sent_at) {
+                tracing::info!(
+                    gap = %humantime::format_duration(gap),
+                    "a long pause between requests: caching the conversation for an hour"
+                );
+            }
+            let built = request::build(&Parts {
+                prefix: &self.prefix,
+                plan: self.models.current(),
+                conversation: &self.conversation,
+                cache: &self.cache,
+                window: &self.window,
+                user_id: self.user_id.as_deref(),
+            });
+            match self.client.create_message(&built.request, cancel).await {
+                Ok(reply) => {
+                    self.conversation.accept();
+                    self.window.accepted();
+                    self.cache.accepted(built.newest_marker, sent_at);
+                    self.account(&reply);
+                    if reply.stop_reason != Some(StopReason::Refusal) {
+                        return Ok(reply);
+                    }
+                    self.refused(&reply)?;
+                }
+                Err(e) => self.recover(e)?,
+            }
+        }
+    }
+
+    fn account(&mut self, reply: &MessageResponse) {
+        let model = self.models.current().model.clone();
+        self.accounts.record(
+            &self.config.prices,
+            &model,
+            &reply.usage,
+            self.config.max_cost_usd,
+        );
+        self.progress.usage(self.usage());
+        if !reply.input_transformations.is_empty() {
+            tracing::warn!(
+                transformations = %serde_json::Value::Array(reply.input_transformations.clone()),
+                "the API changed the prompt it read"
+            );
+        }
+    }
+
+    /// A refused turn goes to the fallback model once; without one (or on it) the task
+    /// fails with the model's words.
+    fn refused(&mut self, reply: &MessageResponse) -> Result<(), RunError> {
+        if self.switch(&SwitchReason::Refusal) {
+            return Ok(());
+        }
+        let text = reply.text();
+        let category = reply
+            .stop_details
+            .as_ref()
+            .and_then(|d| d.category.as_deref())
+            .map(|c| format!(" (category: {c})"))
+            .unwrap_or_default();
+        Err(self.failed(format!(
+            "the model refused to continue the task{category}{}",
+            if text.is_empty() {
+                String::new()
+            } else {
+                format!(": {text}")
+            }
+        )))
+    }
+
+    /// Decide whether a failed call can be sent again (after changing what), or ends
+    /// the task.
+    fn recover(&mut self, e: ApiError) -> Result<(), RunError> {
+        match e {
+            ApiError::Cancelled => Err(self.cancelled()),
+            ApiError::PromptTooLong { tokens, limit, .. } => self.too_long(tokens, limit, &e),
+            e if e.is_overloaded() => {
+                let streak = self.client.overloaded_streak();
+                if self.switch(&SwitchReason::Overloaded(streak)) {
+                    Ok(())
+                } else {
+                    Err(self.failed(e.to_string()))
+                }
+            }
+            e => Err(self.failed(e.to_string())),
+        }
+    }
+
+    /// "Prompt is too long": lower the compaction trigger under the window the API named
+    /// and cut the refused (never accepted) newest turn, so the next request fits and
+    /// compacts; fail when neither changes anything or after a few tries.
+    fn too_long(
+        &mut self,
+        tokens: Option<u64>,
+        limit: Option<u64>,
+        e: &ApiError,
+    ) -> Result<(), RunError> {
+        let before = self.window.trigger();
+        let largest = self.accounts.largest_prompt();
+        let Some(recovery) = self.window.too_long(tokens, limit, largest) else {
+            return Err(self.failed(e.to_string()));
+        };
+        let shrunk = self.conversation.shrink_unsent(recovery.shrink);
+        if !shrunk && self.window.trigger() == before {
+            return Err(self.failed(e.to_string()));
+        }
+        let note = format!(
+            "The prompt did not fit in the model's context window{}; compacting the \
+             conversation{}",
+            limit.map(|l| format!(" ({l} tokens)")).unwrap_or_default(),
+            if shrunk {
+                " and cutting the newest tool output"
+            } else {
+                ""
+            }
+        );
+        tracing::warn!(?tokens, ?limit, trigger = ?self.window.trigger(), "{note}");
+        self.progress.action(note);
+        Ok(())
+    }
+
+    /// Switch to the fallback model; returns whether there was one.
+    fn switch(&mut self, reason: &SwitchReason) -> bool {
+        let Some(note) = self.models.switch(reason) else {
+            return false;
+        };
+        let current = self.models.current();
+        self.window = self.window.switch_model(&current.caps);
+        // No further fallback: from now on overload is retried as any other error.
+        self.client = self.client.for_conversation(None);
+        tracing::warn!("{note}");
+        self.progress.action(note);
+        for n in &current.notes {
+            tracing::info!("{n}");
+        }
+        log_plan(current, None);
+        true
+    }
+
+    /// Append the reply, run its tool calls, act on its stop reason.
+    async fn absorb(
+        &mut self,
+        reply: MessageResponse,
+        cancel: &CancellationToken,
+    ) -> Result<Next, RunError> {
+        let text = reply.text();
+        if !text.is_empty() {
+            self.last_text = text;
+        }
+        if reply.has_compaction() {
+            tracing::info!(applied = ?reply.applied_edits, "the API compacted the conversation");
+            self.progress
+                .action("Compacted the conversation to stay within the context window");
+        }
+        let stop = reply.stop_reason.clone();
+        let calls = calls_in(&reply.content);
+        // The API rejects empty text blocks, even ones it produced; everything else goes
+        // back exactly as received (thinking, compaction and unknown blocks included).
+        let content: Vec<ContentBlock> = reply
+            .content
+            .into_iter()
+            .filter(|b| !matches!(b, ContentBlock::Text { text, .. } if text.trim().is_empty()))
+            .collect();
+        if content.is_empty() {
+            if matches!(stop, Some(StopReason::EndTurn | StopReason::StopSequence)) {
+                return Ok(Next::Finished);
+            }
+            return Err(self.failed(format!(
+                "the model sent an empty reply (stop_reason {})",
+                stop.as_ref().map_or("none", |s| s.as_str())
+            )));
+        }
+        self.conversation.push_assistant(content);
+        if stop == Some(StopReason::ModelContextWindowExceeded) {
+            self.window
+                .filled(prompt_size(&reply.usage) + reply.usage.output_tokens);
+        }
+        if calls.is_empty() {
+            return self.after_stop(stop);
+        }
+        let results = self
+            .tools
+            .run(calls, &reply.malformed_tool_inputs, &self.progress, cancel)
+            .await
+            .ok_or_else(|| self.cancelled())?;
+        self.conversation.push_user(results);
+        Ok(Next::Continue)
+    }
+
+    /// A reply without tool calls: what its stop reason asks for.
+    fn after_stop(&mut self, stop: Option<StopReason>) -> Result<Next, RunError> {
+        match stop {
+            Some(StopReason::EndTurn | StopReason::StopSequence) => Ok(Next::Finished),
+            // A paused server-tool loop or a paused compaction: sending the conversation
+            // back as it is resumes it.
+            Some(StopReason::PauseTurn | StopReason::Compaction) => Ok(Next::Continue),
+            Some(StopReason::MaxTokens) => {
+                self.conversation
+                    .push_user(vec![ContentBlock::text(CUT_OFF)]);
+                Ok(Next::Continue)
+            }
+            // Truncated; the next request passes the (lowered) trigger and compacts.
+            Some(StopReason::ModelContextWindowExceeded) => {
+                self.conversation
+                    .push_user(vec![ContentBlock::text(WINDOW_FULL)]);
+                Ok(Next::Continue)
+            }
+            Some(StopReason::ToolUse) => {
+                Err(self.failed("the model asked for tools but sent no tool call"))
+            }
+            // A stop reason newer than this agent: the turn is kept, but whether the work
+            // is done cannot be told, and a task reported done that is not is worse than
+            // one that fails and can be retried.
+            Some(StopReason::Unknown(reason)) => Err(self.failed(format!(
+                "the model stopped for a reason this agent does not know: {reason}"
+            ))),
+            Some(StopReason::Refusal) | None => {
+                Err(self.failed("the model stopped without a stop reason"))
+            }
+        }
+    }
+}
