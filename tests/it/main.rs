@@ -19,6 +19,7 @@ mod cli_runner;
 mod faults;
 mod git_flow;
 mod github_actions;
+mod hostile;
 mod install_script;
 mod outbox;
 mod server_errors;
