@@ -24,6 +24,8 @@ use serde_json::{Value, json};
 
 use crate::AGENT;
 
+mod no_landlock;
+
 pub(crate) const GH_TOKEN: &str = "ghs_hostileSuiteToken0123456789abcdefABCD";
 /// The Anthropic key a claim hands over (the runners use it instead of their own).
 pub(crate) const SERVER_KEY: &str = "sk-ant-api03-handed-over-with-the-claim-0123456789";
