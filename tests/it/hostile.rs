@@ -24,6 +24,7 @@ use serde_json::{Value, json};
 
 use crate::AGENT;
 
+mod git_dir;
 mod no_landlock;
 
 pub(crate) const GH_TOKEN: &str = "ghs_hostileSuiteToken0123456789abcdefABCD";
