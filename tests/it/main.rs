@@ -16,6 +16,7 @@ mod api_e2e;
 mod api_runner;
 mod claim_modes;
 mod cli_runner;
+mod confined_work;
 mod faults;
 mod git_flow;
 mod github_actions;
