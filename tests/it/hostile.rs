@@ -72,20 +72,21 @@ impl Hostile {
     pub fn new(env: Env) -> Hostile {
         let home = env.home();
         let server = env.server().url();
-        std::fs::create_dir_all(home.join(".buildd")).unwrap();
-        std::fs::write(
-            home.join(".buildd/config.json"),
-            json!({"apiKey": CONFIG_KEY, "builddServer": server}).to_string(),
-        )
-        .unwrap();
-        std::fs::create_dir_all(home.join(".ssh")).unwrap();
-        std::fs::write(
-            home.join(".ssh/id_ed25519"),
-            format!(
-                "-----BEGIN OPENSSH PRIVATE KEY-----\n{SSH_CANARY}\n-----END OPENSSH PRIVATE KEY-----\n"
-            ),
-        )
-        .unwrap();
+        let ssh_key = format!(
+            "-----BEGIN OPENSSH PRIVATE KEY-----\n{SSH_CANARY}\n-----END OPENSSH PRIVATE KEY-----\n"
+        );
+        let config = json!({"apiKey": CONFIG_KEY, "builddServer": server}).to_string();
+        // Private, as `buildd login` and ssh-keygen leave them.
+        for (path, text) in [
+            (".buildd/config.json", config),
+            (".ssh/id_ed25519", ssh_key),
+        ] {
+            let path = home.join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, text).unwrap();
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .unwrap();
+        }
         std::fs::write(home.join(".bashrc"), BASHRC).unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let tmp_marker = std::env::temp_dir().join(format!(

@@ -15,6 +15,10 @@ use serde_json::Value;
 use super::{bash_script, tool_results};
 use crate::AGENT;
 
+/// A config file key of no shape the redactor knows (not `bld_…`): only its exact value,
+/// learned from the file, can hide it.
+const SHAPELESS_KEY: &str = "legacy-key-0123456789abcdefghij";
+
 #[test]
 fn auto_runs_the_task_unconfined_with_one_warning() {
     let commands = [
@@ -22,10 +26,23 @@ fn auto_runs_the_task_unconfined_with_one_warning() {
         "echo written > ~/unconfined.txt; echo \"status=$?\"".to_owned(),
         // What still applies without Landlock: no_new_privs and the capability drop.
         "sudo -n true; echo \"status=$?\"".to_owned(),
+        // Redaction, the last line: the config file's key, although the agent uses another.
+        "cat ~/.buildd/config.json".to_owned(),
     ];
     let env = Env::new(AGENT)
         .with_model(bash_script(ANTHROPIC_KEY, &commands))
         .with_task("Anything");
+    std::fs::create_dir_all(env.home().join(".buildd")).unwrap();
+    std::fs::write(
+        env.home().join(".buildd/config.json"),
+        format!(r#"{{"apiKey": "{SHAPELESS_KEY}"}}"#),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        env.home().join(".buildd/config.json"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     let out = env
         .api_agent(["--once", "--sandbox", "auto"])
         .without_landlock()
@@ -61,7 +78,7 @@ fn auto_runs_the_task_unconfined_with_one_warning() {
     assert_eq!(out.stderr.matches("WARN").count(), 1, "{}", out.stderr);
 
     let bodies: Vec<Value> = env.model().requests().into_iter().map(|r| r.body).collect();
-    let results = &tool_results(&bodies, 2)[0];
+    let results = &tool_results(&bodies, 3)[0];
     assert_eq!(results[0].trim(), "status=0");
     assert_eq!(
         std::fs::read_to_string(env.home().join("unconfined.txt")).unwrap(),
@@ -72,6 +89,9 @@ fn auto_runs_the_task_unconfined_with_one_warning() {
         "{}",
         results[1]
     );
+    assert_eq!(results[2], r#"{"apiKey": "***"}"#);
+    let sent = serde_json::to_string(&bodies).unwrap();
+    assert!(!sent.contains(SHAPELESS_KEY) && !sent.contains(DEFAULT_KEY));
 }
 
 #[test]
