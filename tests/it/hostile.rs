@@ -12,7 +12,10 @@
 //!
 //! Every attempt must be refused by the kernel, and no secret or canary may appear in what
 //! the model was sent, what the server recorded, the agent's stdout and stderr, or the
-//! summary. `hostile_attempts` says per attempt what the refusal looks like.
+//! summary. [`Hostile::attempts`] says per attempt what the refusal looks like.
+//!
+//! Also here: `git_dir` (a model that rewrites its worktree's git dir cannot redirect the
+//! agent's own git) and `no_landlock` (the agent on a kernel without Landlock).
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
@@ -27,11 +30,11 @@ use crate::AGENT;
 mod git_dir;
 mod no_landlock;
 
-pub(crate) const GH_TOKEN: &str = "ghs_hostileSuiteToken0123456789abcdefABCD";
+const GH_TOKEN: &str = "ghs_hostileSuiteToken0123456789abcdefABCD";
 /// The Anthropic key a claim hands over (the runners use it instead of their own).
-pub(crate) const SERVER_KEY: &str = "sk-ant-api03-handed-over-with-the-claim-0123456789";
+const SERVER_KEY: &str = "sk-ant-api03-handed-over-with-the-claim-0123456789";
 /// The buildd key in the planted `~/.buildd/config.json`.
-pub(crate) const CONFIG_KEY: &str = "bld_config_file_key_0123456789abcdef0123";
+const CONFIG_KEY: &str = "bld_config_file_key_0123456789abcdef0123";
 /// The body of the planted SSH key: no redactor knows it.
 const SSH_CANARY: &str = "CANARY-ssh-private-key-body-0123456789";
 /// A variable only the agent's own environment has (not secret-looking, so no child gets it
@@ -342,10 +345,9 @@ fn me(outputs: &[String]) -> String {
 /// Every attempt was refused as it should be; `agent_pid` must be among the agents tried.
 pub(crate) fn assert_refused(attempts: &[Attempt], outputs: &[String], agent_pid: i32) {
     let got = by_name(attempts, outputs);
-    if std::env::var_os("HOSTILE_PRINT").is_some() {
-        for (n, o) in &got {
-            println!("## {n}\n{o}");
-        }
+    // Captured by the test harness: shown when the test fails, or with --nocapture.
+    for (name, out) in &got {
+        println!("## {name}\n{out}");
     }
     for a in &attempts[1..] {
         let out = &got[a.name];
