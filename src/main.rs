@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::process::ExitCode;
 
 use buildd_agent::config::flags::Cli;
-use buildd_agent::config::{Config, SECRET_ENV_VARS};
+use buildd_agent::config::{Config, SECRET_ENV_VARS, config_path};
 use buildd_agent::error::{EXIT_USAGE, render};
 use buildd_agent::process::sandbox::protect;
 use buildd_agent::redact::Redactor;
@@ -49,6 +49,12 @@ fn main() -> ExitCode {
     if let Some(key) = &cli.api_key {
         redactor.add(key);
     }
+    // The config file's key is a secret the agent knows even when a flag or the environment
+    // overrides it: a command that prints the file (one not confined, under --sandbox off or
+    // on a kernel without Landlock) must not hand it to the model.
+    if let Some(key) = config_file_key(&env) {
+        redactor.add(&key);
+    }
     buildd_agent::logging::init(cli.log_format, redactor.clone(), on_actions, &env);
     if let Err(e) = undumpable {
         tracing::warn!("{e}; other processes of this user may read the agent's memory");
@@ -74,4 +80,13 @@ fn main() -> ExitCode {
     // a blocking read that ignored cancellation.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     ExitCode::from(code)
+}
+
+/// The `apiKey` of the config file, if it has one; any problem with the file is
+/// `Config::resolve`'s to report.
+fn config_file_key(env: &HashMap<String, String>) -> Option<String> {
+    let text = std::fs::read_to_string(config_path(env)).ok()?;
+    let file: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let key = file.get("apiKey")?.as_str()?.trim();
+    (!key.is_empty()).then(|| key.to_owned())
 }

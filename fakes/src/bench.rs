@@ -24,6 +24,8 @@ use anyhow::bail;
 use nix::sys::resource::{UsageWho, getrusage};
 use serde_json::json;
 
+mod sandbox;
+
 use crate::buildd::{DEFAULT_KEY, FakeBuildd, TaskSeed};
 use crate::messages::{
     FakeClock, FakeMessages, FakeOptions, Pick, Script, ScriptUsage, Step, UsageMode,
@@ -39,7 +41,8 @@ pub struct Options {
     pub agent: PathBuf,
     /// Fewer repetitions and shorter waits: a smoke run, not numbers to record.
     pub quick: bool,
-    /// Run only this figure (`size`, `startup`, `idle`, `twenty`, `cpu`, `thousand`), e.g.
+    /// Run only this figure (`size`, `startup`, `idle`, `twenty`, `cpu`, `thousand`,
+    /// `sandbox`), e.g.
     /// to profile it with `--agent` pointing at a wrapper that runs the agent under a profiler.
     pub only: Option<String>,
 }
@@ -115,6 +118,9 @@ pub fn run_all(opts: &Options, rt: &tokio::runtime::Runtime) -> anyhow::Result<V
     }
     if want("thousand") {
         rows.push(thousand_tasks(&opts, rt)?);
+    }
+    if want("sandbox") {
+        rows.extend(sandbox::overhead(&opts, rt)?);
     }
     Ok(rows)
 }

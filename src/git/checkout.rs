@@ -33,6 +33,88 @@ pub struct Prepared {
     /// What the worktree's `.git` file said at creation (restored before we
     /// run git there again, in case the model rewrote it).
     pub(super) dot_git: Vec<u8>,
+    /// Where git keeps the worktree's state and the repository's, as git
+    /// reported them at creation, before the model ran (see [`GitDirs`]).
+    pub(super) dirs: GitDirs,
+}
+
+/// A worktree's git directories, recorded before the model runs and passed
+/// to every later git call on it (`GIT_DIR`, `GIT_COMMON_DIR`,
+/// `GIT_WORK_TREE`). The sandbox lets the model write the worktree's git dir
+/// (`<common>/worktrees/<name>`, where `commit` writes) and the shared
+/// `objects/`: a rewritten `commondir` would otherwise point the agent's own,
+/// unconfined git at a repository of the model's making, whose config runs
+/// commands (filter drivers, `core.sshCommand`, credential helpers) and
+/// redirects pushes. The files there that git reads as configuration or as
+/// other places to look — `config.worktree` and the alternates lists — are
+/// kept as they were and put back.
+#[derive(Debug, Clone)]
+pub(super) struct GitDirs {
+    pub(super) git_dir: PathBuf,
+    pub(super) common_dir: PathBuf,
+    /// Each file's content at creation (`None`: it did not exist).
+    kept: Vec<(PathBuf, Option<Vec<u8>>)>,
+}
+
+impl GitDirs {
+    /// Record `git_dir` and `common_dir` and the files to keep as they are now.
+    fn record(git_dir: PathBuf, common_dir: PathBuf) -> GitDirs {
+        let kept = [
+            git_dir.join("config.worktree"),
+            common_dir.join("objects/info/alternates"),
+            common_dir.join("objects/info/http-alternates"),
+        ]
+        .into_iter()
+        .map(|path| {
+            let content = std::fs::read(&path).ok();
+            (path, content)
+        })
+        .collect();
+        GitDirs {
+            git_dir,
+            common_dir,
+            kept,
+        }
+    }
+
+    /// Put the kept files back as they were recorded (removing those that did
+    /// not exist). Best effort for each; the first failure is returned.
+    pub(super) fn restore(&self) -> Result<(), GitError> {
+        let mut first = Ok(());
+        for (path, content) in &self.kept {
+            let done = match content {
+                Some(bytes) => std::fs::read(path)
+                    .ok()
+                    .filter(|now| now == bytes)
+                    .map_or_else(|| replace_file(path, bytes), |_| Ok(())),
+                None => match std::fs::symlink_metadata(path) {
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                    Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
+                    _ => std::fs::remove_file(path),
+                },
+            };
+            if let Err(source) = done
+                && first.is_ok()
+            {
+                first = Err(GitError::Io {
+                    path: path.clone(),
+                    source,
+                });
+            }
+        }
+        first
+    }
+}
+
+/// Write `bytes` to `path`, replacing whatever is there (a symlink or a
+/// directory the model put in its place included).
+fn replace_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path)?,
+        Ok(_) => std::fs::remove_file(path)?,
+        Err(_) => {}
+    }
+    std::fs::write(path, bytes)
 }
 
 /// Refuse branch names and a worker id that are not safe to hand to git or
@@ -99,6 +181,7 @@ impl Git {
         let (worktree, dot_git) = self
             .add_worktree(&repo_dir, worker_id, branch, &start_sha)
             .await?;
+        let dirs = self.git_dirs(&worktree).await?;
         debug!(worktree = %worktree.display(), %branch, %base, "worktree ready");
         Ok(Prepared {
             worktree,
@@ -109,7 +192,35 @@ impl Git {
             resumed,
             spec,
             dot_git,
+            dirs,
         })
+    }
+
+    /// The new worktree's git dir and common dir, as git itself resolves them
+    /// (the model has not run yet).
+    async fn git_dirs(&self, worktree: &Path) -> Result<GitDirs, GitError> {
+        let out = self
+            .run(
+                worktree,
+                &[
+                    "rev-parse",
+                    "--path-format=absolute",
+                    "--git-dir",
+                    "--git-common-dir",
+                ],
+            )
+            .await?;
+        let mut lines = out.lines().map(str::trim).filter(|l| !l.is_empty());
+        match (lines.next(), lines.next()) {
+            (Some(git_dir), Some(common_dir)) => Ok(GitDirs::record(
+                PathBuf::from(git_dir),
+                PathBuf::from(common_dir),
+            )),
+            _ => Err(GitError::Invalid(format!(
+                "git did not name the git directories of {}: {out:?}",
+                worktree.display()
+            ))),
+        }
     }
 
     /// Fetch `base`, and the first of `candidates` the remote already has (a
@@ -219,7 +330,12 @@ impl Git {
     }
 
     /// Remove a task's worktree (its commits stay on the branch in the repository).
+    /// Whatever the model left in the shared objects' alternates lists goes first:
+    /// the next task's git runs in the same repository.
     pub async fn cleanup(&self, prepared: &Prepared) {
+        if let Err(e) = prepared.dirs.restore() {
+            warn!("{e}");
+        }
         let lock = self.lock_for(&prepared.repo_dir).await;
         let _guard = lock.lock().await;
         self.remove_worktree(&prepared.repo_dir, &prepared.worktree)

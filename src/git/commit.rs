@@ -45,6 +45,7 @@ impl Git {
     /// PR is an error that says where the commits are and how to push them.
     pub async fn finish(&self, p: &Prepared, task: &TaskInfo) -> Result<GitOutcome, GitError> {
         self.restore_dot_git(p)?;
+        p.dirs.restore()?;
         self.commit_leftovers(p, task).await?;
         let mut outcome = self.measure(p).await?;
         if outcome.no_changes() {
@@ -69,6 +70,8 @@ impl Git {
 
     /// The model could have pointed `.git` at a repository of its own (with
     /// hooks or an fsmonitor in its config); put ours back before running git.
+    /// Our git does not read it (every call names the recorded git dirs), but
+    /// the worktree stays a working one for whoever looks at it.
     fn restore_dot_git(&self, p: &Prepared) -> Result<(), GitError> {
         let dot_git = p.worktree.join(".git");
         if dot_git.is_dir() && !dot_git.is_symlink() {
@@ -85,9 +88,8 @@ impl Git {
     /// Commit whatever the runner left uncommitted, as the configured author
     /// with the task's trailer.
     async fn commit_leftovers(&self, p: &Prepared, task: &TaskInfo) -> Result<(), GitError> {
-        let wt = &p.worktree;
-        self.run(wt, &["add", "--all"]).await?;
-        let (clean, _, _) = self.output(wt, &["diff", "--cached", "--quiet"]).await?;
+        self.run_in(p, &["add", "--all"]).await?;
+        let (clean, _, _) = self.output_in(p, &["diff", "--cached", "--quiet"]).await?;
         if clean {
             return Ok(());
         }
@@ -101,7 +103,7 @@ impl Git {
         cmd_args.extend(["-c".into(), format!("user.email={}", a.email)]);
         cmd_args.extend(["commit", "--quiet", "--no-verify", "-m", &message].map(String::from));
         let args: Vec<&str> = cmd_args.iter().map(String::as_str).collect();
-        let mut spec = self.command(wt, &args);
+        let mut spec = self.worktree_command(p, &args);
         spec.set_env("GIT_AUTHOR_NAME", &a.name);
         spec.set_env("GIT_AUTHOR_EMAIL", &a.email);
         spec.set_env("GIT_COMMITTER_NAME", &a.name);
@@ -119,10 +121,9 @@ impl Git {
     /// What the branch holds since the worktree was created: commits, the
     /// last one, files and lines changed.
     async fn measure(&self, p: &Prepared) -> Result<GitOutcome, GitError> {
-        let wt = &p.worktree;
         let range = format!("{}..HEAD", p.start_sha);
         let count: u32 = self
-            .run(wt, &["rev-list", "--count", &range])
+            .run_in(p, &["rev-list", "--count", &range])
             .await?
             .trim()
             .parse()
@@ -136,13 +137,13 @@ impl Git {
             return Ok(outcome);
         }
         outcome.last_commit_sha = Some(
-            self.run(wt, &["rev-parse", "HEAD"])
+            self.run_in(p, &["rev-parse", "HEAD"])
                 .await?
                 .trim()
                 .to_string(),
         );
         let numstat = self
-            .run(wt, &["diff", "--numstat", &p.start_sha, "HEAD"])
+            .run_in(p, &["diff", "--numstat", &p.start_sha, "HEAD"])
             .await?;
         for line in numstat.lines() {
             let mut cols = line.split('\t');
@@ -161,10 +162,7 @@ impl Git {
     async fn push(&self, p: &Prepared) -> Result<(), GitError> {
         let refspec = format!("HEAD:refs/heads/{}", p.branch);
         let (ok, _, output) = self
-            .output(
-                &p.worktree,
-                &["push", "--quiet", "--", &p.spec.url, &refspec],
-            )
+            .output_in(p, &["push", "--quiet", "--", &p.spec.url, &refspec])
             .await?;
         if ok {
             Ok(())

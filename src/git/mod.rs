@@ -8,7 +8,11 @@
 //! auth and protocols), started through `crate::process` in its own process
 //! group: with git's environment policy (`process::env`, `Consumer::Git`),
 //! no prompts, and hooks switched off, because the model can write files in
-//! the worktree. The GitHub
+//! the worktree. After the model ran, every call on the worktree names the
+//! git dir, common dir and work tree recorded before it ran
+//! (`checkout::GitDirs`): the sandbox lets the model rewrite the worktree's
+//! `.git` file and its git dir's `commondir`, which would otherwise send our
+//! git to a repository (and a config) of the model's making. The GitHub
 //! token travels to git only in environment variables, never in argv, a URL or
 //! `.git/config`, and everything git prints passes through the [`Redactor`].
 //!
@@ -209,6 +213,18 @@ impl Git {
             .envs(env.into_vec())
     }
 
+    /// [`Git::command`] on a task's worktree after the model ran: with the git
+    /// dir, common dir and work tree recorded before it ran, so neither a
+    /// rewritten `.git` file nor a rewritten `commondir` can point our git at
+    /// another repository (and its config).
+    fn worktree_command(&self, p: &Prepared, args: &[&str]) -> CommandSpec {
+        let mut spec = self.command(&p.worktree, args);
+        spec.set_env("GIT_DIR", &p.dirs.git_dir);
+        spec.set_env("GIT_COMMON_DIR", &p.dirs.common_dir);
+        spec.set_env("GIT_WORK_TREE", &p.worktree);
+        spec
+    }
+
     /// Run `spec` to its end in its own process group (killed if this future
     /// is dropped), collecting its output.
     async fn exec(&self, spec: CommandSpec) -> Result<Output, GitError> {
@@ -221,7 +237,17 @@ impl Git {
 
     /// Run git; stdout on success, a redacted error with its output otherwise.
     async fn run(&self, dir: &Path, args: &[&str]) -> Result<String, GitError> {
-        let out = self.output(dir, args).await?;
+        self.checked(self.command(dir, args), args).await
+    }
+
+    /// [`Git::run`] on a task's worktree after the model ran ([`Git::worktree_command`]).
+    async fn run_in(&self, p: &Prepared, args: &[&str]) -> Result<String, GitError> {
+        self.checked(self.worktree_command(p, args), args).await
+    }
+
+    /// Run `spec` (git with `args`); stdout on success, a redacted error otherwise.
+    async fn checked(&self, spec: CommandSpec, args: &[&str]) -> Result<String, GitError> {
+        let out = self.collect(spec).await?;
         if out.0 {
             Ok(out.1)
         } else {
@@ -232,9 +258,19 @@ impl Git {
         }
     }
 
-    /// Run git; (success, stdout, redacted stderr+stdout for messages).
-    async fn output(&self, dir: &Path, args: &[&str]) -> Result<(bool, String, String), GitError> {
-        let out = self.exec(self.command(dir, args)).await?;
+    /// Run git on a task's worktree after the model ran; (success, stdout,
+    /// redacted stderr+stdout for messages).
+    async fn output_in(
+        &self,
+        p: &Prepared,
+        args: &[&str],
+    ) -> Result<(bool, String, String), GitError> {
+        self.collect(self.worktree_command(p, args)).await
+    }
+
+    /// Run `spec`; (success, stdout, redacted stderr+stdout for messages).
+    async fn collect(&self, spec: CommandSpec) -> Result<(bool, String, String), GitError> {
+        let out = self.exec(spec).await?;
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&out.stderr);
         let text = format!("{}\n{}", stderr.trim(), stdout.trim());

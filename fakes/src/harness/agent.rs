@@ -67,6 +67,18 @@ impl Agent {
         self
     }
 
+    /// Run it as on a kernel without Landlock: a seccomp filter, installed between fork and
+    /// exec, makes the `landlock_*` syscalls fail with `ENOSYS` for the agent and everything
+    /// it starts (see `seccomp.rs`).
+    #[cfg(target_os = "linux")]
+    pub fn without_landlock(mut self) -> Agent {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: the closure makes two syscalls on static data; nothing is allocated or
+        // locked between fork and exec.
+        unsafe { self.cmd.pre_exec(super::seccomp::deny_landlock) };
+        self
+    }
+
     /// Send stdout and stderr to `/dev/null`: for an agent killed with SIGKILL, whose
     /// orphans would hold its pipes open.
     pub fn discard_output(mut self) -> Agent {

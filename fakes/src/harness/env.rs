@@ -119,6 +119,16 @@ impl Env {
         self
     }
 
+    /// Make the fake `claude` behave as `behaviour` (for every task of the run) instead of
+    /// acting on the prompt.
+    pub fn with_claude(mut self, behaviour: Behaviour<'_>) -> Env {
+        self.claude = Checked::new(FakeClaude::in_dir(
+            &self.dir.path().join("claude"),
+            behaviour,
+        ));
+        self
+    }
+
     pub fn server(&self) -> &Checked<FakeBuildd> {
         &self.server
     }

@@ -11,18 +11,25 @@
 //! - [`Checked`]: a strict fake that fails the test when it recorded a protocol violation
 //!   the test did not take. [`Env`] checks all of its fakes; [`checked_messages`] and
 //!   [`checked_github`] hand out the others checked.
+//! - [`Origin`]: a bare repository standing in for a GitHub repository, with the fake
+//!   GitHub API for its pull requests.
+//! - [`Agent::without_landlock`]: the agent on a (simulated) kernel without Landlock.
 //! - [`wait_for`], [`alive`], [`gone_soon`]: bounded waits on conditions and processes.
 
 mod agent;
 mod checked;
 pub mod claude;
 mod env;
+mod origin;
 mod process;
+#[cfg(target_os = "linux")]
+mod seccomp;
 
 pub use agent::{Agent, Finished, RUN_LIMIT, Running, agent_binary};
 pub use checked::{Checked, Strict};
 pub use claude::{Behaviour, Call, CommandRun, FakeClaude, fixtures_dir};
 pub use env::{ANTHROPIC_KEY, Env, OAUTH_TOKEN, statuses, task};
+pub use origin::{ORIGIN_REPO, Origin, run_git};
 pub use process::{alive, gone_soon, wait_for};
 
 pub use crate::buildd::{DEFAULT_KEY, FakeBuildd, Fault, Route, TaskSeed, WorkerState};

@@ -10,7 +10,8 @@
 //!   metadata and the build caches read-write; see [`policy`]) goes to [`Sandbox::prepare`],
 //!   which creates the task's private temp dir and builds the kernel ruleset once. The result,
 //!   a [`TaskSandbox`], implements [`Confinement`].
-//! - **Per spawn**: the spawn API calls [`Confinement::wrap`] (sets `TMPDIR`; on macOS wraps the
+//! - **Per spawn**: the spawn API calls [`Confinement::wrap`] (sets `TMPDIR`, and for confined
+//!   commands `GIT_CONFIG_GLOBAL` to the task's read-only git config; on macOS wraps the
 //!   program in `sandbox-exec`) and [`Confinement::before_spawn`] (on Linux a `pre_exec` step:
 //!   `no_new_privs`, then `landlock_restrict_self`).
 //!
@@ -39,7 +40,7 @@ use std::path::{Path, PathBuf};
 pub use claude::{ClaudeCliPaths, install_dirs as claude_install_dirs};
 pub use defaults::{HostOs, HostPaths};
 pub use git::GitLayout;
-pub use policy::{Access, Egress, SandboxPolicy};
+pub use policy::{Access, Egress, GitIdentity, SandboxPolicy};
 pub use support::{LandlockAbi, NoLandlock, SandboxSupport, detect};
 
 use crate::process::spawn::{CommandSpec, Confinement};
@@ -280,7 +281,7 @@ impl Sandbox {
                 skipped: Vec::new(),
             });
         }
-        let temp = TaskTemp::create(temp_root)?;
+        let mut temp = TaskTemp::create(temp_root)?;
         if self.state == State::Unconfined {
             return Ok(TaskSandbox {
                 temp: Some(temp),
@@ -296,8 +297,10 @@ impl Sandbox {
                 mechanism: self.support.mechanism(),
             });
         }
+        let git_config = temp.write_git_config(&policy.git_identity().config_text())?;
         let mut policy = policy.clone();
         policy.push(temp.path().to_path_buf(), Access::ReadWrite, Origin::Task);
+        policy.push(git_config, Access::Read, Origin::Task);
         let (step, skipped) = self.build_step(&policy)?;
         Ok(TaskSandbox {
             temp: Some(temp),
@@ -370,10 +373,20 @@ impl TaskSandbox {
 impl Confinement for TaskSandbox {
     fn wrap(&self, mut spec: CommandSpec) -> io::Result<CommandSpec> {
         if let Some(temp) = &self.temp {
-            for name in ["TMPDIR", "TMP", "TEMP"] {
+            let mut set = |name: &str, value: &std::ffi::OsStr| {
                 spec.env.retain(|(k, _)| k != name);
-                spec.env
-                    .push((name.into(), temp.path().as_os_str().to_owned()));
+                spec.env.push((name.into(), value.to_owned()));
+            };
+            for name in ["TMPDIR", "TMP", "TEMP"] {
+                set(name, temp.path().as_os_str());
+            }
+            // Confined git can read neither the operator's nor the system's config (both
+            // outside the allow-list; Debian's git even stops on an unreadable /etc/gitconfig)
+            // and write no config at all: it gets the task's own, read-only, with the identity
+            // a commit needs.
+            if let Some(config) = temp.git_config() {
+                set("GIT_CONFIG_GLOBAL", config.as_os_str());
+                set("GIT_CONFIG_NOSYSTEM", std::ffi::OsStr::new("1"));
             }
         }
         if let Step::Seatbelt { exec, profile } = &self.step {

@@ -81,6 +81,47 @@ impl Egress {
     }
 }
 
+/// Who the model's own `git commit` records as author and committer. Confined commands cannot
+/// read the operator's `~/.gitconfig` nor write any config (the repository's is read-only to
+/// them), so without this their commits fail with "Author identity unknown"; the sandbox hands
+/// them a read-only global config with this identity (see [`super::TaskSandbox`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GitIdentity {
+    pub name: String,
+    pub email: String,
+}
+
+impl Default for GitIdentity {
+    /// The agent's default commit author (`crate::git::DEFAULT_AUTHOR`); the worker passes the
+    /// configured one.
+    fn default() -> Self {
+        Self {
+            name: "buildd-agent".into(),
+            email: "buildd-agent@users.noreply.github.com".into(),
+        }
+    }
+}
+
+impl GitIdentity {
+    /// The `[user]` section of a git config file. Values are quoted (git's escapes for `\` and
+    /// `"`); control characters, which a config line cannot hold, become spaces.
+    pub(super) fn config_text(&self) -> String {
+        let quote = |v: &str| {
+            let clean: String = v
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect();
+            format!("\"{}\"", clean.replace('\\', "\\\\").replace('"', "\\\""))
+        };
+        format!(
+            "# The global git config of this task's confined commands (GIT_CONFIG_GLOBAL),\n\
+             # readable to them, not writable.\n[user]\n\tname = {}\n\temail = {}\n",
+            quote(&self.name),
+            quote(&self.email)
+        )
+    }
+}
+
 /// Everything a confined command may reach, and its network setting.
 ///
 /// Build one per task with [`SandboxPolicy::for_task`], add the operator's extra paths with
@@ -90,6 +131,7 @@ impl Egress {
 pub struct SandboxPolicy {
     rules: Vec<PathRule>,
     egress: Egress,
+    git_identity: GitIdentity,
 }
 
 impl SandboxPolicy {
@@ -147,6 +189,16 @@ impl SandboxPolicy {
         &self.egress
     }
 
+    /// Set who the model's own commits are by (default: [`GitIdentity::default`]).
+    pub fn set_git_identity(&mut self, identity: GitIdentity) -> &mut Self {
+        self.git_identity = identity;
+        self
+    }
+
+    pub fn git_identity(&self) -> &GitIdentity {
+        &self.git_identity
+    }
+
     /// Every entry, in insertion order (duplicates removed, stronger access kept).
     pub fn rules(&self) -> &[PathRule] {
         &self.rules
@@ -186,6 +238,29 @@ mod tests {
         assert_eq!(policy.rules().len(), before + 1);
         let opt = policy.rules().iter().find(|r| r.path == Path::new("/opt"));
         assert_eq!(opt.map(|r| r.access), Some(Access::ReadWrite));
+    }
+
+    #[test]
+    fn the_default_identity_is_the_agents_default_author() {
+        let author = crate::git::Author::default();
+        let identity = GitIdentity::default();
+        assert_eq!((identity.name, identity.email), (author.name, author.email));
+    }
+
+    #[test]
+    fn an_identity_is_quoted_for_git_config() {
+        let identity = GitIdentity {
+            name: "A \"B\" \\ C\nD".into(),
+            email: "a@b.c".into(),
+        };
+        assert_eq!(
+            identity.config_text().lines().skip(2).collect::<Vec<_>>(),
+            [
+                "[user]",
+                "\tname = \"A \\\"B\\\" \\\\ C D\"",
+                "\temail = \"a@b.c\""
+            ]
+        );
     }
 
     #[test]

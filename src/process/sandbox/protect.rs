@@ -12,7 +12,10 @@
 //!   what lets the agent kill and wait for them as usual.
 //! - [`remove_env_vars`]: drop secrets from the process environment once the config layer read
 //!   them, so neither a later `/proc/<pid>/environ` read nor a child that inherits the
-//!   environment by mistake sees them.
+//!   environment by mistake sees them. Removing a variable (`unsetenv`) only takes it out of
+//!   libc's `environ` array: `/proc/<pid>/environ` shows the block the kernel copied onto the
+//!   stack at `exec`, which still holds the value. So the value's bytes are overwritten in
+//!   place first (Linux), and what anyone who may read the file sees is `NAME=` and zero bytes.
 //!
 //! What remains readable to anyone: the agent's command line (`/proc/<pid>/cmdline` is not
 //! guarded by the dumpable flag) — never pass a secret as an argument.
@@ -71,12 +74,54 @@ pub unsafe fn remove_env_vars<'a>(names: impl IntoIterator<Item = &'a str>) -> V
         }
         if std::env::var_os(OsStr::new(name)).is_some() {
             // SAFETY: the caller guarantees that no other thread runs (see above).
-            unsafe { std::env::remove_var(name) };
+            unsafe {
+                scrub_value(name);
+                std::env::remove_var(name);
+            }
             removed.push(name.to_string());
         }
     }
     removed
 }
+
+/// Overwrite with zero bytes the value of every `name=value` entry of `environ`, where it
+/// lies: for the variables the process started with, that is the block on the stack that
+/// `/proc/<pid>/environ` shows. The entry stays `name=` (an empty value) until it is removed.
+///
+/// # Safety
+///
+/// As [`remove_env_vars`]: no other thread may read the environment meanwhile.
+#[cfg(target_os = "linux")]
+unsafe fn scrub_value(name: &str) {
+    unsafe extern "C" {
+        // glibc and musl both define it; `libc` declares it for glibc only.
+        static mut environ: *mut *mut libc::c_char;
+    }
+    // SAFETY: `environ` is a null-terminated array of pointers to NUL-terminated strings,
+    // each in writable memory this process owns (the initial stack block, or what `setenv`
+    // allocated); nothing else reads or changes it while we run (the caller's guarantee).
+    // Writing zeros inside a string's own bytes keeps it NUL-terminated.
+    unsafe {
+        let mut entry = environ;
+        if entry.is_null() {
+            return;
+        }
+        while !(*entry).is_null() {
+            let text = std::ffi::CStr::from_ptr(*entry).to_bytes();
+            if let Some(value) = text
+                .strip_prefix(name.as_bytes())
+                .and_then(|rest| rest.strip_prefix(b"="))
+            {
+                let start = (*entry).add(name.len() + 1);
+                std::ptr::write_bytes(start, 0, value.len());
+            }
+            entry = entry.add(1);
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+unsafe fn scrub_value(_name: &str) {}
 
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
@@ -210,6 +255,44 @@ mod tests {
                     remove_env_vars(["BUILDD_TEST_SECRET_A", "BUILDD_TEST_UNSET", "BAD=NAME"]);
                 let ok = removed == ["BUILDD_TEST_SECRET_A"]
                     && std::env::var_os("BUILDD_TEST_SECRET_A").is_none();
+                libc::_exit(if ok { 0 } else { 1 })
+            },
+            ForkResult::Parent { child } => {
+                let status = nix::sys::wait::waitpid(child, None).unwrap();
+                assert_eq!(status, nix::sys::wait::WaitStatus::Exited(child, 0));
+            }
+        }
+    }
+
+    #[test]
+    fn a_removed_value_is_overwritten_where_it_was() {
+        // The entry's own bytes, looked up before removal, hold `NAME=` and zeros afterwards
+        // (the agent binary's test reads its /proc/<pid>/environ, the block at exec).
+        use nix::unistd::{ForkResult, fork};
+        unsafe extern "C" {
+            static mut environ: *mut *mut libc::c_char;
+        }
+        // SAFETY: in the single-threaded child; it exits without returning.
+        match unsafe { fork() }.unwrap() {
+            ForkResult::Child => unsafe {
+                std::env::set_var("BUILDD_TEST_SECRET_B", "s3cret-value");
+                let mut entry = environ;
+                let mut found = std::ptr::null_mut();
+                while !(*entry).is_null() {
+                    if std::ffi::CStr::from_ptr(*entry)
+                        .to_bytes()
+                        .starts_with(b"BUILDD_TEST_SECRET_B=")
+                    {
+                        found = *entry;
+                    }
+                    entry = entry.add(1);
+                }
+                let removed = remove_env_vars(["BUILDD_TEST_SECRET_B"]);
+                let bytes = std::slice::from_raw_parts(found.cast::<u8>(), 33);
+                let ok = !found.is_null()
+                    && removed == ["BUILDD_TEST_SECRET_B"]
+                    && bytes.starts_with(b"BUILDD_TEST_SECRET_B=")
+                    && bytes[21..].iter().all(|b| *b == 0);
                 libc::_exit(if ok { 0 } else { 1 })
             },
             ForkResult::Parent { child } => {
