@@ -24,6 +24,7 @@ use anyhow::bail;
 use nix::sys::resource::{UsageWho, getrusage};
 use serde_json::json;
 
+mod cost;
 mod sandbox;
 
 use crate::buildd::{DEFAULT_KEY, FakeBuildd, TaskSeed};
@@ -42,7 +43,7 @@ pub struct Options {
     /// Fewer repetitions and shorter waits: a smoke run, not numbers to record.
     pub quick: bool,
     /// Run only this figure (`size`, `startup`, `idle`, `twenty`, `cpu`, `thousand`,
-    /// `sandbox`), e.g.
+    /// `sandbox`, `cost`), e.g.
     /// to profile it with `--agent` pointing at a wrapper that runs the agent under a profiler.
     pub only: Option<String>,
 }
@@ -122,6 +123,9 @@ pub fn run_all(opts: &Options, rt: &tokio::runtime::Runtime) -> anyhow::Result<V
     if want("sandbox") {
         rows.extend(sandbox::overhead(&opts, rt)?);
     }
+    if want("cost") {
+        rows.extend(cost::input_cost(&opts, rt)?);
+    }
     Ok(rows)
 }
 
@@ -174,6 +178,10 @@ impl Scratch {
             .append(true)
             .open(self.log())?;
         let mut cmd = Command::new(agent);
+        // The API runner unless the run names one.
+        if !args.contains(&"--runner") {
+            cmd.args(["--runner", "api"]);
+        }
         cmd.env_clear()
             .current_dir(d.join("work"))
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -184,7 +192,6 @@ impl Scratch {
             .env("BUILDD_API_KEY", DEFAULT_KEY)
             .env("ANTHROPIC_API_KEY", KEY)
             .env("ANTHROPIC_BASE_URL", model_url)
-            .args(["--runner", "api"])
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -64,7 +64,7 @@ enum Cmd {
         /// Fewer runs and shorter waits: a smoke test of the harness, not numbers to record
         #[arg(long)]
         quick: bool,
-        /// Run only one figure: size, startup, idle, twenty, cpu, thousand or sandbox
+        /// Run only one figure: size, startup, idle, twenty, cpu, thousand, sandbox or cost
         #[arg(long, value_name = "FIGURE")]
         only: Option<String>,
     },
