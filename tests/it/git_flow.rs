@@ -9,115 +9,30 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use base64::Engine as _;
+use buildd_fakes::harness::run_git as git;
 use buildd_fakes::harness::*;
 use serde_json::json;
-use tempfile::TempDir;
 
 use crate::AGENT;
 
 const TOKEN: &str = "ghs_test_token_DO_NOT_LEAK_0123456789";
 
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .current_dir(dir)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("HOME", dir)
-        .args([
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@e",
-            "-c",
-            "init.defaultBranch=main",
-        ])
-        .args(args)
-        .output()
-        .expect("run git");
-    assert!(
-        out.status.success(),
-        "git {args:?} in {}: {}",
-        dir.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// A bare origin seeded with one commit on `main`, plus a fake GitHub.
-struct Origin {
-    tmp: TempDir,
-    github: Checked<FakeGithub>,
-}
-
-impl Origin {
-    fn new() -> Origin {
-        let tmp = tempfile::tempdir().unwrap();
-        let bare = tmp.path().join("gh/acme/web.git");
-        std::fs::create_dir_all(&bare).unwrap();
-        git(&bare, &["init", "--quiet", "--bare", "-b", "main"]);
-        let o = Origin {
-            tmp,
-            github: checked_github(TOKEN),
-        };
-        o.github.attach_repo("acme/web", bare.clone());
-        let seed = o.tmp.path().join("seed");
-        std::fs::create_dir(&seed).unwrap();
-        git(&seed, &["init", "--quiet", "-b", "main"]);
-        git(&seed, &["remote", "add", "origin", bare.to_str().unwrap()]);
-        o.commit_on_main("README.md", "hello\n");
-        o
-    }
-
-    fn bare(&self) -> PathBuf {
-        self.tmp.path().join("gh/acme/web.git")
-    }
-
-    fn server_url(&self) -> String {
-        format!("file://{}", self.tmp.path().join("gh").display())
-    }
-
-    /// Someone else pushes to main; returns the new commit.
-    fn commit_on_main(&self, file: &str, text: &str) -> String {
-        // Only this clone pushes to main, so it is always up to date.
-        let seed = self.tmp.path().join("seed");
-        std::fs::write(seed.join(file), text).unwrap();
-        git(&seed, &["add", "."]);
-        git(&seed, &["commit", "--quiet", "-m", &format!("add {file}")]);
-        git(&seed, &["push", "--quiet", "origin", "HEAD:main"]);
-        git(&seed, &["rev-parse", "HEAD"])
-    }
-
-    fn remote(&self, args: &[&str]) -> String {
-        let bare = self.bare();
-        let mut a = vec!["--git-dir", bare.to_str().unwrap()];
-        a.extend_from_slice(args);
-        git(self.tmp.path(), &a)
-    }
-
-    fn branches(&self) -> Vec<String> {
-        self.remote(&["for-each-ref", "--format=%(refname:short)", "refs/heads"])
-            .lines()
-            .map(str::to_string)
-            .collect()
-    }
-
-    fn seed(&self, server: &FakeBuildd, id: &str, title: &str) -> String {
-        server.add_task(TaskSeed {
+/// Queue a task named `id` for the origin's repository.
+fn seed(o: &Origin, server: &FakeBuildd, id: &str, title: &str) -> String {
+    o.seed(
+        server,
+        TaskSeed {
             id: Some(id.into()),
             title: title.into(),
-            repo: Some("acme/web".into()),
             ..Default::default()
-        })
-    }
+        },
+    )
 }
 
 /// The agent with `args`, cloning from the origin and opening PRs on the fake GitHub, with
 /// its repository cache in `<root>/cache`.
 fn agent(env: &Env, o: &Origin, args: &[&str]) -> Agent {
-    env.agent(args)
-        .env("GITHUB_SERVER_URL", o.server_url())
-        .env("GITHUB_API_URL", o.github.url())
-        .env("GITHUB_TOKEN", TOKEN)
-        .env("BUILDD_WORK_DIR", env.path("cache"))
+    o.configure(env.agent(args), &env.path("cache"))
 }
 
 fn worker_for<'a>(
@@ -152,7 +67,7 @@ fn assert_no_token(env: &Env, o: &Origin, out: &Finished) {
     ];
     let mut configs = Vec::new();
     git_configs(env.root(), &mut configs);
-    git_configs(o.tmp.path(), &mut configs);
+    git_configs(o.root(), &mut configs);
     assert!(!configs.is_empty());
     for c in configs {
         texts.push(std::fs::read_to_string(c).unwrap_or_default());
@@ -168,7 +83,7 @@ fn assert_no_token(env: &Env, o: &Origin, out: &Finished) {
 /// The one GitHub request of `a_change_is_committed_…`: a PR from `branch` into main,
 /// with the token, the task's title and a body with its summary, figures and link.
 fn assert_opened_pr(o: &Origin, server: &FakeBuildd, branch: &str, task: &str) {
-    let reqs = o.github.requests();
+    let reqs = o.github().requests();
     assert_eq!(reqs.len(), 1, "{reqs:?}");
     assert_eq!(reqs[0].method, "POST");
     assert_eq!(reqs[0].path, "/repos/acme/web/pulls");
@@ -195,8 +110,8 @@ fn assert_opened_pr(o: &Origin, server: &FakeBuildd, branch: &str, task: &str) {
 fn a_change_is_committed_pushed_and_opened_as_a_pr_and_the_cache_is_reused() {
     let env = Env::new(AGENT);
     let server = env.server();
-    let o = Origin::new();
-    let task = o.seed(server, "tsk_first001", "WRITE the marker file");
+    let o = Origin::new(TOKEN);
+    let task = seed(&o, server, "tsk_first001", "WRITE the marker file");
     let out = agent(&env, &o, &["--once"]).run();
     assert_eq!(out.code(), 0, "{}", out.stderr);
 
@@ -225,9 +140,9 @@ fn a_change_is_committed_pushed_and_opened_as_a_pr_and_the_cache_is_reused() {
 
     assert_opened_pr(&o, server, &branch, &task);
     assert!(
-        o.github.violations().is_empty(),
+        o.github().violations().is_empty(),
         "{:?}",
-        o.github.violations()
+        o.github().violations()
     );
     assert!(server.violations().is_empty(), "{:?}", server.violations());
     assert_no_token(&env, &o, &out);
@@ -249,7 +164,7 @@ fn a_change_is_committed_pushed_and_opened_as_a_pr_and_the_cache_is_reused() {
     std::fs::write(repos[0].join(".git/cache-marker"), "kept").unwrap();
     let new_main = o.commit_on_main("CHANGELOG.md", "news\n");
 
-    let task2 = o.seed(server, "tsk_second02", "WRITE again");
+    let task2 = seed(&o, server, "tsk_second02", "WRITE again");
     let out = agent(&env, &o, &["--once"]).run();
     assert_eq!(out.code(), 0, "{}", out.stderr);
     assert!(
@@ -260,16 +175,16 @@ fn a_change_is_committed_pushed_and_opened_as_a_pr_and_the_cache_is_reused() {
     let branch2 = worker_for(&ws, &task2).branch.clone();
     // Fetched, not stale: the new branch sits on the new main.
     assert_eq!(o.remote(&["rev-parse", &format!("{branch2}^")]), new_main);
-    assert_eq!(o.github.prs().len(), 2);
+    assert_eq!(o.github().prs().len(), 2);
 }
 
 #[test]
 fn two_concurrent_tasks_work_in_separate_worktrees() {
     let env = Env::new(AGENT);
     let server = env.server();
-    let o = Origin::new();
-    let a = o.seed(server, "tsk_aaaa0001", "WRITE first");
-    let b = o.seed(server, "tsk_bbbb0002", "WRITE second");
+    let o = Origin::new(TOKEN);
+    let a = seed(&o, server, "tsk_aaaa0001", "WRITE first");
+    let b = seed(&o, server, "tsk_bbbb0002", "WRITE second");
     let out = agent(&env, &o, &["--once", "--max-tasks", "2"]).run();
     assert_eq!(out.code(), 0, "{}", out.stderr);
 
@@ -288,11 +203,11 @@ fn two_concurrent_tasks_work_in_separate_worktrees() {
         assert_eq!(o.remote(&["merge-base", "main", &w.branch]), main);
         assert_eq!(w.fields["filesChanged"], json!(1));
     }
-    assert_eq!(o.github.prs().len(), 2);
+    assert_eq!(o.github().prs().len(), 2);
     assert!(
-        o.github.violations().is_empty(),
+        o.github().violations().is_empty(),
         "{:?}",
-        o.github.violations()
+        o.github().violations()
     );
 }
 
@@ -300,7 +215,7 @@ fn two_concurrent_tasks_work_in_separate_worktrees() {
 fn inside_a_checkout_of_the_repository_it_uses_that_checkout() {
     let env = Env::new(AGENT);
     let server = env.server();
-    let o = Origin::new();
+    let o = Origin::new(TOKEN);
     // What actions/checkout leaves: the repository in the working directory.
     std::fs::remove_dir(env.work()).unwrap();
     git(
@@ -312,7 +227,7 @@ fn inside_a_checkout_of_the_repository_it_uses_that_checkout() {
             "work",
         ],
     );
-    let task = o.seed(server, "tsk_inside01", "WRITE here");
+    let task = seed(&o, server, "tsk_inside01", "WRITE here");
     let out = agent(&env, &o, &["--once"]).run();
     assert_eq!(out.code(), 0, "{}", out.stderr);
 
@@ -337,8 +252,8 @@ fn inside_a_checkout_of_the_repository_it_uses_that_checkout() {
 fn a_task_that_changes_nothing_pushes_nothing_and_opens_no_pr() {
     let env = Env::new(AGENT);
     let server = env.server();
-    let o = Origin::new();
-    let task = o.seed(server, "tsk_nochg001", "Look around");
+    let o = Origin::new(TOKEN);
+    let task = seed(&o, server, "tsk_nochg001", "Look around");
     let out = agent(&env, &o, &["--once"]).run();
     assert_eq!(out.code(), 0, "{}", out.stderr);
     let ws = server.workers();
@@ -349,14 +264,14 @@ fn a_task_that_changes_nothing_pushes_nothing_and_opens_no_pr() {
     assert_eq!(w.fields["currentAction"], json!("Completed: no changes"));
     assert!(!w.fields.contains_key("prUrl"));
     assert_eq!(o.branches(), ["main"]);
-    assert!(o.github.requests().is_empty());
+    assert!(o.github().requests().is_empty());
 }
 
 #[test]
 fn a_rejected_push_fails_the_task_and_says_how_to_recover() {
     let env = Env::new(AGENT);
     let server = env.server();
-    let o = Origin::new();
+    let o = Origin::new(TOKEN);
     let hook = o.bare().join("hooks/pre-receive");
     std::fs::write(
         &hook,
@@ -365,7 +280,7 @@ fn a_rejected_push_fails_the_task_and_says_how_to_recover() {
     .unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let task = o.seed(server, "tsk_reject01", "WRITE blocked");
+    let task = seed(&o, server, "tsk_reject01", "WRITE blocked");
     let out = agent(&env, &o, &["--once"]).run();
     assert_eq!(out.code(), 1, "{}", out.stderr);
 
@@ -392,7 +307,7 @@ fn a_rejected_push_fails_the_task_and_says_how_to_recover() {
     assert_eq!(log, "WRITE blocked");
     assert!(error.contains(&repos[0].display().to_string()), "{error}");
     assert_eq!(o.branches(), ["main"]);
-    assert!(o.github.requests().is_empty());
+    assert!(o.github().requests().is_empty());
     assert_no_token(&env, &o, &out);
 }
 
@@ -400,11 +315,11 @@ fn a_rejected_push_fails_the_task_and_says_how_to_recover() {
 fn an_existing_pr_for_the_branch_is_updated() {
     let env = Env::new(AGENT);
     let server = env.server();
-    let o = Origin::new();
-    let task = o.seed(server, "tsk_again001", "WRITE more");
+    let o = Origin::new(TOKEN);
+    let task = seed(&o, server, "tsk_again001", "WRITE more");
     // The fake server names branches buildd/<8 chars of id>-<slug>.
     let branch = "buildd/tsk_agai-write-more";
-    let number = o.github.add_pr("acme", "web", branch, "main");
+    let number = o.github().add_pr("acme", "web", branch, "main");
     let out = agent(&env, &o, &["--once"]).run();
     assert_eq!(out.code(), 0, "{}", out.stderr);
 
@@ -412,7 +327,7 @@ fn an_existing_pr_for_the_branch_is_updated() {
     let w = worker_for(&ws, &task);
     assert_eq!(w.branch, branch);
     assert_eq!(w.fields["prNumber"], json!(number));
-    let reqs = o.github.requests();
+    let reqs = o.github().requests();
     let calls: Vec<(String, u16)> = reqs.iter().map(|r| (r.method.clone(), r.status)).collect();
     assert_eq!(
         calls,
@@ -429,14 +344,14 @@ fn an_existing_pr_for_the_branch_is_updated() {
     );
     assert!(reqs[1].query.contains("state=open"), "{}", reqs[1].query);
     assert!(
-        o.github.prs()[0]
+        o.github().prs()[0]
             .body
             .contains("Created out.txt with the marker.")
     );
     assert!(
-        o.github.violations().is_empty(),
+        o.github().violations().is_empty(),
         "{:?}",
-        o.github.violations()
+        o.github().violations()
     );
 }
 
@@ -444,8 +359,8 @@ fn an_existing_pr_for_the_branch_is_updated() {
 fn a_failed_clone_over_https_never_shows_the_token() {
     let env = Env::new(AGENT);
     let server = env.server();
-    let o = Origin::new();
-    let task = o.seed(server, "tsk_https001", "WRITE anything");
+    let o = Origin::new(TOKEN);
+    let task = seed(&o, server, "tsk_https001", "WRITE anything");
     // Nothing listens there: the clone fails, with the auth header configured.
     let out = agent(&env, &o, &["--once"])
         .env("GITHUB_SERVER_URL", "https://127.0.0.1:9")
@@ -464,8 +379,8 @@ fn a_failed_clone_over_https_never_shows_the_token() {
 fn worktrees_left_by_a_dead_agent_are_swept_at_start_up() {
     let env = Env::new(AGENT);
     let server = env.server();
-    let o = Origin::new();
-    o.seed(server, "tsk_sweep001", "Look around");
+    let o = Origin::new(TOKEN);
+    seed(&o, server, "tsk_sweep001", "Look around");
     let out = agent(&env, &o, &["--once"]).run();
     assert_eq!(out.code(), 0, "{}", out.stderr);
     let cache = env.path("cache");
@@ -513,9 +428,9 @@ fn worktrees_left_by_a_dead_agent_are_swept_at_start_up() {
 fn a_failed_pr_fails_the_task_but_keeps_the_pushed_branch() {
     let env = Env::new(AGENT);
     let server = env.server();
-    let o = Origin::new();
-    o.github.fail_create(502);
-    let task = o.seed(server, "tsk_prfail01", "WRITE it");
+    let o = Origin::new(TOKEN);
+    o.github().fail_create(502);
+    let task = seed(&o, server, "tsk_prfail01", "WRITE it");
     let out = agent(&env, &o, &["--once"]).run();
     assert_eq!(out.code(), 1, "{}", out.stderr);
     let ws = server.workers();
@@ -539,17 +454,17 @@ fn a_failed_pr_fails_the_task_but_keeps_the_pushed_branch() {
 fn no_pr_and_no_token_push_without_a_pr_and_no_push_pushes_nothing() {
     let env = Env::new(AGENT);
     let server = env.server();
-    let o = Origin::new();
-    let a = o.seed(server, "tsk_nopr0001", "WRITE one");
+    let o = Origin::new(TOKEN);
+    let a = seed(&o, server, "tsk_nopr0001", "WRITE one");
     let out = agent(&env, &o, &["--once", "--no-pr"]).run();
     assert_eq!(out.code(), 0, "{}", out.stderr);
-    let b = o.seed(server, "tsk_notok001", "WRITE two");
+    let b = seed(&o, server, "tsk_notok001", "WRITE two");
     let out = agent(&env, &o, &["--once"])
         .env_remove("GITHUB_TOKEN")
         .run();
     assert_eq!(out.code(), 0, "{}", out.stderr);
     assert!(out.stderr.contains("no GITHUB_TOKEN"), "{}", out.stderr);
-    let c = o.seed(server, "tsk_nopush01", "WRITE three");
+    let c = seed(&o, server, "tsk_nopush01", "WRITE three");
     let out = agent(&env, &o, &["--once"])
         .env("BUILDD_NO_PUSH", "1")
         .run();
@@ -565,15 +480,19 @@ fn no_pr_and_no_token_push_without_a_pr_and_no_push_pushes_nothing() {
     let w = worker_for(&ws, &c);
     assert!(!o.branches().contains(&w.branch));
     assert_eq!(w.fields["commitCount"], json!(1));
-    assert!(o.github.requests().is_empty(), "{:?}", o.github.requests());
+    assert!(
+        o.github().requests().is_empty(),
+        "{:?}",
+        o.github().requests()
+    );
 }
 
 #[test]
 fn hooks_the_model_plants_never_run() {
     let env = Env::new(AGENT);
     let server = env.server();
-    let o = Origin::new();
-    let task = o.seed(server, "tsk_hooks001", "WRITE and HOOK");
+    let o = Origin::new(TOKEN);
+    let task = seed(&o, server, "tsk_hooks001", "WRITE and HOOK");
     let out = agent(&env, &o, &["--once"]).run();
     assert_eq!(out.code(), 0, "{}", out.stderr);
     let ws = server.workers();
@@ -618,8 +537,8 @@ fn slow_clone_git(dir: &Path, secs: u32) -> String {
 fn the_lease_is_renewed_while_a_slow_first_clone_runs() {
     let env = Env::new(AGENT);
     let server = env.server();
-    let o = Origin::new();
-    let task = o.seed(server, "tsk_slowclone1", "Look around");
+    let o = Origin::new(TOKEN);
+    let task = seed(&o, server, "tsk_slowclone1", "Look around");
     let path = slow_clone_git(env.root(), 2);
     let out = agent(&env, &o, &["--once"])
         .env("PATH", path)
@@ -645,8 +564,8 @@ fn the_lease_is_renewed_while_a_slow_first_clone_runs() {
 fn a_worker_closed_during_the_clone_stops_the_clone_and_reports_nothing() {
     let env = Env::new(AGENT);
     let server = env.server();
-    let o = Origin::new();
-    o.seed(server, "tsk_slowclone2", "Look around");
+    let o = Origin::new(TOKEN);
+    seed(&o, server, "tsk_slowclone2", "Look around");
     // Far longer than the test waits: only the agent giving up ends it early.
     let path = slow_clone_git(env.root(), 30);
     let agent = agent(&env, &o, &["--once"])
