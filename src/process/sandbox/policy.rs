@@ -205,7 +205,14 @@ impl SandboxPolicy {
     }
 
     pub(crate) fn push(&mut self, path: PathBuf, access: Access, origin: Origin) {
-        if let Some(existing) = self.rules.iter_mut().find(|r| r.path == path) {
+        // Stored normalised (`a//b/` as `a/b`) and compared as bytes: `Path == Path` parses
+        // both paths' components again for every rule, for every default path of every task.
+        let path: PathBuf = path.components().collect();
+        if let Some(existing) = self
+            .rules
+            .iter_mut()
+            .find(|r| r.path.as_os_str() == path.as_os_str())
+        {
             existing.access = existing.access.max(access);
             if origin == Origin::Task {
                 existing.origin = Origin::Task;
@@ -238,6 +245,17 @@ mod tests {
         assert_eq!(policy.rules().len(), before + 1);
         let opt = policy.rules().iter().find(|r| r.path == Path::new("/opt"));
         assert_eq!(opt.map(|r| r.access), Some(Access::ReadWrite));
+    }
+
+    #[test]
+    fn the_same_path_spelt_differently_is_one_rule() {
+        let mut policy = SandboxPolicy::default();
+        policy.allow("/srv/data", Access::Read);
+        policy.allow("/srv//data/", Access::ReadWrite);
+        policy.allow("/srv/./data", Access::Read);
+        assert_eq!(policy.rules().len(), 1);
+        assert_eq!(policy.rules()[0].path.as_os_str(), "/srv/data");
+        assert_eq!(policy.rules()[0].access, Access::ReadWrite);
     }
 
     #[test]
