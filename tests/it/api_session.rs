@@ -77,6 +77,12 @@ fn the_owners_message_reaches_the_models_next_request() {
             .first()
             .is_some_and(|w| w.status == "running")
     });
+    // A message that arrives before the first request goes out rides with the brief (the
+    // next turn boundary then); a slow agent (the aarch64 binary under qemu) is not there
+    // yet when the worker says it is running.
+    wait_for("the model's first request", || {
+        !env.model().requests().is_empty()
+    });
     let worker = server.workers()[0].id.clone();
     let updates = server.workers()[0].updates.len();
     server.instruct(&worker, "Please also mention the weather.");
