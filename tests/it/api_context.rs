@@ -6,24 +6,11 @@
 
 use std::time::Duration;
 
-use buildd_fakes::harness::Step;
+use buildd_fakes::harness::{Step, numbered_lines};
 use buildd_fakes::messages::FakeOptions;
 use serde_json::json;
 
 use crate::api_support::*;
-
-/// A file of `kib` KiB of numbered lines.
-fn big_file(kib: usize) -> String {
-    let mut s = String::new();
-    let mut i = 0;
-    while s.len() < kib * 1024 {
-        s.push_str(&format!(
-            "line {i:05}: the quick brown fox jumps over the lazy dog\n"
-        ));
-        i += 1;
-    }
-    s
-}
 
 /// `turns` replies that each cat a file, then a final answer.
 fn cat_script(turns: usize, file: &str) -> Vec<Step> {
@@ -37,7 +24,7 @@ fn cat_script(turns: usize, file: &str) -> Vec<Step> {
 #[tokio::test]
 async fn a_long_task_never_changes_a_byte_of_an_earlier_turn() {
     let rig = Rig::new(cat_script(40, "out.txt"), strict()).await;
-    rig.file("out.txt", &big_file(16));
+    rig.file("out.txt", &numbered_lines(16));
     let ran = rig.run().await;
     assert_eq!(ran.outcome().summary, "Read everything.");
     assert_eq!(ran.outcome().usage.turns, 41);
@@ -74,7 +61,7 @@ async fn a_history_longer_than_the_window_is_compacted_and_the_task_finishes() {
     let mut rig = Rig::new(cat_script(36, "out.txt"), strict()).await;
     rig.config.models.model = "claude-haiku-4-5-20251001".into();
     rig.config.tool_output_cap = 64 * 1024;
-    rig.file("out.txt", &big_file(24));
+    rig.file("out.txt", &numbered_lines(24));
     let ran = rig.run().await;
     assert_eq!(ran.outcome().summary, "Read everything.");
     let requests = rig.requests();
@@ -111,7 +98,7 @@ async fn prompt_too_long_cuts_the_refused_turn_and_compacts_from_then_on() {
         ..strict()
     };
     let rig = Rig::new(cat_script(24, "out.txt"), options).await;
-    rig.file("out.txt", &big_file(16));
+    rig.file("out.txt", &numbered_lines(16));
     let ran = rig.run().await;
     assert_eq!(ran.outcome().summary, "Read everything.");
     let requests = rig.requests();
@@ -161,7 +148,7 @@ async fn a_reply_that_fills_the_window_continues_and_compacts() {
     let mut rig = Rig::new(steps, strict()).await;
     rig.config.tool_output_cap = 64 * 1024;
     for i in 0..6 {
-        rig.file(&format!("part{i}.txt"), &big_file(36));
+        rig.file(&format!("part{i}.txt"), &numbered_lines(36));
     }
     let ran = rig.run().await;
     assert_eq!(ran.outcome().summary, "Finished after the summary.");

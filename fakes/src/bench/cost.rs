@@ -22,6 +22,7 @@ use serde_json::json;
 
 use super::{KEY, Options, Row, Scratch, check_run, seed};
 use crate::buildd::FakeBuildd;
+use crate::harness::numbered_lines;
 use crate::messages::{FakeMessages, FakeOptions, Script, Step, UsageTotals};
 
 /// The default model, whose prices follow.
@@ -179,19 +180,6 @@ fn cat_script(turns: usize, tool: &str) -> Script {
     }
 }
 
-/// A file of about `kib` KiB of numbered lines (distinct, so that nothing compresses it away).
-fn big_file(kib: usize) -> String {
-    let mut s = String::new();
-    let mut i = 0;
-    while s.len() < kib * 1024 {
-        s.push_str(&format!(
-            "line {i:05}: the quick brown fox jumps over the lazy dog\n"
-        ));
-        i += 1;
-    }
-    s
-}
-
 fn run(
     opts: &Options,
     rt: &tokio::runtime::Runtime,
@@ -200,7 +188,10 @@ fn run(
 ) -> anyhow::Result<Measured> {
     let what = format!("cost ({} turns, {} runner)", case.turns, runner.name());
     let scratch = Scratch::new()?;
-    std::fs::write(scratch.dir.path().join("work/out.txt"), big_file(case.kib))?;
+    std::fs::write(
+        scratch.dir.path().join("work/out.txt"),
+        numbered_lines(case.kib),
+    )?;
     let server = FakeBuildd::start();
     seed(&server, 1);
     let options = FakeOptions {

@@ -49,3 +49,17 @@ pub async fn checked_messages(script: Script) -> Checked<FakeMessages> {
 pub fn checked_github(token: &str) -> Checked<FakeGithub> {
     Checked::new(FakeGithub::start(token))
 }
+
+/// About `kib` KiB of distinct numbered lines: a tool output no cache or compressor shortens
+/// (the long-task tests and the cost benchmark `cat` it).
+pub fn numbered_lines(kib: usize) -> String {
+    let mut s = String::new();
+    let mut i = 0;
+    while s.len() < kib * 1024 {
+        s.push_str(&format!(
+            "line {i:05}: the quick brown fox jumps over the lazy dog\n"
+        ));
+        i += 1;
+    }
+    s
+}
