@@ -526,31 +526,22 @@ fn twenty_running(opts: &Options, rt: &tokio::runtime::Runtime) -> anyhow::Resul
     ])
 }
 
-/// Drain `tasks` scripted `turns`-turn tasks with `--until-idle --max-tasks
-/// max_tasks`; the wall time and the agent's user+sys CPU, after checking that
-/// every task completed without a protocol violation.
+/// Drain `tasks` tasks of `script`, the agent run with `args`; the wall time and the
+/// agent's user+sys CPU, after checking that every task completed without a protocol
+/// violation, and the run's scratch directory (its log) for further checks.
 fn timed_drain(
     opts: &Options,
     rt: &tokio::runtime::Runtime,
     label: &str,
+    script: Script,
     tasks: usize,
-    turns: usize,
-    max_tasks: &str,
-) -> anyhow::Result<(Duration, Duration)> {
+    args: &[&str],
+) -> anyhow::Result<(Duration, Duration, Scratch)> {
     let scratch = Scratch::new()?;
     let server = FakeBuildd::start();
     seed(&server, tasks);
-    let model = rt.block_on(FakeMessages::start_with(
-        viewing_script(turns),
-        Pick::PerConversation,
-    ))?;
-    let mut cmd = scratch.agent(
-        &opts.agent,
-        &server,
-        &model.url(),
-        &["--until-idle", "--max-tasks", max_tasks],
-        &[],
-    )?;
+    let model = rt.block_on(FakeMessages::start_with(script, Pick::PerConversation))?;
+    let mut cmd = scratch.agent(&opts.agent, &server, &model.url(), args, &[])?;
     let cpu0 = children_cpu()?;
     let t0 = Instant::now();
     let status = cmd.spawn()?.wait()?;
@@ -558,13 +549,14 @@ fn timed_drain(
     let cpu = children_cpu()?.saturating_sub(cpu0);
     check_run(label, &scratch, &server, Some(&model), tasks, status)?;
     rt.block_on(model.shutdown());
-    Ok((wall, cpu))
+    Ok((wall, cpu, scratch))
 }
 
 /// Agent CPU per scripted 10-turn task, with replies that come back at once.
 fn cpu_per_task(opts: &Options, rt: &tokio::runtime::Runtime) -> anyhow::Result<Row> {
     let tasks = if opts.quick { 30 } else { 200 };
-    let (wall, cpu) = timed_drain(opts, rt, "cpu", tasks, 10, "10")?;
+    let args = ["--until-idle", "--max-tasks", "10"];
+    let (wall, cpu, _) = timed_drain(opts, rt, "cpu", viewing_script(10), tasks, &args)?;
     let per = cpu / u32::try_from(tasks)?;
     Ok(Row {
         figure: "agent CPU per task, scripted 10-turn task, excluding model time",
@@ -582,7 +574,8 @@ fn cpu_per_task(opts: &Options, rt: &tokio::runtime::Runtime) -> anyhow::Result<
 /// 1000 scripted 3-turn tasks through `--until-idle --max-tasks 50`, exec → exit.
 fn thousand_tasks(opts: &Options, rt: &tokio::runtime::Runtime) -> anyhow::Result<Row> {
     let tasks = if opts.quick { 200 } else { 1000 };
-    let (wall, cpu) = timed_drain(opts, rt, "1000 tasks", tasks, 3, "50")?;
+    let args = ["--until-idle", "--max-tasks", "50"];
+    let (wall, cpu, _) = timed_drain(opts, rt, "1000 tasks", viewing_script(3), tasks, &args)?;
     // The quick run does fewer tasks; scale the target with it.
     let limit = Duration::from_secs_f64(15.0 * tasks as f64 / 1000.0);
     Ok(Row {

@@ -17,11 +17,9 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 use serde_json::json;
 
-use super::{
-    Options, Row, Scratch, check_run, children_cpu, median, ms, script, seed, viewing_script,
-};
+use super::{Options, Row, Scratch, check_run, median, ms, script, timed_drain, viewing_script};
 use crate::buildd::FakeBuildd;
-use crate::messages::{FakeMessages, Pick, Script};
+use crate::messages::Script;
 
 /// The modes compared, in the order each round runs them.
 const MODES: [&str; 2] = ["off", "auto"];
@@ -114,28 +112,9 @@ fn drain(
     tasks: usize,
     mode: &str,
 ) -> anyhow::Result<(Duration, Duration)> {
-    let scratch = Scratch::new()?;
-    let server = FakeBuildd::start();
-    seed(&server, tasks);
-    let model = rt.block_on(FakeMessages::start_with(
-        script.clone(),
-        Pick::PerConversation,
-    ))?;
-    let mut cmd = scratch.agent(
-        &opts.agent,
-        &server,
-        &model.url(),
-        &["--until-idle", "--max-tasks", "1", "--sandbox", mode],
-        &[],
-    )?;
-    let cpu0 = children_cpu()?;
-    let t0 = Instant::now();
-    let status = cmd.spawn()?.wait()?;
-    let wall = t0.elapsed();
-    let cpu = children_cpu()?.saturating_sub(cpu0);
-    check_run("sandbox", &scratch, &server, Some(&model), tasks, status)?;
+    let args = ["--until-idle", "--max-tasks", "1", "--sandbox", mode];
+    let (wall, cpu, scratch) = timed_drain(opts, rt, "sandbox", script.clone(), tasks, &args)?;
     check_mode(&scratch, mode)?;
-    rt.block_on(model.shutdown());
     Ok((wall, cpu))
 }
 
