@@ -273,13 +273,10 @@ fn a_rejected_push_fails_the_task_and_says_how_to_recover() {
     let server = env.server();
     let o = Origin::new(TOKEN);
     let hook = o.bare().join("hooks/pre-receive");
-    std::fs::write(
+    buildd_fakes::harness::write_executable(
         &hook,
         "#!/bin/sh\necho 'protected: pushes are not allowed' >&2\nexit 1\n",
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    );
     let task = seed(&o, server, "tsk_reject01", "WRITE blocked");
     let out = agent(&env, &o, &["--once"]).run();
     assert_eq!(out.code(), 1, "{}", out.stderr);
@@ -523,9 +520,7 @@ fn slow_clone_git(dir: &Path, secs: u32) -> String {
         real.display()
     );
     let path = bin.join("git");
-    std::fs::write(&path, script).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    buildd_fakes::harness::write_executable(&path, &script);
     format!(
         "{}:{}",
         bin.display(),

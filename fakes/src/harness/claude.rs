@@ -9,7 +9,6 @@
 //! CLI refuses, records every invocation for the test to read ([`Call`]), and behaves as its
 //! [`Behaviour`] says. Refusals are the agent's protocol violations ([`Strict`]).
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use tempfile::TempDir;
@@ -116,9 +115,7 @@ impl FakeClaude {
         }
         let script = SCRIPT.replacen(SETTINGS_MARKER, &settings(dir, behaviour), 1);
         let bin = fake.bin();
-        std::fs::write(&bin, script).expect("write the fake claude");
-        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755))
-            .expect("chmod the fake claude");
+        super::write_executable(&bin, &script);
         fake
     }
 

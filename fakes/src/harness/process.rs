@@ -46,3 +46,32 @@ pub fn gone_soon(pid: i32) -> bool {
     }
     false
 }
+
+/// Write `body` to `path` as an executable script, through a `sh` child.
+///
+/// Writing it from this process would race: the test binary runs tests on many threads,
+/// and a sibling thread that forks while the write descriptor is open hands a copy to its
+/// child until that child execs; running the script in that window fails with ETXTBSY
+/// ("Text file busy"). A descriptor that only ever lived in a child that has exited
+/// cannot leak that way.
+pub fn write_executable(path: &std::path::Path, body: &str) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("sh")
+        .args(["-c", "cat > \"$1\" && chmod 755 \"$1\"", "sh"])
+        .arg(path)
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("start sh to write a script");
+    let mut stdin = child.stdin.take().expect("the writer's stdin");
+    stdin
+        .write_all(body.as_bytes())
+        .expect("hand the script to sh");
+    drop(stdin);
+    let status = child.wait().expect("wait for the script writer");
+    assert!(
+        status.success(),
+        "writing {} failed: {status}",
+        path.display()
+    );
+}

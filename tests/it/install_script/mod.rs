@@ -92,8 +92,7 @@ fn bash() -> Shell {
 }
 
 fn write_executable(path: &Path, body: &str) {
-    fs::write(path, body).expect("write script");
-    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).expect("chmod");
+    buildd_fakes::harness::write_executable(path, body);
 }
 
 /// The agent binary under test, which must report its version the way
