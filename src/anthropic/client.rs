@@ -141,7 +141,7 @@ impl Client {
     /// Send `request` and assemble the reply, retrying what is retryable.
     pub async fn create_message(
         &self,
-        request: &MessagesRequest,
+        request: &MessagesRequest<'_>,
         cancel: &CancellationToken,
     ) -> Result<MessageResponse, ApiError> {
         let prepared = self.transport.prepare(request, &self.config.api_version)?;

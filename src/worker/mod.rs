@@ -268,6 +268,14 @@ fn sandbox_plan(ctx: &WorkerContext, checkout: &Path) -> Result<Option<SandboxPl
     let Some(settings) = &ctx.sandbox else {
         return Ok(None);
     };
+    if !settings.sandbox.confines() {
+        // Off, or a machine that cannot confine: no rules are built, so none are read.
+        return Ok(Some(SandboxPlan {
+            sandbox: settings.sandbox.clone(),
+            policy: SandboxPolicy::default(),
+            temp_root: settings.temp_root.clone(),
+        }));
+    }
     let mut policy = SandboxPolicy::for_task(&settings.host, checkout)
         .map_err(|e| format!("cannot confine the task's commands: {e}"))?;
     for (path, access) in &settings.extra {

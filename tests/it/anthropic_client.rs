@@ -21,17 +21,16 @@ fn config(base_url: String) -> ClientConfig {
     c
 }
 
-fn request() -> MessagesRequest {
+fn request() -> MessagesRequest<'static> {
     MessagesRequest {
         model: "claude-sonnet-5-5".into(),
         max_tokens: 100,
         stream: true,
-        system: vec![],
         messages: vec![Message {
             role: Role::User,
             content: vec![ContentBlock::text("hi")],
-        }],
-        tools: vec![],
+        }]
+        .into(),
         metadata: None,
         ..MessagesRequest::default()
     }

@@ -62,7 +62,7 @@ impl Bedrock {
     }
 
     /// URL, headers and body for `request` (the model goes in the URL).
-    pub fn prepare(&self, request: &MessagesRequest) -> Result<Prepared, ApiError> {
+    pub fn prepare(&self, request: &MessagesRequest<'_>) -> Result<Prepared, ApiError> {
         let model = request.model.trim();
         if model.is_empty() {
             return Err(ApiError::Config("no model to call on Bedrock".into()));

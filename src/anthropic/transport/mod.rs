@@ -205,7 +205,7 @@ impl Transport {
     /// URL, constant headers and body for `request`.
     pub fn prepare(
         &self,
-        request: &MessagesRequest,
+        request: &MessagesRequest<'_>,
         api_version: &str,
     ) -> Result<Prepared, ApiError> {
         match self {
@@ -282,7 +282,7 @@ fn secret_header(secret: &Secret) -> Result<HeaderValue, ApiError> {
 /// cloud's `anthropic_version`, and optionally no `stream` and the betas as a list.
 #[cfg(any(feature = "bedrock", feature = "vertex"))]
 fn cloud_body(
-    request: &MessagesRequest,
+    request: &MessagesRequest<'_>,
     version: &str,
     keep_stream: bool,
     betas_in_body: bool,

@@ -17,7 +17,7 @@ fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
     move |k| map.get(k).cloned()
 }
 
-fn request() -> MessagesRequest {
+fn request() -> MessagesRequest<'static> {
     MessagesRequest {
         model: "us.anthropic.claude-haiku-4-5-20251001-v1:0".into(),
         max_tokens: 100,
@@ -25,7 +25,8 @@ fn request() -> MessagesRequest {
         messages: vec![Message {
             role: Role::User,
             content: vec![ContentBlock::text("hi")],
-        }],
+        }]
+        .into(),
         context_management: Some(ContextManagement {
             edits: vec![ContextEdit::ClearThinking {
                 keep: Some(KeepThinking::All),

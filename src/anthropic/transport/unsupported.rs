@@ -28,7 +28,7 @@ pub mod bedrock {
         }
 
         /// Unreachable: no value exists.
-        pub fn prepare(&self, _: &MessagesRequest) -> Result<Prepared, ApiError> {
+        pub fn prepare(&self, _: &MessagesRequest<'_>) -> Result<Prepared, ApiError> {
             match self.0 {}
         }
 
@@ -68,7 +68,7 @@ pub mod vertex {
         }
 
         /// Unreachable: no value exists.
-        pub fn prepare(&self, _: &MessagesRequest) -> Result<Prepared, ApiError> {
+        pub fn prepare(&self, _: &MessagesRequest<'_>) -> Result<Prepared, ApiError> {
             match self.0 {}
         }
 

@@ -73,7 +73,7 @@ impl Vertex {
     }
 
     /// URL, headers and body for `request` (the model goes in the URL).
-    pub fn prepare(&self, request: &MessagesRequest) -> Result<Prepared, ApiError> {
+    pub fn prepare(&self, request: &MessagesRequest<'_>) -> Result<Prepared, ApiError> {
         let model = request.model.trim();
         if model.is_empty() {
             return Err(ApiError::Config("no model to call on Vertex AI".into()));

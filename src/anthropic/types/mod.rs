@@ -2,13 +2,14 @@
 //!
 //! `content` holds what both directions share (messages, blocks, cache markers),
 //! `request` the body and today's request settings (thinking, effort, context management,
-//! betas), `response` the assembled reply (stop reasons, usage, applied edits). Content
+//! betas; `turns` the conversation it carries, borrowed, with its cache markers), `response` the assembled reply (stop reasons, usage, applied edits). Content
 //! blocks we do not model land in [`ContentBlock::Other`] and are sent back exactly as
 //! received.
 
 mod content;
 mod request;
 mod response;
+mod turns;
 
 pub use content::{
     CacheControl, CacheTtl, CompactionBlock, ContentBlock, Message, Role, SystemBlock,
@@ -22,3 +23,4 @@ pub use request::{
 pub use response::{
     AppliedEdit, CacheCreation, IterationUsage, MessageResponse, StopDetails, StopReason, Usage,
 };
+pub use turns::Turns;

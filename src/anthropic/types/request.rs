@@ -5,12 +5,14 @@
 //! Deliberately narrow: no sampling parameters and no `tool_choice` exist here, because
 //! current models refuse non-default sampling and forced tools.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize, Serializer};
 
-use super::content::{CacheControl, Message, SystemBlock};
+use super::content::{CacheControl, SystemBlock};
+use super::turns::Turns;
 
 /// Beta flag for `clear_tool_uses_20250919` and `clear_thinking_20251015`.
 pub const BETA_CONTEXT_MANAGEMENT: &str = "context-management-2025-06-27";
@@ -23,8 +25,11 @@ pub const BETA_CONTEXT_1M: &str = "context-1m-2025-08-07";
 
 /// The body of `POST /v1/messages`. `betas` travels as the `anthropic-beta` header (or in
 /// the body on Bedrock), never as a body field.
+///
+/// It borrows what the agent keeps for the whole task (system prompt, tools, history), so
+/// building one per turn copies none of them.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
-pub struct MessagesRequest {
+pub struct MessagesRequest<'a> {
     /// The model id (on Bedrock and Vertex it goes into the URL instead).
     pub model: String,
     /// Output cap; thinking counts against it.
@@ -32,14 +37,14 @@ pub struct MessagesRequest {
     /// Always `true` in practice: the client only speaks the streaming protocol.
     pub stream: bool,
     /// System prompt blocks.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub system: Vec<SystemBlock>,
+    #[serde(skip_serializing_if = "is_empty")]
+    pub system: Cow<'a, [SystemBlock]>,
     /// The conversation, starting and (on 4.6+ models) ending with a user turn.
-    pub messages: Vec<Message>,
+    pub messages: Turns<'a>,
     /// Tool definitions, kept as JSON because Anthropic-defined tools and custom tools
     /// have different shapes and the tool module owns them.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub tools: Vec<serde_json::Value>,
+    #[serde(skip_serializing_if = "is_empty")]
+    pub tools: Cow<'a, [serde_json::Value]>,
     /// How the model thinks; `None` leaves the model's default.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub thinking: Option<Thinking>,
@@ -61,7 +66,11 @@ pub struct MessagesRequest {
     pub betas: Vec<String>,
 }
 
-impl MessagesRequest {
+fn is_empty<T>(items: &[T]) -> bool {
+    items.is_empty()
+}
+
+impl MessagesRequest<'_> {
     /// Beta flags the request's own features need: context editing, compaction, the
     /// thinking-binding safety net. Sending a feature without its flag is a 400.
     pub fn implied_betas(&self) -> Vec<&'static str> {
@@ -474,7 +483,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn request() -> MessagesRequest {
+    fn request() -> MessagesRequest<'static> {
         MessagesRequest {
             model: "claude-sonnet-5-5".into(),
             max_tokens: 128_000,

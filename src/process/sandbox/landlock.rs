@@ -16,7 +16,7 @@
 //! hand to the syscall. The descriptor is close-on-exec: the confined program never sees it.
 
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -142,14 +142,17 @@ fn open_rule_path(
     rule: &PathRule,
     skipped: &mut Vec<PathBuf>,
 ) -> Result<Option<(PathFd, bool)>, SandboxError> {
-    let opened = std::fs::metadata(&rule.path).and_then(|m| {
-        PathFd::new(&rule.path)
-            .map(|fd| (fd, m.is_dir()))
-            .map_err(|e| match e {
-                PathFdError::OpenCall { source, .. } => source,
-                other => io::Error::other(other.to_string()),
-            })
-    });
+    // The type comes from the opened descriptor (`fstat`), not a second walk of the path.
+    let opened = PathFd::new(&rule.path)
+        .map_err(|e| match e {
+            PathFdError::OpenCall { source, .. } => source,
+            other => io::Error::other(other.to_string()),
+        })
+        .and_then(|fd| {
+            let stat = nix::sys::stat::fstat(fd.as_fd()).map_err(io::Error::from)?;
+            let is_dir = stat.st_mode & libc::S_IFMT == libc::S_IFDIR;
+            Ok((fd, is_dir))
+        });
     match opened {
         Ok(found) => Ok(Some(found)),
         Err(source) => match rule.origin {

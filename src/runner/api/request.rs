@@ -23,6 +23,8 @@
 //!   trimming (+54 % input cost for nothing); compaction does the job once, when the
 //!   window really fills, and the model keeps every result until then.
 
+use std::borrow::Cow;
+
 use serde_json::Value;
 
 use super::cache::{CachePolicy, Position};
@@ -31,7 +33,7 @@ use super::settings::ModelPlan;
 use super::window::Window;
 use crate::anthropic::types::{
     CacheControl, CacheTtl, ContextEdit, ContextManagement, InputTokens, KeepThinking,
-    MessagesRequest, Metadata, OutputConfig, SystemBlock,
+    MessagesRequest, Metadata, OutputConfig, SystemBlock, Turns,
 };
 
 /// What the compaction summary must keep (it replaces the API's default summary prompt).
@@ -73,9 +75,9 @@ impl Prefix {
 
 /// A request and where its newest marker sits.
 #[derive(Debug, Clone)]
-pub struct Built {
-    /// The body (and betas) to send.
-    pub request: MessagesRequest,
+pub struct Built<'a> {
+    /// The body (and betas) to send; it borrows the prefix and the history.
+    pub request: MessagesRequest<'a>,
     /// The block that carries the newest marker (marker 4), if one could.
     pub newest_marker: Option<Position>,
 }
@@ -97,26 +99,22 @@ pub struct Parts<'a> {
 }
 
 /// The request for the conversation as it stands.
-pub fn build(parts: &Parts<'_>) -> Built {
-    let mut messages = parts.conversation.messages().to_vec();
+pub fn build<'a>(parts: &Parts<'a>) -> Built<'a> {
     let positions = parts.cache.positions(parts.conversation);
     let marker = CacheControl::with_ttl(parts.cache.conversation_ttl());
-    for p in &positions {
-        if let Some(b) = messages
-            .get_mut(p.message)
-            .and_then(|m| m.content.get_mut(p.block))
-        {
-            b.set_cache_control(Some(marker));
-        }
-    }
+    let messages = Turns::marked(
+        parts.conversation.messages(),
+        positions.iter().map(|p| (p.message, p.block)).collect(),
+        marker,
+    );
     let plan = parts.plan;
     let request = MessagesRequest {
         model: plan.model.clone(),
         max_tokens: plan.max_tokens,
         stream: true,
-        system: parts.prefix.system.clone(),
+        system: Cow::Borrowed(&parts.prefix.system),
         messages,
-        tools: parts.prefix.tools.clone(),
+        tools: Cow::Borrowed(&parts.prefix.tools),
         thinking: plan.thinking.clone(),
         output_config: plan.effort.map(|e| OutputConfig { effort: Some(e) }),
         context_management: context_management(plan, parts.window),

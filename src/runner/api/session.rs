@@ -248,11 +248,14 @@ impl Session<'_> {
                 window: &self.window,
                 user_id: self.user_id.as_deref(),
             });
-            match self.client.create_message(&built.request, cancel).await {
+            let newest_marker = built.newest_marker;
+            let sent = self.client.create_message(&built.request, cancel).await;
+            drop(built);
+            match sent {
                 Ok(reply) => {
                     self.conversation.accept();
                     self.window.accepted();
-                    self.cache.accepted(built.newest_marker, sent_at);
+                    self.cache.accepted(newest_marker, sent_at);
                     self.account(&reply);
                     if reply.stop_reason != Some(StopReason::Refusal) {
                         return Ok(reply);

@@ -332,6 +332,9 @@ fn confine(
     api_port: u16,
     cloud_files: &[PathBuf],
 ) -> std::io::Result<Result<Arc<TaskSandbox>, RunError>> {
+    if !plan.sandbox.confines() {
+        return Ok(plan.prepare(&plan.policy));
+    }
     let mut policy = plan.policy.clone();
     policy.for_claude_cli(&ClaudeCliPaths {
         config_dir: None,

@@ -20,7 +20,7 @@ use buildd_agent::anthropic::types::{
 use buildd_agent::anthropic::{ClientConfig, Endpoint, RetryConfig};
 
 /// A request with a context edit (so it carries an implied beta) and an explicit beta.
-pub fn request(model: &str) -> MessagesRequest {
+pub fn request(model: &str) -> MessagesRequest<'static> {
     MessagesRequest {
         model: model.into(),
         max_tokens: 1000,
@@ -28,7 +28,8 @@ pub fn request(model: &str) -> MessagesRequest {
         messages: vec![Message {
             role: Role::User,
             content: vec![ContentBlock::text("hi")],
-        }],
+        }]
+        .into(),
         context_management: Some(ContextManagement {
             edits: vec![ContextEdit::ClearThinking {
                 keep: Some(KeepThinking::All),
