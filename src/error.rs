@@ -45,7 +45,7 @@ pub trait Hint: Error {
 /// Print `error:` / `caused by:` / `hint:` once on stderr, redacted, and
 /// return the error's exit code.
 pub fn render(redactor: &Redactor, err: &dyn Hint) -> u8 {
-    eprint!("{}", rendered(redactor, err));
+    crate::logging::eprint(&rendered(redactor, err));
     err.exit_code()
 }
 

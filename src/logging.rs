@@ -1,6 +1,9 @@
-//! Tracing setup: pretty or JSON lines on stderr, every line redacted.
+//! Tracing setup: pretty or JSON lines on stderr, every line redacted; and the one
+//! function every other line on stderr goes through ([`eprint`]), so that on GitHub
+//! Actions no byte the agent writes there can be a workflow command.
 
 use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
@@ -18,11 +21,33 @@ pub enum LogFormat {
     Json,
 }
 
+/// Whether stderr is a GitHub Actions step log: set by `main` before it prints anything.
+static STEP_LOG: AtomicBool = AtomicBool::new(false);
+
+/// Say whether the agent runs as a GitHub Actions step (`GITHUB_ACTIONS=true`): from then
+/// on [`eprint`] and the log neutralise workflow commands.
+pub fn set_step_log(on: bool) {
+    STEP_LOG.store(on, Ordering::Relaxed);
+}
+
+/// Print `text` on stderr as it is, or on Actions with every line that would be a
+/// workflow command (`::error::…`, `##[…`) defused. Callers redact first.
+pub fn eprint(text: &str) {
+    let mut err = io::stderr().lock();
+    let _ = if STEP_LOG.load(Ordering::Relaxed) {
+        err.write_all(crate::actions::commands::neutralize(text).as_bytes())
+    } else {
+        err.write_all(text.as_bytes())
+    };
+    let _ = err.flush();
+}
+
 /// Install the global subscriber. `RUST_LOG` wins; the seed's `DEBUG=*` (or
 /// any non-empty `DEBUG`) means debug; otherwise info. On GitHub Actions
 /// (`actions`), log text is also neutralised: a task title with a newline and
 /// `::set-output` must not become a workflow command through stderr.
 pub fn init(format: LogFormat, redactor: Redactor, actions: bool, env: &HashMap<String, String>) {
+    set_step_log(actions);
     let filter = match env.get("RUST_LOG") {
         Some(v) if !v.trim().is_empty() => EnvFilter::new(v),
         _ => match env.get("DEBUG") {
@@ -34,7 +59,7 @@ pub fn init(format: LogFormat, redactor: Redactor, actions: bool, env: &HashMap<
             _ => EnvFilter::new("info,rustls_platform_verifier=off"),
         },
     };
-    let writer = RedactingStderr { redactor, actions };
+    let writer = RedactingStderr { redactor };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)
@@ -50,7 +75,6 @@ pub fn init(format: LogFormat, redactor: Redactor, actions: bool, env: &HashMap<
 #[derive(Clone)]
 struct RedactingStderr {
     redactor: Redactor,
-    actions: bool,
 }
 
 impl<'a> MakeWriter<'a> for RedactingStderr {
@@ -58,7 +82,6 @@ impl<'a> MakeWriter<'a> for RedactingStderr {
     fn make_writer(&'a self) -> Self::Writer {
         RedactingWriter {
             redactor: self.redactor.clone(),
-            actions: self.actions,
         }
     }
 }
@@ -66,18 +89,12 @@ impl<'a> MakeWriter<'a> for RedactingStderr {
 /// One event's writer (see [`RedactingStderr`]).
 pub struct RedactingWriter {
     redactor: Redactor,
-    actions: bool,
 }
 
 impl Write for RedactingWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let text = String::from_utf8_lossy(buf);
-        let text = self.redactor.redact(&text);
-        if self.actions {
-            io::stderr().write_all(crate::actions::commands::neutralize(&text).as_bytes())?;
-        } else {
-            io::stderr().write_all(text.as_bytes())?;
-        }
+        eprint(&self.redactor.redact(&text));
         Ok(buf.len())
     }
 

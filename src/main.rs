@@ -17,10 +17,16 @@ fn main() -> ExitCode {
     // model's commands among them) cannot read this process's memory or
     // /proc/<pid>/environ.
     let undumpable = protect::set_non_dumpable();
-    let matches = Cli::command().get_matches();
+    let on_actions = std::env::var_os("GITHUB_ACTIONS").is_some_and(|v| v == "true");
+    // Before clap: a usage error quotes the bad value, which may hold a workflow command.
+    buildd_agent::logging::set_step_log(on_actions);
+    let matches = match Cli::command().try_get_matches() {
+        Ok(m) => m,
+        Err(e) => return usage_error(&e),
+    };
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
-        Err(e) => e.exit(),
+        Err(e) => return usage_error(&e),
     };
     let env: HashMap<String, String> = std::env::vars().collect();
     // The secrets now live in `env` (and from there in `Secret`s): take them
@@ -30,7 +36,6 @@ fn main() -> ExitCode {
     // neither clap nor the config file reader start any).
     unsafe { protect::remove_env_vars(SECRET_ENV_VARS.iter().copied()) };
     let redactor = Redactor::new();
-    let on_actions = env.get("GITHUB_ACTIONS").is_some_and(|v| v == "true");
     if on_actions {
         // Masks go out before anything else is printed, and for every secret
         // learned later (keys a claim hands over) as it is learned.
@@ -71,7 +76,7 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            buildd_agent::logging::eprint(&format!("error: cannot start the async runtime: {e}\n"));
             return ExitCode::from(EXIT_USAGE);
         }
     };
@@ -80,6 +85,45 @@ fn main() -> ExitCode {
     // a blocking read that ignored cancellation.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     ExitCode::from(code)
+}
+
+/// Print clap's message (help and `--version` on stdout, usage errors on stderr through the
+/// one neutraliser) and return its exit code: 0 for help and version, 2 for usage errors.
+fn usage_error(e: &clap::Error) -> ExitCode {
+    let mut text = e.render().to_string();
+    if let Some((shown, var)) = from_env(e) {
+        // clap names the flag even when the value came from its environment variable.
+        text = text.replacen(&format!("'{shown}'"), &format!("'{shown}' (from {var})"), 1);
+    }
+    if e.use_stderr() {
+        buildd_agent::logging::eprint(&text);
+    } else {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(text.as_bytes());
+        let _ = out.flush();
+    }
+    ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(EXIT_USAGE))
+}
+
+/// For a bad value that came from an environment variable rather than the command line:
+/// how clap shows the argument, and the variable's name.
+fn from_env(e: &clap::Error) -> Option<(String, String)> {
+    use clap::error::{ContextKind, ContextValue};
+    let Some(ContextValue::String(shown)) = e.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let mut command = Cli::command();
+    // An argument shows itself as clap does (`--max-tasks <N>`) only once the command is built.
+    command.build();
+    let arg = command.get_arguments().find(|a| a.to_string() == *shown)?;
+    let long = format!("--{}", arg.get_long()?);
+    let on_command_line = std::env::args_os()
+        .skip(1)
+        .filter_map(|a| a.into_string().ok())
+        .any(|a| a == long || a.starts_with(&format!("{long}=")));
+    let var = arg.get_env()?.to_str()?.to_owned();
+    (!on_command_line && std::env::var_os(&var).is_some()).then(|| (shown.clone(), var))
 }
 
 /// The `apiKey` of the config file, if it has one; any problem with the file is

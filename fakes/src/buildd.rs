@@ -44,6 +44,8 @@ pub enum Route {
 pub enum Fault {
     /// Answer with this status and a JSON error body.
     Status(u16),
+    /// Answer with this status and `{"error": <text>}`.
+    Error(u16, String),
     /// Answer 429 with the server's concurrency-limit body.
     RateLimited,
     /// Wait this long, then answer normally.
@@ -424,6 +426,10 @@ async fn take_fault(state: &Shared, route: Route) -> Before {
         Some(Fault::Status(code)) => {
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             Before::Answer(err(status, "injected fault"))
+        }
+        Some(Fault::Error(code, text)) => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            Before::Answer((status, axum::Json(json!({ "error": text }))).into_response())
         }
         Some(Fault::RateLimited) => Before::Answer(
             (

@@ -148,3 +148,52 @@ fn summary_is_written_when_the_server_is_unusable() {
     let md = std::fs::read_to_string(&summary).unwrap();
     assert!(md.contains("Invalid API key"), "{md}");
 }
+
+/// No line the agent printed, on either stream, is a live workflow command starting
+/// `marker`, and the defused text still says what went wrong.
+fn assert_no_command(out: &Finished, marker: &str) {
+    for l in out.stdout.lines().chain(out.stderr.lines()) {
+        assert!(!l.trim_start().starts_with(marker), "injected: {l:?}");
+    }
+    assert!(out.stderr.contains(&marker[2..]), "{}", out.stderr);
+}
+
+#[test]
+fn a_bad_value_in_a_usage_error_cannot_become_a_workflow_command() {
+    let env = Env::new(AGENT);
+    let out = env
+        .agent(["--once"])
+        .env("GITHUB_ACTIONS", "true")
+        .env("BUILDD_MAX_TASKS", "3\n::error::from-the-env")
+        .run();
+    assert_eq!(out.code(), 2, "{}", out.stderr);
+    assert_no_command(&out, "::error::from-the-env");
+}
+
+#[test]
+fn a_bad_value_in_a_config_error_cannot_become_a_workflow_command() {
+    let env = Env::new(AGENT);
+    let out = env
+        .agent(["--once"])
+        .env("GITHUB_ACTIONS", "true")
+        .env(
+            "BUILDD_SERVER",
+            "ftp://example.invalid/\n::error::from-the-server-url",
+        )
+        .run();
+    assert_eq!(out.code(), 2, "{}", out.stderr);
+    assert_no_command(&out, "::error::from-the-server-url");
+}
+
+#[test]
+fn a_server_error_body_cannot_become_a_workflow_command() {
+    let env = Env::new(AGENT);
+    env.server().inject(
+        Route::Claim,
+        Fault::Error(403, "Forbidden\n::error::from-the-server".into()),
+    );
+    let out = env.agent(["--once"]).env("GITHUB_ACTIONS", "true").run();
+    assert_ne!(out.code(), 0, "{}", out.stderr);
+    assert!(out.stderr.contains("error: "), "{}", out.stderr);
+    assert_no_command(&out, "::error::from-the-server");
+}

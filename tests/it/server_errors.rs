@@ -100,6 +100,26 @@ fn bad_flags_exit_two() {
 }
 
 #[test]
+fn a_bad_value_from_the_environment_is_blamed_on_its_variable() {
+    let env = Env::new(AGENT);
+    let out = env.agent(["--once"]).env("BUILDD_MAX_TASKS", "abc").run();
+    assert_eq!(out.code(), 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("(from BUILDD_MAX_TASKS)"),
+        "{}",
+        out.stderr
+    );
+    // Given on the command line too, the flag's value is the one refused, and blamed.
+    let out = env
+        .agent(["--once", "--max-tasks", "xyz"])
+        .env("BUILDD_MAX_TASKS", "abc")
+        .run();
+    assert_eq!(out.code(), 2, "{}", out.stderr);
+    assert!(out.stderr.contains("'xyz'"), "{}", out.stderr);
+    assert!(!out.stderr.contains("BUILDD_MAX_TASKS"), "{}", out.stderr);
+}
+
+#[test]
 fn missing_claude_credentials_exit_two() {
     let env = Env::new(AGENT);
     let out = env
