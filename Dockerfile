@@ -59,6 +59,9 @@ COPY --from=agent-binary /buildd-agent /usr/local/bin/buildd-agent
 USER buildd:buildd
 WORKDIR /home/buildd/work
 ENV HOME=/home/buildd
+# The systemd/podman convention for "inside a container": the agent then refuses to fall
+# back to http://localhost:3000 (nothing listens there in a container) and exits 2.
+ENV container=docker
 # State (config.json, outbox of unsent reports) and checkouts outlive the
 # container; both directories exist and belong to buildd before a named
 # volume is mounted, so the volume inherits that ownership.

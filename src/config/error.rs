@@ -6,11 +6,43 @@ use std::path::PathBuf;
 use crate::actions::dispatch::DispatchError;
 use crate::error::{EXIT_USAGE, Hint};
 
+/// Where the agent runs without a person to notice a wrong default server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unattended {
+    /// A GitHub Actions step (`GITHUB_ACTIONS=true`).
+    Actions,
+    /// A container (`container` set, as the agent's image and podman do).
+    Container,
+}
+
+impl Unattended {
+    fn suffix(self) -> &'static str {
+        match self {
+            Unattended::Actions => " (on GitHub Actions the default, localhost, has no server)",
+            Unattended::Container => " (in a container the default, localhost, has no server)",
+        }
+    }
+
+    fn hint(self) -> &'static str {
+        match self {
+            Unattended::Actions => {
+                "set the action's `server` input (or BUILDD_SERVER) to your buildd URL, e.g. \
+                 server: https://buildd.dev"
+            }
+            Unattended::Container => {
+                "pass -e BUILDD_SERVER=https://your-buildd (or put BUILDD_SERVER in the env file)"
+            }
+        }
+    }
+}
+
 /// A configuration problem; exit code 2.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("no buildd API key")]
     MissingApiKey { config_path: PathBuf },
+    #[error("no buildd server configured{}", where_.suffix())]
+    MissingServer { where_: Unattended },
     #[error("cannot read the config file {path}")]
     ReadFile {
         path: PathBuf,
@@ -81,6 +113,7 @@ impl Hint for ConfigError {
         Some(match self {
             ConfigError::ClaudeNotFound { hint, .. } => return hint.clone(),
             ConfigError::Sandbox(e) => return e.hint(),
+            ConfigError::MissingServer { where_ } => where_.hint().into(),
             ConfigError::MissingApiKey { config_path } => format!(
                 "pass --api-key, set BUILDD_API_KEY, or run `buildd login` (writes {})",
                 config_path.display()

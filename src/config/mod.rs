@@ -31,7 +31,7 @@ use crate::git::GitSettings;
 use crate::secret::Secret;
 
 pub use crate::backoff::RetryPolicy;
-pub use error::ConfigError;
+pub use error::{ConfigError, Unattended};
 pub use file::{config_path, home_dir};
 use flags::{Cli, LogFormat};
 pub use runner::RunnerSettings;
@@ -214,9 +214,26 @@ fn key_and_server(
         .server
         .clone()
         .filter(|s| !s.trim().is_empty())
-        .or(file.buildd_server)
-        .unwrap_or_else(|| DEFAULT_SERVER.into());
+        .or(file.buildd_server);
+    let server = match (server, unattended(env)) {
+        (Some(s), _) => s,
+        (None, Some(where_)) => return Err(ConfigError::MissingServer { where_ }),
+        (None, None) => DEFAULT_SERVER.into(),
+    };
     Ok((api_key, source, validate_server(&server)?))
+}
+
+/// Where the default server (localhost) cannot be meant: retrying it there for the whole
+/// retry budget only hides a missing setting.
+fn unattended(env: &HashMap<String, String>) -> Option<Unattended> {
+    let set = |var: &str| env.get(var).is_some_and(|v| !v.trim().is_empty());
+    if env.get("GITHUB_ACTIONS").is_some_and(|v| v == "true") {
+        Some(Unattended::Actions)
+    } else if set("container") {
+        Some(Unattended::Container)
+    } else {
+        None
+    }
 }
 
 fn mode(cli: &Cli) -> Mode {

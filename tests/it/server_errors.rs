@@ -100,6 +100,40 @@ fn bad_flags_exit_two() {
 }
 
 #[test]
+fn no_server_on_actions_or_in_a_container_is_a_configuration_error() {
+    let env = Env::new(AGENT);
+    for (var, value, says) in [
+        ("GITHUB_ACTIONS", "true", "the action's `server` input"),
+        ("container", "docker", "BUILDD_SERVER"),
+    ] {
+        let out = env
+            .agent(["--once"])
+            .env_remove("BUILDD_SERVER")
+            .env(var, value)
+            .run();
+        assert_eq!(out.code(), 2, "{var}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("no buildd server configured"),
+            "{var}: {}",
+            out.stderr
+        );
+        assert!(out.stderr.contains(says), "{var}: {}", out.stderr);
+    }
+    // Nothing was tried: no retries against localhost.
+    assert!(env.server().requests().is_empty());
+    // Elsewhere the default stands (a local server during development).
+    let out = env
+        .agent(["--once", "--retry-budget", "0s"])
+        .env_remove("BUILDD_SERVER")
+        .run();
+    assert!(
+        !out.stderr.contains("no buildd server configured"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
 fn a_bad_value_from_the_environment_is_blamed_on_its_variable() {
     let env = Env::new(AGENT);
     let out = env.agent(["--once"]).env("BUILDD_MAX_TASKS", "abc").run();
