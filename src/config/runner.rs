@@ -28,7 +28,7 @@ pub enum RunnerSettings {
     Api(Box<ApiRunnerConfig>),
     /// The `claude` CLI (the environment its allowlist picks from beside it).
     Cli {
-        config: CliRunnerConfig,
+        config: Box<CliRunnerConfig>,
         parent_env: Vec<(String, String)>,
     },
 }
@@ -51,14 +51,26 @@ pub(super) struct RunnerFlags {
     pub thinking: Option<ThinkingChoice>,
     pub effort: Option<Effort>,
     pub max_turns: u32,
+    /// `--max-turns`/`BUILDD_MAX_TURNS` was given (not the default): it wins over a
+    /// workspace's `maxTurns`.
+    pub max_turns_pinned: bool,
     pub max_tokens: Option<u32>,
     pub max_cost_usd: Option<f64>,
     pub claude_bin: Option<std::path::PathBuf>,
 }
 
 impl RunnerFlags {
-    pub fn from_cli(cli: &super::flags::Cli) -> Self {
+    pub fn from_cli(cli: &super::flags::Cli, matches: &clap::ArgMatches) -> Self {
+        let given = |id: &str| {
+            matches!(
+                matches.value_source(id),
+                Some(
+                    clap::parser::ValueSource::CommandLine | clap::parser::ValueSource::EnvVariable
+                )
+            )
+        };
         RunnerFlags {
+            max_turns_pinned: given("max_turns"),
             choice: cli.runner,
             model: super::non_empty(cli.model.clone()),
             fallback_model: super::non_empty(cli.fallback_model.clone()),
@@ -105,7 +117,12 @@ pub(super) fn resolve(
             let config = CliRunnerConfig {
                 claude_bin: flags.claude_bin,
                 model: flags.model,
+                fallback_model: flags.fallback_model,
+                thinking: flags.thinking,
+                effort: flags.effort,
                 max_turns: flags.max_turns,
+                max_turns_pinned: flags.max_turns_pinned,
+                max_cost_usd: flags.max_cost_usd,
                 oauth_token,
                 api_key,
                 kill_grace: kill_grace(mode),
@@ -127,7 +144,10 @@ pub(super) fn resolve(
                         hint: None,
                     },
                 })?;
-            Ok(RunnerSettings::Cli { config, parent_env })
+            Ok(RunnerSettings::Cli {
+                config: Box::new(config),
+                parent_env,
+            })
         }
         RunnerChoice::Api | RunnerChoice::Auto => {
             api_runner(flags, env).map(|c| RunnerSettings::Api(Box::new(c)))
@@ -181,6 +201,7 @@ fn api_runner(
         prices: prices(env)?,
         parent_env: env.iter().map(|(k, v)| (k.into(), v.into())).collect(),
         max_turns: flags.max_turns,
+        max_turns_pinned: flags.max_turns_pinned,
         max_cost_usd: flags.max_cost_usd,
         ..ApiRunnerConfig::default()
     };
@@ -272,6 +293,7 @@ mod tests {
             thinking: None,
             effort: None,
             max_turns: 100,
+            max_turns_pinned: false,
             max_tokens: None,
             max_cost_usd: None,
             claude_bin: None,

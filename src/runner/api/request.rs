@@ -123,6 +123,7 @@ pub fn build(parts: &Parts<'_>) -> Built {
         metadata: parts.user_id.map(|id| Metadata {
             user_id: id.to_string(),
         }),
+        betas: plan.betas.clone(),
         ..MessagesRequest::default()
     };
     Built {
