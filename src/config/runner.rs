@@ -93,11 +93,16 @@ pub(super) fn resolve(
 ) -> Result<RunnerSettings, ConfigError> {
     let oauth_token = secret(env, "CLAUDE_CODE_OAUTH_TOKEN");
     let api_key = secret(env, "ANTHROPIC_API_KEY");
+    let server_only = server_credentials(env);
     let choice = match flags.choice {
         RunnerChoice::Auto if oauth_token.is_some() => RunnerChoice::Cli,
         RunnerChoice::Auto => match endpoint(env)? {
             Endpoint::Anthropic(a) if a.api_key.is_none() && a.auth_token.is_none() => {
-                return Err(ConfigError::NoClaudeAuth);
+                if !server_only {
+                    return Err(ConfigError::NoClaudeAuth);
+                }
+                warn_server_only();
+                RunnerChoice::Api
             }
             // An API key, a gateway token, or a cloud: the API runner.
             _ => RunnerChoice::Api,
@@ -112,7 +117,10 @@ pub(super) fn resolve(
             let credential_in_env =
                 cloud.is_some() || secret(env, "ANTHROPIC_AUTH_TOKEN").is_some();
             if oauth_token.is_none() && api_key.is_none() && !credential_in_env {
-                return Err(ConfigError::NoClaudeAuth);
+                if !server_only {
+                    return Err(ConfigError::NoClaudeAuth);
+                }
+                warn_server_only();
             }
             let config = CliRunnerConfig {
                 claude_bin: flags.claude_bin,
@@ -155,6 +163,22 @@ pub(super) fn resolve(
     }
 }
 
+/// `BUILDD_SERVER_CREDENTIALS=1`: start without a local Claude credential and run
+/// each task on the one the server hands over with the claim (`serverApiKey` /
+/// `serverOauthToken`). Off by default, so an agent that cannot run anything stops at
+/// start-up instead of claiming tasks it would fail.
+fn server_credentials(env: &HashMap<String, String>) -> bool {
+    var(env, "BUILDD_SERVER_CREDENTIALS")
+        .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes"))
+}
+
+fn warn_server_only() {
+    tracing::warn!(
+        "no local Claude credential: tasks run only on credentials the server hands over \
+         (BUILDD_SERVER_CREDENTIALS); a task without one fails"
+    );
+}
+
 /// A set, non-blank variable, trimmed.
 fn var(env: &HashMap<String, String>, name: &str) -> Option<String> {
     env.get(name)
@@ -179,13 +203,14 @@ fn api_runner(
     env: &HashMap<String, String>,
 ) -> Result<ApiRunnerConfig, ConfigError> {
     let endpoint = endpoint(env)?;
-    if let Endpoint::Anthropic(a) = &endpoint
-        && a.api_key.is_none()
-        && a.auth_token.is_none()
-    {
-        return Err(ConfigError::ApiRunnerWithoutKey);
+    let keyless = matches!(&endpoint, Endpoint::Anthropic(a) if a.api_key.is_none()
+        && a.auth_token.is_none());
+    match (keyless, server_credentials(env)) {
+        (true, false) => return Err(ConfigError::ApiRunnerWithoutKey),
+        // Checked with the server's key, task by task (the client refuses no key).
+        (true, true) => {}
+        (false, _) => check_endpoint(&endpoint)?,
     }
-    check_endpoint(&endpoint)?;
     let models = ModelSettings {
         model_pinned: flags.model.is_some(),
         model: flags.model.unwrap_or_else(|| DEFAULT_MODEL.to_string()),
@@ -394,6 +419,8 @@ mod tests {
             resolve(flags(), Mode::Once, &env(&[])),
             Err(ConfigError::NoClaudeAuth)
         ));
+        let server_only = api(flags(), &[("BUILDD_SERVER_CREDENTIALS", "1")]).unwrap();
+        assert!(matches!(&server_only.endpoint, Endpoint::Anthropic(a) if a.api_key.is_none()));
     }
 
     #[test]

@@ -32,6 +32,17 @@ pub enum ModelSource {
     Default,
 }
 
+impl ModelSource {
+    /// Whether the server named a model (taken, overridden or refused): then the
+    /// server is told what ran instead of its choice, or that its choice ran.
+    pub fn answers_the_server(&self) -> bool {
+        !matches!(
+            self,
+            ModelSource::Default | ModelSource::Operator { overrode: None }
+        )
+    }
+}
+
 impl fmt::Display for ModelSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

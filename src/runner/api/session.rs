@@ -96,7 +96,10 @@ impl Setup {
             progress.action(note.clone());
         }
         tracing::info!(model = %task.primary, source = %choice.source, "the task's model");
-        progress.action(format!("Model: {}", choice.line()));
+        // The server hears which model ran when it named one; otherwise it is only logged.
+        if choice.source.answers_the_server() {
+            progress.action(format!("Model: {}", choice.line()));
+        }
         log_plan(&primary, fallback.as_ref());
         let tools = task_tools(config, request)?;
         let brief = Brief::from_request(request);

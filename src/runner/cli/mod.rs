@@ -321,7 +321,9 @@ impl CliRunner {
             .as_deref()
             .unwrap_or("(the CLI's default)");
         tracing::info!(%model, source = %plan.choice.source, "the task's model");
-        progress.action(format!("Model: {}", plan.choice.line()));
+        if plan.choice.source.answers_the_server() {
+            progress.action(format!("Model: {}", plan.choice.line()));
+        }
         plan
     }
 
