@@ -206,7 +206,7 @@ fn a_confirmed_workspaces_budget_fails_the_task_with_the_servers_wording() {
     };
     let env = api_env(
         ANTHROPIC_KEY,
-        view_then_done(costly.clone()),
+        view_then_done(costly),
         capped("admin_confirmed", json!({"maxBudgetUsd": 0.01})),
     );
     std::fs::write(env.work().join("notes.txt"), "notes\n").unwrap();
