@@ -18,6 +18,7 @@ use crate::anthropic::{
 use crate::runner::RunError;
 use crate::runner::api::settings::ModelPlan;
 use crate::runner::api::{ApiRunnerConfig, ModelSettings, ThinkingChoice};
+use crate::runner::choice::ModelChoice;
 use crate::runner::cli::{CliRunner, CliRunnerConfig};
 use crate::secret::Secret;
 
@@ -34,6 +35,24 @@ pub enum RunnerSettings {
 }
 
 impl RunnerSettings {
+    /// The model `task` will run on and why, as the runner decides it (for the job
+    /// summary and `result-json`, which see the claim but not the runner).
+    pub fn model_choice(&self, task: &crate::buildd::types::Task) -> ModelChoice {
+        match self {
+            RunnerSettings::Api(api) => {
+                let platform = api.endpoint.platform();
+                let m = crate::runner::api::settings::task_models(&api.models, task, platform);
+                ModelChoice {
+                    model: Some(m.primary),
+                    source: m.source,
+                }
+            }
+            RunnerSettings::Cli { config, .. } => {
+                crate::runner::cli::settings::plan(config, task).choice
+            }
+        }
+    }
+
     /// The runner's short name, as logs and `--runner` say it.
     pub fn name(&self) -> &'static str {
         match self {
@@ -365,6 +384,22 @@ mod tests {
         )
         .unwrap();
         assert_eq!(d.api_version, DEFAULT_API_VERSION);
+    }
+
+    #[test]
+    fn the_model_choice_is_the_runners() {
+        let task = crate::buildd::types::Task {
+            context: Some(serde_json::json!({"model": "opus"})),
+            ..Default::default()
+        };
+        let settings = resolve(flags(), Mode::Once, &env(&[("ANTHROPIC_API_KEY", "k")])).unwrap();
+        let choice = settings.model_choice(&task);
+        assert_eq!(choice.model.as_deref(), Some("claude-opus-5"));
+        assert!(
+            choice.line().contains("context.model opus"),
+            "{}",
+            choice.line()
+        );
     }
 
     #[test]
