@@ -219,7 +219,7 @@ fn build_runner(settings: &RunnerSettings, redactor: &Redactor) -> Arc<dyn Runne
         RunnerSettings::Cli { config, parent_env } => {
             let config = crate::runner::cli::CliRunnerConfig {
                 redactor: redactor.clone(),
-                ..config.clone()
+                ..(**config).clone()
             };
             Arc::new(CliRunner::new(config).with_parent_env(parent_env.clone()))
         }

@@ -77,6 +77,8 @@ pub struct TaskSeed {
     pub external_url: Option<String>,
     /// The workspace's `gitConfig` as the claim carries it.
     pub git_config: Option<Value>,
+    /// The workspace's `configStatus` (`unconfigured`, the default, or `admin_confirmed`).
+    pub config_status: Option<String>,
 }
 
 /// A request as the fake received it.
@@ -128,6 +130,7 @@ pub struct TaskState {
     pub mode: String,
     pub external_url: Option<String>,
     pub git_config: Option<Value>,
+    pub config_status: String,
     pub claims: u32,
 }
 
@@ -272,6 +275,7 @@ impl FakeBuildd {
             mode: seed.mode.unwrap_or_else(|| "execution".into()),
             external_url: seed.external_url,
             git_config: seed.git_config,
+            config_status: seed.config_status.unwrap_or_else(|| "unconfigured".into()),
             claims: 0,
         });
         id

@@ -102,6 +102,21 @@ pub struct Workspace {
     /// The workspace's git settings (`null` while the workspace is unconfigured).
     #[serde(default)]
     pub git_config: Option<GitConfig>,
+    /// `unconfigured` or `admin_confirmed`: only confirmed caps are honoured.
+    #[serde(
+        default,
+        deserialize_with = "lenient",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub config_status: Option<String>,
+}
+
+impl Workspace {
+    /// Whether an admin confirmed the workspace's settings (`maxBudgetUsd`,
+    /// `maxTurns` are honoured only then).
+    pub fn admin_confirmed(&self) -> bool {
+        self.config_status.as_deref() == Some("admin_confirmed")
+    }
 }
 
 /// The parts of a workspace's `gitConfig` the agent reads. Each field is
@@ -122,6 +137,26 @@ pub struct GitConfig {
     /// `false`: do not load the repository's CLAUDE.md (default: load it).
     #[serde(deserialize_with = "lenient", skip_serializing_if = "Option::is_none")]
     pub use_claude_md: Option<bool>,
+    /// The base for fresh work.
+    #[serde(deserialize_with = "lenient", skip_serializing_if = "Option::is_none")]
+    pub default_branch: Option<String>,
+    /// The pull request's base (else `default_branch`).
+    #[serde(deserialize_with = "lenient", skip_serializing_if = "Option::is_none")]
+    pub target_branch: Option<String>,
+    /// Workspace defaults for the model settings; `task.context` wins.
+    #[serde(deserialize_with = "lenient", skip_serializing_if = "Option::is_none")]
+    pub fallback_model: Option<String>,
+    #[serde(deserialize_with = "lenient", skip_serializing_if = "Option::is_none")]
+    pub thinking: Option<serde_json::Value>,
+    #[serde(deserialize_with = "lenient", skip_serializing_if = "Option::is_none")]
+    pub effort: Option<String>,
+    #[serde(deserialize_with = "lenient", skip_serializing_if = "Option::is_none")]
+    pub extended_context: Option<bool>,
+    /// Per-session caps, honoured only when the workspace is admin-confirmed.
+    #[serde(deserialize_with = "lenient", skip_serializing_if = "Option::is_none")]
+    pub max_budget_usd: Option<f64>,
+    #[serde(deserialize_with = "lenient", skip_serializing_if = "Option::is_none")]
+    pub max_turns: Option<u32>,
 }
 
 impl GitConfig {

@@ -145,7 +145,7 @@ impl Config {
                 .flatten()
         });
         let mode = mode(&cli);
-        let runner = runner::resolve(runner::RunnerFlags::from_cli(&cli), mode, &env)?;
+        let runner = runner::resolve(runner::RunnerFlags::from_cli(&cli, matches), mode, &env)?;
         let checkout = std::env::current_dir().map_err(ConfigError::WorkDir)?;
         let git = git::resolve(
             git::GitFlags::from_cli(&cli, &env),

@@ -18,6 +18,7 @@ use crate::anthropic::{
 use crate::runner::RunError;
 use crate::runner::api::settings::ModelPlan;
 use crate::runner::api::{ApiRunnerConfig, ModelSettings, ThinkingChoice};
+use crate::runner::choice::ModelChoice;
 use crate::runner::cli::{CliRunner, CliRunnerConfig};
 use crate::secret::Secret;
 
@@ -28,12 +29,30 @@ pub enum RunnerSettings {
     Api(Box<ApiRunnerConfig>),
     /// The `claude` CLI (the environment its allowlist picks from beside it).
     Cli {
-        config: CliRunnerConfig,
+        config: Box<CliRunnerConfig>,
         parent_env: Vec<(String, String)>,
     },
 }
 
 impl RunnerSettings {
+    /// The model `task` will run on and why, as the runner decides it (for the job
+    /// summary and `result-json`, which see the claim but not the runner).
+    pub fn model_choice(&self, task: &crate::buildd::types::Task) -> ModelChoice {
+        match self {
+            RunnerSettings::Api(api) => {
+                let platform = api.endpoint.platform();
+                let m = crate::runner::api::settings::task_models(&api.models, task, platform);
+                ModelChoice {
+                    model: Some(m.primary),
+                    source: m.source,
+                }
+            }
+            RunnerSettings::Cli { config, .. } => {
+                crate::runner::cli::settings::plan(config, task).choice
+            }
+        }
+    }
+
     /// The runner's short name, as logs and `--runner` say it.
     pub fn name(&self) -> &'static str {
         match self {
@@ -51,14 +70,26 @@ pub(super) struct RunnerFlags {
     pub thinking: Option<ThinkingChoice>,
     pub effort: Option<Effort>,
     pub max_turns: u32,
+    /// `--max-turns`/`BUILDD_MAX_TURNS` was given (not the default): it wins over a
+    /// workspace's `maxTurns`.
+    pub max_turns_pinned: bool,
     pub max_tokens: Option<u32>,
     pub max_cost_usd: Option<f64>,
     pub claude_bin: Option<std::path::PathBuf>,
 }
 
 impl RunnerFlags {
-    pub fn from_cli(cli: &super::flags::Cli) -> Self {
+    pub fn from_cli(cli: &super::flags::Cli, matches: &clap::ArgMatches) -> Self {
+        let given = |id: &str| {
+            matches!(
+                matches.value_source(id),
+                Some(
+                    clap::parser::ValueSource::CommandLine | clap::parser::ValueSource::EnvVariable
+                )
+            )
+        };
         RunnerFlags {
+            max_turns_pinned: given("max_turns"),
             choice: cli.runner,
             model: super::non_empty(cli.model.clone()),
             fallback_model: super::non_empty(cli.fallback_model.clone()),
@@ -81,11 +112,16 @@ pub(super) fn resolve(
 ) -> Result<RunnerSettings, ConfigError> {
     let oauth_token = secret(env, "CLAUDE_CODE_OAUTH_TOKEN");
     let api_key = secret(env, "ANTHROPIC_API_KEY");
+    let server_only = server_credentials(env);
     let choice = match flags.choice {
         RunnerChoice::Auto if oauth_token.is_some() => RunnerChoice::Cli,
         RunnerChoice::Auto => match endpoint(env)? {
             Endpoint::Anthropic(a) if a.api_key.is_none() && a.auth_token.is_none() => {
-                return Err(ConfigError::NoClaudeAuth);
+                if !server_only {
+                    return Err(ConfigError::NoClaudeAuth);
+                }
+                warn_server_only();
+                RunnerChoice::Api
             }
             // An API key, a gateway token, or a cloud: the API runner.
             _ => RunnerChoice::Api,
@@ -100,12 +136,20 @@ pub(super) fn resolve(
             let credential_in_env =
                 cloud.is_some() || secret(env, "ANTHROPIC_AUTH_TOKEN").is_some();
             if oauth_token.is_none() && api_key.is_none() && !credential_in_env {
-                return Err(ConfigError::NoClaudeAuth);
+                if !server_only {
+                    return Err(ConfigError::NoClaudeAuth);
+                }
+                warn_server_only();
             }
             let config = CliRunnerConfig {
                 claude_bin: flags.claude_bin,
                 model: flags.model,
+                fallback_model: flags.fallback_model,
+                thinking: flags.thinking,
+                effort: flags.effort,
                 max_turns: flags.max_turns,
+                max_turns_pinned: flags.max_turns_pinned,
+                max_cost_usd: flags.max_cost_usd,
                 oauth_token,
                 api_key,
                 kill_grace: kill_grace(mode),
@@ -127,12 +171,31 @@ pub(super) fn resolve(
                         hint: None,
                     },
                 })?;
-            Ok(RunnerSettings::Cli { config, parent_env })
+            Ok(RunnerSettings::Cli {
+                config: Box::new(config),
+                parent_env,
+            })
         }
         RunnerChoice::Api | RunnerChoice::Auto => {
             api_runner(flags, env).map(|c| RunnerSettings::Api(Box::new(c)))
         }
     }
+}
+
+/// `BUILDD_SERVER_CREDENTIALS=1`: start without a local Claude credential and run
+/// each task on the one the server hands over with the claim (`serverApiKey` /
+/// `serverOauthToken`). Off by default, so an agent that cannot run anything stops at
+/// start-up instead of claiming tasks it would fail.
+fn server_credentials(env: &HashMap<String, String>) -> bool {
+    var(env, "BUILDD_SERVER_CREDENTIALS")
+        .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes"))
+}
+
+fn warn_server_only() {
+    tracing::warn!(
+        "no local Claude credential: tasks run only on credentials the server hands over \
+         (BUILDD_SERVER_CREDENTIALS); a task without one fails"
+    );
 }
 
 /// A set, non-blank variable, trimmed.
@@ -159,13 +222,14 @@ fn api_runner(
     env: &HashMap<String, String>,
 ) -> Result<ApiRunnerConfig, ConfigError> {
     let endpoint = endpoint(env)?;
-    if let Endpoint::Anthropic(a) = &endpoint
-        && a.api_key.is_none()
-        && a.auth_token.is_none()
-    {
-        return Err(ConfigError::ApiRunnerWithoutKey);
+    let keyless = matches!(&endpoint, Endpoint::Anthropic(a) if a.api_key.is_none()
+        && a.auth_token.is_none());
+    match (keyless, server_credentials(env)) {
+        (true, false) => return Err(ConfigError::ApiRunnerWithoutKey),
+        // Checked with the server's key, task by task (the client refuses no key).
+        (true, true) => {}
+        (false, _) => check_endpoint(&endpoint)?,
     }
-    check_endpoint(&endpoint)?;
     let models = ModelSettings {
         model_pinned: flags.model.is_some(),
         model: flags.model.unwrap_or_else(|| DEFAULT_MODEL.to_string()),
@@ -181,6 +245,7 @@ fn api_runner(
         prices: prices(env)?,
         parent_env: env.iter().map(|(k, v)| (k.into(), v.into())).collect(),
         max_turns: flags.max_turns,
+        max_turns_pinned: flags.max_turns_pinned,
         max_cost_usd: flags.max_cost_usd,
         ..ApiRunnerConfig::default()
     };
@@ -272,6 +337,7 @@ mod tests {
             thinking: None,
             effort: None,
             max_turns: 100,
+            max_turns_pinned: false,
             max_tokens: None,
             max_cost_usd: None,
             claude_bin: None,
@@ -318,6 +384,22 @@ mod tests {
         )
         .unwrap();
         assert_eq!(d.api_version, DEFAULT_API_VERSION);
+    }
+
+    #[test]
+    fn the_model_choice_is_the_runners() {
+        let task = crate::buildd::types::Task {
+            context: Some(serde_json::json!({"model": "opus"})),
+            ..Default::default()
+        };
+        let settings = resolve(flags(), Mode::Once, &env(&[("ANTHROPIC_API_KEY", "k")])).unwrap();
+        let choice = settings.model_choice(&task);
+        assert_eq!(choice.model.as_deref(), Some("claude-opus-5"));
+        assert!(
+            choice.line().contains("context.model opus"),
+            "{}",
+            choice.line()
+        );
     }
 
     #[test]
@@ -372,6 +454,8 @@ mod tests {
             resolve(flags(), Mode::Once, &env(&[])),
             Err(ConfigError::NoClaudeAuth)
         ));
+        let server_only = api(flags(), &[("BUILDD_SERVER_CREDENTIALS", "1")]).unwrap();
+        assert!(matches!(&server_only.endpoint, Endpoint::Anthropic(a) if a.api_key.is_none()));
     }
 
     #[test]

@@ -14,6 +14,61 @@ use tracing::{debug, info, warn};
 
 use super::{Git, GitError, RepoSpec, check_ref_name, normalize_remote};
 
+/// What a workspace's `gitConfig` says about a task's pull request and commits.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkspaceGit {
+    /// `targetBranch` (else `defaultBranch`): what the pull request targets;
+    /// `None`: the branch the work started from.
+    pub pr_base: Option<String>,
+    /// The convention for commit subjects.
+    pub commit_style: CommitStyle,
+}
+
+/// The workspace's commit convention (`commitStyle`, `commitPrefix`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CommitStyle {
+    /// `commitStyle == "conventional"`: subjects are `type: summary`.
+    pub conventional: bool,
+    /// What every subject starts with (one line, already checked).
+    pub prefix: Option<String>,
+}
+
+impl CommitStyle {
+    /// From the workspace's raw values: the prefix is cut to one line of at most 40
+    /// characters, as the brief tells the model.
+    pub fn new(style: Option<&str>, prefix: Option<&str>) -> Self {
+        let prefix: String = prefix
+            .unwrap_or("")
+            .chars()
+            .take_while(|c| !c.is_control())
+            .take(40)
+            .collect();
+        let prefix = prefix.trim();
+        Self {
+            conventional: style.is_some_and(|s| s.trim().eq_ignore_ascii_case("conventional")),
+            prefix: (!prefix.is_empty()).then(|| prefix.to_string()),
+        }
+    }
+
+    /// `subject` written in this style (`chore:` is the type of the agent's own
+    /// commit of what the model left uncommitted).
+    pub fn apply(&self, subject: &str) -> String {
+        let mut out = match self.conventional {
+            true => format!("chore: {subject}"),
+            false => subject.to_string(),
+        };
+        if let Some(p) = &self.prefix {
+            let sep = if p.ends_with(char::is_whitespace) {
+                ""
+            } else {
+                " "
+            };
+            out = format!("{p}{sep}{out}");
+        }
+        out
+    }
+}
+
 /// A task's worktree, ready for the runner.
 #[derive(Debug, Clone)]
 pub struct Prepared {
@@ -23,8 +78,11 @@ pub struct Prepared {
     pub repo_dir: PathBuf,
     /// The worker's branch.
     pub branch: String,
-    /// The branch the pull request targets.
+    /// The branch the pull request targets (the workspace's `targetBranch` when it
+    /// names one, else the branch the work started from).
     pub base: String,
+    /// How the agent's own commit subject is written.
+    pub commit_style: CommitStyle,
     /// The commit the worktree started from; changes are counted from here.
     pub start_sha: String,
     /// The work continues a branch the remote already had (a resumed task).
@@ -148,7 +206,33 @@ impl Git {
         base_branch: Option<&str>,
         resume_branch: Option<&str>,
     ) -> Result<Prepared, GitError> {
+        let workspace = WorkspaceGit::default();
+        self.prepare_with(
+            repo,
+            worker_id,
+            branch,
+            base_branch,
+            resume_branch,
+            &workspace,
+        )
+        .await
+    }
+
+    /// [`Git::prepare`], with the workspace's pull request base and commit style.
+    pub async fn prepare_with(
+        &self,
+        repo: &str,
+        worker_id: &str,
+        branch: &str,
+        base_branch: Option<&str>,
+        resume_branch: Option<&str>,
+        workspace: &WorkspaceGit,
+    ) -> Result<Prepared, GitError> {
+        let pr_base = workspace.pr_base.as_deref();
         check_names(worker_id, branch, [base_branch, resume_branch])?;
+        if let Some(b) = pr_base {
+            check_ref_name(b)?;
+        }
         let spec = RepoSpec::parse(repo, &self.settings.server_url).map_err(GitError::Invalid)?;
         let repo_dir = self.repository(&spec).await?;
         let lock = self.lock_for(&repo_dir).await;
@@ -187,7 +271,8 @@ impl Git {
             worktree,
             repo_dir,
             branch: branch.into(),
-            base,
+            base: pr_base.map_or(base, str::to_string),
+            commit_style: workspace.commit_style.clone(),
             start_sha,
             resumed,
             spec,

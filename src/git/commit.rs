@@ -96,7 +96,7 @@ impl Git {
         let a = &self.settings.author;
         let message = format!(
             "{}\n\nBuildd-Task: {}\n",
-            commit_subject(&task.title),
+            p.commit_style.apply(&commit_subject(&task.title)),
             task.task_id
         );
         let mut cmd_args = vec!["-c".to_string(), format!("user.name={}", a.name)];

@@ -36,7 +36,7 @@ use crate::process::{ChildStdio, CommandSpec};
 use crate::redact::Redactor;
 use crate::secret::Secret;
 
-pub use checkout::{Prepared, StaleWorktrees};
+pub use checkout::{CommitStyle, Prepared, StaleWorktrees, WorkspaceGit};
 pub use commit::{GitOutcome, TaskInfo};
 pub use remote::{RepoSpec, normalize_remote};
 

@@ -7,6 +7,7 @@
 //! talk to the buildd server themselves.
 
 pub mod api;
+pub mod choice;
 pub mod cli;
 pub mod prompt;
 pub mod stream_json;

@@ -6,6 +6,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::buildd::types::{ClaimedWorker, Task};
+use crate::git::{CommitStyle, WorkspaceGit};
 use crate::runner::Usage;
 use crate::secret::Secret;
 
@@ -55,8 +56,12 @@ pub struct ClaimedTask {
     pub branch: String,
     /// The repository the claim names (`owner/name` or a git URL), if any.
     pub repo: Option<String>,
-    /// `context.baseBranch`: what fresh work starts from.
+    /// What fresh work starts from: `context.baseBranch`, else the workspace's
+    /// `gitConfig.defaultBranch` (else, later, the remote's default branch).
     pub base_branch: Option<String>,
+    /// The workspace's pull request base (`targetBranch`, else `defaultBranch`) and
+    /// commit style, for [`crate::git::Git::prepare_with`].
+    pub workspace_git: WorkspaceGit,
     /// `context.resumeBranch`: a retry continues from this branch.
     pub resume_branch: Option<String>,
     /// The task as the server sent it (for the runner's brief).
@@ -105,12 +110,31 @@ impl ClaimedTask {
             .map(str::trim)
             .filter(|r| !r.is_empty())
             .map(str::to_string);
+        let git = w
+            .task
+            .workspace
+            .as_ref()
+            .and_then(|ws| ws.git_config.as_ref());
+        let git_text = |v: Option<&String>| {
+            v.map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty() && check_branch(s).is_ok())
+        };
+        let default_branch = git_text(git.and_then(|g| g.default_branch.as_ref()));
+        let target_branch = git_text(git.and_then(|g| g.target_branch.as_ref()));
+        let workspace_git = WorkspaceGit {
+            pr_base: target_branch.or_else(|| default_branch.clone()),
+            commit_style: CommitStyle::new(
+                git.and_then(|g| g.commit_style.as_deref()),
+                git.and_then(|g| g.commit_prefix.as_deref()),
+            ),
+        };
         Ok(ClaimedTask {
             worker_id,
             task_id,
             branch,
             repo,
-            base_branch: context("baseBranch"),
+            base_branch: context("baseBranch").or(default_branch),
+            workspace_git,
             resume_branch: context("resumeBranch"),
             server_api_key: w.server_api_key,
             server_oauth_token: w.server_oauth_token,
@@ -239,6 +263,27 @@ mod tests {
         assert_eq!(t.repo.as_deref(), Some("acme/web"));
         assert_eq!(t.base_branch.as_deref(), Some("main"));
         assert_eq!(t.resume_branch, None);
+        assert_eq!(t.workspace_git, WorkspaceGit::default());
+        let ws = ClaimedTask::from_claim(claim(serde_json::json!({
+            "id": "wkr_1", "taskId": "tsk_1",
+            "task": {"id": "tsk_1", "title": "T", "workspace": {"repo": "acme/web",
+                "gitConfig": {"defaultBranch": "develop", "targetBranch": "release",
+                              "commitStyle": "conventional", "commitPrefix": "[web]\nx"}}}
+        })))
+        .unwrap();
+        assert_eq!(ws.base_branch.as_deref(), Some("develop"));
+        assert_eq!(ws.workspace_git.pr_base.as_deref(), Some("release"));
+        assert_eq!(
+            ws.workspace_git.commit_style.apply("Fix it"),
+            "[web] chore: Fix it"
+        );
+        let unsafe_branch = ClaimedTask::from_claim(claim(serde_json::json!({
+            "id": "wkr_1", "taskId": "tsk_1",
+            "task": {"id": "tsk_1", "title": "T",
+                "workspace": {"gitConfig": {"defaultBranch": "--upload-pack=x"}}}
+        })))
+        .unwrap();
+        assert_eq!(unsafe_branch.base_branch, None, "an unsafe name is ignored");
         let mismatch = ClaimedTask::from_claim(claim(serde_json::json!({
             "id": "wkr_1", "taskId": "tsk_1", "task": {"id": "tsk_2", "title": "T"}
         })));

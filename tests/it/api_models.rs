@@ -140,10 +140,11 @@ async fn the_tasks_context_picks_model_thinking_and_effort_unless_pinned_locally
     rig.run().await.outcome();
     assert_eq!(
         sent(&rig.requests()[0].body),
-        json!({"model":"claude-haiku-5-5","max_tokens":128000,
-            "thinking":{"type":"adaptive"},"output_config":{"effort":"low"},
-            "edits":[{"type":CLEAR_THINKING,"keep":"all"}, compact(750_000)]}),
-        "the alias maps to today's Haiku, which cannot turn thinking off here"
+        json!({"model":"claude-haiku-4-5-20251001","max_tokens":64000,
+            "thinking":{"type":"disabled"},"output_config":null,
+            "edits":[compact(150_000)]}),
+        "the alias maps to the server's budget tier default (buildd-api.md), which takes \
+         thinking off and no effort"
     );
 
     let mut pinned = Rig::new(vec![done("ok")], FakeOptions::default()).await;

@@ -510,9 +510,23 @@ async fn cancellation_interrupts_a_retry_wait() {
     );
 }
 
+/// The server's own runner uses `serverApiKey` only when no local key is set
+/// (buildd-api.md): a local key wins, the server's key serves an agent without one.
 #[tokio::test]
-async fn the_servers_key_wins_and_no_key_is_a_config_error() {
-    let h = Setup::with_key("sk-ant-from-server", vec![done("ok")]).await;
+async fn a_local_key_wins_the_servers_serves_without_one_and_no_key_is_a_config_error() {
+    let h = Setup::new(vec![done("ok")]).await;
+    let mut request = h.request();
+    request.server_api_key = Some(Secret::new("sk-ant-from-server"));
+    let outcome = h.run_with(request, CancellationToken::new()).await.0;
+    assert_eq!(outcome.expect("the local key accepted").summary, "ok");
+    h.assert_no_violations();
+
+    let mut h = Setup::with_key("sk-ant-from-server", vec![done("ok")]).await;
+    h.config.endpoint = Endpoint::Anthropic(AnthropicEndpoint {
+        base_url: h.fake.url(),
+        api_key: None,
+        auth_token: None,
+    });
     let mut request = h.request();
     request.server_api_key = Some(Secret::new("sk-ant-from-server"));
     let outcome = h.run_with(request, CancellationToken::new()).await.0;

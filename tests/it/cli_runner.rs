@@ -186,14 +186,32 @@ async fn success_reports_summary_usage_and_progress() {
     assert_eq!(call.env_var("IS_SANDBOX").is_some(), root);
 }
 
+/// The server's own runner uses `serverOauthToken` only when no local credential is set
+/// (buildd-api.md): the local key wins; without one, the server's token runs.
 #[tokio::test]
-async fn server_oauth_token_replaces_the_local_key() {
+async fn server_oauth_token_serves_only_without_a_local_credential() {
     let s = setup(Behaviour::Replay {
         fixture: "success-bash-tool.jsonl",
         code: 0,
     });
     let mut req = request(s.checkout.path().to_path_buf());
     req.server_oauth_token = Some(Secret::new("sk-ant-oat01-server-token"));
+    let (result, _) = run(&s, req.clone()).await;
+    result.expect("run succeeds");
+    let call = s.fake.only_call();
+    assert_eq!(call.env_var("ANTHROPIC_API_KEY").as_deref(), Some(API_KEY));
+    assert_eq!(call.env_var("CLAUDE_CODE_OAUTH_TOKEN"), None);
+
+    let mut s = setup(Behaviour::Replay {
+        fixture: "success-bash-tool.jsonl",
+        code: 0,
+    });
+    s.runner = CliRunner::new(CliRunnerConfig {
+        claude_bin: Some(s.fake.bin()),
+        kill_grace: Duration::from_millis(300),
+        ..CliRunnerConfig::default()
+    })
+    .with_parent_env(agent_env());
     let (result, _) = run(&s, req).await;
     result.expect("run succeeds");
     let call = s.fake.only_call();

@@ -500,7 +500,14 @@ fn a_hostile_model_under_the_api_runner_reaches_nothing() {
         .with_model_picking(bash_script(SERVER_KEY, &commands), Pick::PerConversation);
     let h = Hostile { env, ..h };
     h.seed_two_tasks();
-    let running = h.agent(h.env.api_agent(Vec::<String>::new())).spawn();
+    // No local key: the tasks run on the key the server hands over (a local key would
+    // win over it), which is the one the model must not reach.
+    let agent = h
+        .env
+        .api_agent(Vec::<String>::new())
+        .env_remove("ANTHROPIC_API_KEY")
+        .env("BUILDD_SERVER_CREDENTIALS", "1");
+    let running = h.agent(agent).spawn();
     let pid = running.pid();
     let out = running.wait(RUN_LIMIT);
     assert_eq!(out.code(), 0, "{}", out.stderr);
@@ -563,9 +570,20 @@ fn the_clis_own_key_is_visible_to_its_commands_and_redacted_on_relay() {
         ..Default::default()
     });
     let summary = env.path("summary.md");
+    // No local credential: the CLI runs on the key the server hands over (a local one
+    // would win over it).
     let out = env
-        .agent(["--once", "--sandbox", "require", "--summary"])
+        .agent([
+            "--once",
+            "--runner",
+            "cli",
+            "--sandbox",
+            "require",
+            "--summary",
+        ])
         .arg(&summary)
+        .env_remove("CLAUDE_CODE_OAUTH_TOKEN")
+        .env("BUILDD_SERVER_CREDENTIALS", "1")
         .run();
     assert_eq!(out.code(), 0, "{}", out.stderr);
     let run = &env.claude().only_call().commands()[0];

@@ -31,6 +31,7 @@ mod install_script;
 mod outbox;
 mod server_errors;
 mod signals;
+mod task_settings;
 mod tls;
 
 /// This build's agent binary; `BUILDD_TEST_AGENT_BIN` names another build to test instead

@@ -171,7 +171,7 @@ fn task_json(t: &TaskState) -> Value {
         "runnerPreference": "any", "requiredCapabilities": [], "outputRequirement": t.output_requirement,
         "externalUrl": t.external_url, "result": null, "createdAt": "2026-11-26T00:00:00.000Z",
         "workspace": { "id": t.workspace_id, "name": t.workspace_id.trim_start_matches("ws_"), "repo": t.repo,
-            "localPath": null, "gitConfig": t.git_config }
+            "localPath": null, "gitConfig": t.git_config, "configStatus": t.config_status }
     })
 }
 

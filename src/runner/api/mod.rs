@@ -51,8 +51,8 @@ pub use settings::{ModelSettings, ThinkingChoice, UnknownThinking};
 #[derive(Debug, Clone)]
 pub struct ApiRunnerConfig {
     /// Where requests go and how they are authenticated (decided by `config` from the
-    /// environment). A key the server sends with a task replaces the local key, on the
-    /// Claude API only.
+    /// environment). A key the server sends with a task is used only when no local
+    /// credential is configured, on the Claude API only.
     pub endpoint: Endpoint,
     /// The `anthropic-version` header (`ANTHROPIC_VERSION`).
     pub api_version: String,
@@ -60,6 +60,8 @@ pub struct ApiRunnerConfig {
     pub models: ModelSettings,
     /// Give up after this many assistant replies.
     pub max_turns: u32,
+    /// `max_turns` was set explicitly: it wins over a workspace's `maxTurns`.
+    pub max_turns_pinned: bool,
     /// Give up once the task has cost this much (only enforceable with a known price).
     pub max_cost_usd: Option<f64>,
     pub prices: PriceTable,
@@ -90,6 +92,7 @@ impl Default for ApiRunnerConfig {
             api_version: DEFAULT_API_VERSION.to_string(),
             models: ModelSettings::default(),
             max_turns: 100,
+            max_turns_pinned: false,
             max_cost_usd: None,
             prices: PriceTable::builtin(),
             retry: RetryConfig::default(),
@@ -128,8 +131,8 @@ impl ApiRunner {
         }
     }
 
-    /// The client for one task: on the Claude API with the server's key when it sent one
-    /// (and no gateway token is configured), else the process's own; `give_up` is the
+    /// The client for one task: on the Claude API with the local credential, else the
+    /// server's key when it sent one; `give_up` is the
     /// run of overloads after which it stops retrying (the task has a fallback).
     async fn client_for(
         &self,
@@ -148,7 +151,9 @@ impl ApiRunner {
             .await
             .map_err(config_error)?;
         if let Endpoint::Anthropic(local) = &self.config.endpoint {
-            let endpoint = Endpoint::Anthropic(with_server_key(local, request)?);
+            let (endpoint, credential) = with_server_key(local, request)?;
+            tracing::info!(credential, "the task's Anthropic credential");
+            let endpoint = Endpoint::Anthropic(endpoint);
             let client = Client::with_http(self.client_config(endpoint), http.clone())
                 .map_err(config_error)?;
             return Ok(client.for_conversation(give_up));
@@ -173,32 +178,34 @@ impl ApiRunner {
     }
 }
 
-/// The Claude API endpoint for `request`: the server's key replaces the local one, unless
-/// a gateway token is configured (the gateway has its own credential; the server's key is
-/// for Anthropic's API and must not reach it).
+/// The Claude API endpoint for `request` and which credential it carries. A local
+/// credential (`ANTHROPIC_API_KEY`, or a gateway's `ANTHROPIC_AUTH_TOKEN`) wins; the
+/// server's key is used only when there is none, as the server's own runner does
+/// (buildd-api.md, `serverApiKey`), and never goes to a gateway.
 fn with_server_key(
     local: &AnthropicEndpoint,
     request: &RunRequest,
-) -> Result<AnthropicEndpoint, RunError> {
+) -> Result<(AnthropicEndpoint, &'static str), RunError> {
     let present = |s: &Option<crate::secret::Secret>| s.clone().filter(|k| !k.is_empty());
     let mut endpoint = local.clone();
-    if present(&local.auth_token).is_none()
-        && let Some(key) = present(&request.server_api_key)
-    {
+    if present(&local.auth_token).is_some() {
+        return Ok((endpoint, "local gateway token (ANTHROPIC_AUTH_TOKEN)"));
+    }
+    if present(&local.api_key).is_some() {
+        return Ok((endpoint, "local ANTHROPIC_API_KEY"));
+    }
+    if let Some(key) = present(&request.server_api_key) {
         endpoint.api_key = Some(key);
+        return Ok((endpoint, "server-provided API key"));
     }
-    if present(&endpoint.api_key).is_none() && present(&endpoint.auth_token).is_none() {
-        return Err(RunError::Config {
-            message: "the API runner has no Anthropic API key: the server sent none with the \
-                      task and ANTHROPIC_API_KEY is not set"
-                .into(),
-            hint: Some(
-                "export ANTHROPIC_API_KEY=sk-ant-..., or use the CLI runner with a Claude login"
-                    .into(),
-            ),
-        });
-    }
-    Ok(endpoint)
+    Err(RunError::Config {
+        message: "the API runner has no Anthropic API key: the server sent none with the \
+                  task and ANTHROPIC_API_KEY is not set"
+            .into(),
+        hint: Some(
+            "export ANTHROPIC_API_KEY=sk-ant-..., or use the CLI runner with a Claude login".into(),
+        ),
+    })
 }
 
 impl Runner for ApiRunner {
@@ -253,12 +260,13 @@ mod tests {
     }
 
     #[test]
-    fn the_servers_key_replaces_the_local_one_but_never_goes_to_a_gateway() {
-        let key = |e: AnthropicEndpoint| e.api_key.map(|k| k.expose().to_string());
+    fn a_local_credential_wins_and_the_servers_key_never_goes_to_a_gateway() {
+        let key = |e: (AnthropicEndpoint, &str)| e.0.api_key.map(|k| k.expose().to_string());
         let got = with_server_key(&local(Some("mine"), None), &request(Some("theirs")));
-        assert_eq!(key(got.unwrap()).as_deref(), Some("theirs"));
-        let got = with_server_key(&local(None, None), &request(Some("theirs")));
-        assert_eq!(key(got.unwrap()).as_deref(), Some("theirs"));
+        assert_eq!(key(got.unwrap()).as_deref(), Some("mine"));
+        let got = with_server_key(&local(None, None), &request(Some("theirs"))).unwrap();
+        assert_eq!(got.1, "server-provided API key");
+        assert_eq!(key(got).as_deref(), Some("theirs"));
         let gateway = with_server_key(&local(None, Some("gw")), &request(Some("theirs")));
         assert_eq!(
             key(gateway.unwrap()),

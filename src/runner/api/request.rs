@@ -121,6 +121,7 @@ pub fn build<'a>(parts: &Parts<'a>) -> Built<'a> {
         metadata: parts.user_id.map(|id| Metadata {
             user_id: id.to_string(),
         }),
+        betas: plan.betas.clone(),
         ..MessagesRequest::default()
     };
     Built {

@@ -20,6 +20,7 @@ use super::window::Window;
 use crate::anthropic::types::{ContentBlock, MessageResponse, StopReason};
 use crate::anthropic::{ApiError, Client};
 use crate::process::Confinement;
+use crate::runner::choice::{BUDGET_EXCEEDED, LocalLimits, ModelChoice, TaskLimits, task_limits};
 use crate::runner::prompt::Brief;
 use crate::runner::{Inbox, ProgressSink, RunError, RunOutcome, RunRequest, Usage};
 use crate::tools::{ToolConfig, Toolbox};
@@ -36,14 +37,29 @@ const WINDOW_FULL: &str = "Your reply was cut off because the context window is 
 /// whether a fallback exists).
 pub struct Setup {
     task: TaskModels,
+    limits: TaskLimits,
 }
 
 impl Setup {
     /// Read the task's model wishes against the local settings.
     pub fn new(config: &ApiRunnerConfig, request: &RunRequest) -> Self {
         let platform = config.endpoint.platform();
+        let local = LocalLimits {
+            max_turns: config.max_turns,
+            max_turns_pinned: config.max_turns_pinned,
+            max_cost_usd: config.max_cost_usd,
+        };
         Self {
             task: task_models(&config.models, &request.task, platform),
+            limits: task_limits(&local, &request.task),
+        }
+    }
+
+    /// The model the task starts on and why.
+    pub fn choice(&self) -> ModelChoice {
+        ModelChoice {
+            model: Some(self.task.primary.clone()),
+            source: self.task.source.clone(),
         }
     }
 
@@ -63,17 +79,26 @@ impl Setup {
         client: Client,
         progress: ProgressSink,
     ) -> Result<Session<'a>, RunError> {
-        let task = self.task;
+        let choice = self.choice();
+        let (task, limits) = (self.task, self.limits);
         let max_tokens = config.models.max_tokens;
-        let plan = |m: &str| ModelPlan::new(m, task.thinking, task.effort, max_tokens);
+        let plan = |m: &str| {
+            ModelPlan::new(m, task.thinking, task.effort, max_tokens)
+                .with_extended_context(task.extended_context)
+        };
         let primary = plan(&task.primary);
         let fallback = task.fallback.as_deref().map(plan);
-        for line in &task.overrides {
+        for line in task.overrides.iter().chain(&limits.notes) {
             tracing::info!("{line}");
         }
         for note in task.notes.iter().chain(&primary.notes) {
-            tracing::info!("{note}");
+            tracing::warn!("{note}");
             progress.action(note.clone());
+        }
+        tracing::info!(model = %task.primary, source = %choice.source, "the task's model");
+        // The server hears which model ran when it named one; otherwise it is only logged.
+        if choice.source.answers_the_server() {
+            progress.action(format!("Model: {}", choice.line()));
         }
         log_plan(&primary, fallback.as_ref());
         let tools = task_tools(config, request)?;
@@ -95,6 +120,7 @@ impl Setup {
             models: Models::new(primary, fallback),
             cache: CachePolicy::new(config.long_gap),
             accounts: Accounts::new(),
+            limits,
             user_id: user_id(&request.worker_id),
             last_text: String::new(),
         })
@@ -154,6 +180,8 @@ pub struct Session<'a> {
     window: Window,
     cache: CachePolicy,
     accounts: Accounts,
+    /// The task's turn and cost caps (local, or the workspace's confirmed ones).
+    limits: TaskLimits,
     user_id: Option<String>,
     /// The most recent non-empty assistant text, for the summary.
     last_text: String,
@@ -173,13 +201,16 @@ impl Session<'_> {
             if cancel.is_cancelled() {
                 return Err(self.cancelled());
             }
-            if let Some(reason) = self.accounts.turn_limit(self.config.max_turns) {
+            if let Some(reason) = self.accounts.turn_limit(self.limits.max_turns) {
                 return Err(self.failed(reason));
             }
             self.deliver_instructions();
             let reply = self.exchange(cancel).await?;
-            if let Some(reason) = self.accounts.cost_limit(self.config.max_cost_usd) {
-                return Err(self.failed(reason));
+            if let Some(reason) = self.accounts.cost_limit(self.limits.max_cost_usd) {
+                return Err(self.failed(match self.limits.budget_from_workspace {
+                    true => format!("{BUDGET_EXCEEDED}: {reason}"),
+                    false => reason,
+                }));
             }
             if self.absorb(reply, cancel).await? == Next::Finished {
                 return Ok(RunOutcome {
@@ -273,7 +304,7 @@ impl Session<'_> {
             &self.config.prices,
             &model,
             &reply.usage,
-            self.config.max_cost_usd,
+            self.limits.max_cost_usd,
         );
         self.progress.usage(self.usage());
         if !reply.input_transformations.is_empty() {

@@ -13,9 +13,11 @@ use std::str::FromStr;
 use serde_json::Value;
 
 use crate::anthropic::models::Disable;
+use crate::anthropic::types::BETA_CONTEXT_1M;
 use crate::anthropic::types::{Effort, Thinking};
 use crate::anthropic::{ModelCaps, capabilities, model_id};
-use crate::buildd::types::Task;
+use crate::buildd::types::{GitConfig, Task};
+use crate::runner::choice::{ModelSource, extended_context_applies, wants_extended_context};
 
 /// The smallest `budget_tokens` the API takes for `thinking: {type:"enabled"}`.
 pub const MIN_THINKING_BUDGET: u32 = 1024;
@@ -23,11 +25,13 @@ pub const MIN_THINKING_BUDGET: u32 = 1024;
 /// The budget used when a model only thinks with a budget and none was asked for.
 const DEFAULT_THINKING_BUDGET: u32 = 16_000;
 
-/// What the aliases `opus`, `sonnet` and `haiku` (in `task.context.model`) stand for.
+/// What the aliases `opus`, `sonnet` and `haiku` (in `task.context.model`) stand for: the
+/// server's own tier defaults (buildd-api.md, "Model routing"), so an alias runs what the
+/// server would have resolved it to.
 const ALIASES: &[(&str, &str)] = &[
-    ("opus", "claude-opus-5-5"),
-    ("sonnet", "claude-sonnet-5-5"),
-    ("haiku", "claude-haiku-5-5"),
+    ("opus", "claude-opus-5"),
+    ("sonnet", "claude-sonnet-4-6"),
+    ("haiku", "claude-haiku-4-5-20251001"),
 ];
 
 /// How the model should think, as configured (flag, env, task context), before it is
@@ -174,6 +178,10 @@ pub struct TaskModels {
     pub notes: Vec<String>,
     /// Local settings that overrode the task's, for the log only.
     pub overrides: Vec<String>,
+    /// Where `primary` came from.
+    pub source: ModelSource,
+    /// The task asked for the 1M-token context (applied to Sonnet models only).
+    pub extended_context: bool,
 }
 
 /// Decide the task's models and wishes from the local settings and `task.context`, for
@@ -182,6 +190,12 @@ pub fn task_models(local: &ModelSettings, task: &Task, platform: &str) -> TaskMo
     let ctx = task.context.as_ref();
     let field = |k: &str| ctx.and_then(|c| c.get(k)).filter(|v| !v.is_null());
     let text = |k: &str| field(k).and_then(Value::as_str).map(str::trim);
+    // The workspace's defaults, which the task's context overrides.
+    let git = task
+        .workspace
+        .as_ref()
+        .and_then(|w| w.git_config.as_ref())
+        .map_or_else(GitConfig::default, Clone::clone);
     let mut out = TaskModels {
         primary: local.model.clone(),
         fallback: None,
@@ -189,6 +203,12 @@ pub fn task_models(local: &ModelSettings, task: &Task, platform: &str) -> TaskMo
         effort: local.effort,
         notes: Vec::new(),
         overrides: Vec::new(),
+        source: if local.model_pinned {
+            ModelSource::Operator { overrode: None }
+        } else {
+            ModelSource::Default
+        },
+        extended_context: wants_extended_context(task),
     };
     let provider = field("resolvedTier")
         .and_then(|t| t.get("provider"))
@@ -197,7 +217,8 @@ pub fn task_models(local: &ModelSettings, task: &Task, platform: &str) -> TaskMo
     if let Some(wanted) = text("model").filter(|m| !m.is_empty()) {
         out.primary = primary_model(local, wanted, provider, &mut out);
     }
-    out.fallback = match (&local.fallback_model, text("fallbackModel")) {
+    let fallback_wish = text("fallbackModel").or(git.fallback_model.as_deref().map(str::trim));
+    out.fallback = match (&local.fallback_model, fallback_wish) {
         (Some(mine), task) => {
             if let Some(t) = task.filter(|t| !t.is_empty() && t != mine) {
                 out.overrides.push(format!(
@@ -214,7 +235,9 @@ pub fn task_models(local: &ModelSettings, task: &Task, platform: &str) -> TaskMo
         }),
         _ => None,
     };
-    task_wishes(local, field("thinking"), text("effort"), &mut out);
+    let thinking = field("thinking").or(git.thinking.as_ref().filter(|v| !v.is_null()));
+    let effort = text("effort").or(git.effort.as_deref().map(str::trim));
+    task_wishes(local, thinking, effort, &mut out);
     out.primary = for_platform(&out.primary, platform, &local.model);
     out.fallback = out
         .fallback
@@ -231,29 +254,44 @@ fn primary_model(
     out: &mut TaskModels,
 ) -> String {
     if local.model_pinned {
-        if model_id::normalize(wanted) != model_id::normalize(&local.model) {
+        let mapped = claude_id(wanted).unwrap_or_else(|| wanted.to_string());
+        if model_id::normalize(&mapped) != model_id::normalize(&local.model) {
             out.overrides.push(format!(
-                "--model {} overrides the task's model {wanted}",
+                "--model {} overrides the server's choice of model {wanted}",
                 local.model
             ));
+            out.source = ModelSource::Operator {
+                overrode: Some(wanted.to_string()),
+            };
         }
         return local.model.clone();
     }
-    if let Some(p) = provider.filter(|p| !p.eq_ignore_ascii_case("anthropic")) {
+    let unusable = |why: String, out: &mut TaskModels| {
         out.notes.push(format!(
-            "The task's model {wanted:?} is served by {p:?}, which this agent does not run; \
-             using {}",
+            "The task's model {wanted:?} {why}; using {}",
             local.model
         ));
-        return local.model.clone();
-    }
-    claude_id(wanted).unwrap_or_else(|| {
-        out.notes.push(format!(
-            "The task's model {wanted:?} is not a Claude model; using {}",
-            local.model
-        ));
+        out.source = ModelSource::Unusable {
+            asked: wanted.to_string(),
+            why,
+        };
         local.model.clone()
-    })
+    };
+    if let Some(p) = provider.filter(|p| !p.eq_ignore_ascii_case("anthropic")) {
+        return unusable(
+            format!("is served by {p:?}, which this agent does not run"),
+            out,
+        );
+    }
+    match claude_id(wanted) {
+        Some(id) => {
+            out.source = ModelSource::Server {
+                asked: wanted.to_string(),
+            };
+            id
+        }
+        None => unusable("is not a Claude model".to_string(), out),
+    }
 }
 
 /// The task's thinking and effort, unless local settings pin them.
@@ -326,6 +364,8 @@ pub struct ModelPlan {
     pub effort: Option<Effort>,
     /// `max_tokens`.
     pub max_tokens: u32,
+    /// `anthropic-beta` flags this model's requests carry (the 1M context).
+    pub betas: Vec<String>,
     /// Where the plan differs from what was asked for.
     pub notes: Vec<String>,
 }
@@ -359,10 +399,28 @@ impl ModelPlan {
             thinking: fitted.map(ThinkingChoice::to_thinking),
             effort,
             max_tokens,
+            betas: Vec::new(),
             notes,
         };
         plan.last_check();
         plan
+    }
+
+    /// With the 1M-token context when `wanted` and the model is a Sonnet model (the only
+    /// ones that take it, buildd-api.md); a note says when it was not applied.
+    pub fn with_extended_context(mut self, wanted: bool) -> Self {
+        if !wanted {
+            return self;
+        }
+        if extended_context_applies(&self.model) {
+            self.betas.push(BETA_CONTEXT_1M.to_string());
+        } else {
+            self.notes.push(format!(
+                "{}: the 1M context applies to Sonnet models only; not requesting it",
+                self.model
+            ));
+        }
+        self
     }
 
     /// The capability table's own check; whatever it still refuses is not sent.

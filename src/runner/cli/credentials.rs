@@ -30,6 +30,17 @@ pub enum Credential {
 }
 
 impl Credential {
+    /// Which credential this is and where it came from, for the log (never its value).
+    pub fn describe(&self, from_server: bool) -> &'static str {
+        match (self, from_server) {
+            (Credential::OauthToken(_), false) => "local CLAUDE_CODE_OAUTH_TOKEN",
+            (Credential::ApiKey(_), false) => "local ANTHROPIC_API_KEY",
+            (Credential::OauthToken(_), true) => "server-provided OAuth token",
+            (Credential::ApiKey(_), true) => "server-provided API key",
+            (Credential::Cloud, _) => "the cloud's or gateway's own credentials",
+        }
+    }
+
     /// The secret value, and the environment variable the CLI reads it from
     /// (none for a cloud: its credentials are the cloud's variables).
     pub fn variable(&self) -> Option<(&'static str, &Secret)> {
@@ -41,22 +52,28 @@ impl Credential {
     }
 }
 
-/// Pick the credential for one run. Credentials the server handed over with
-/// the claim are used instead of the local ones (buildd-api.md); within each,
-/// the OAuth token wins over the API key. Empty values count as absent. With
-/// neither, a CLI configured for a cloud (`CLAUDE_CODE_USE_BEDROCK`/`_VERTEX`)
-/// uses the cloud's credentials.
+/// Pick the credential for one run, and whether the server provided it. A local
+/// credential wins: the OAuth token, then the API key, then a cloud's or gateway's own
+/// (`CLAUDE_CODE_USE_BEDROCK`/`_VERTEX`, `ANTHROPIC_AUTH_TOKEN`). The credentials the
+/// server handed over with the claim are used only when none is configured, as the
+/// server's own runner does (buildd-api.md, `serverApiKey`/`serverOauthToken`); within
+/// them, too, the OAuth token wins. Empty values count as absent.
 pub fn resolve_credential(
     config: &CliRunnerConfig,
     request: &RunRequest,
-) -> Result<Credential, RunError> {
+) -> Result<(Credential, bool), RunError> {
     let present = |s: &Option<Secret>| s.as_ref().filter(|s| !s.is_empty()).cloned();
+    let local = present(&config.oauth_token)
+        .map(Credential::OauthToken)
+        .or_else(|| present(&config.api_key).map(Credential::ApiKey))
+        .or(config.credential_in_env.then_some(Credential::Cloud));
+    if let Some(local) = local {
+        return Ok((local, false));
+    }
     present(&request.server_oauth_token)
         .map(Credential::OauthToken)
         .or_else(|| present(&request.server_api_key).map(Credential::ApiKey))
-        .or_else(|| present(&config.oauth_token).map(Credential::OauthToken))
-        .or_else(|| present(&config.api_key).map(Credential::ApiKey))
-        .or(config.credential_in_env.then_some(Credential::Cloud))
+        .map(|c| (c, true))
         .ok_or_else(|| RunError::Config {
             message: NO_AUTH.to_owned(),
             hint: Some(NO_AUTH_HINT.to_owned()),
@@ -72,8 +89,12 @@ mod tests {
         Some(Secret::new(s))
     }
 
+    fn chosen(config: &CliRunnerConfig, req: &RunRequest) -> Credential {
+        resolve_credential(config, req).unwrap().0
+    }
+
     #[test]
-    fn server_credentials_win_and_oauth_beats_api_key() {
+    fn local_credentials_win_and_oauth_beats_api_key() {
         let mut config = CliRunnerConfig {
             oauth_token: secret("local-oauth"),
             api_key: secret("local-key"),
@@ -81,25 +102,31 @@ mod tests {
         };
         let mut req = request();
         assert_eq!(
-            resolve_credential(&config, &req).unwrap(),
+            chosen(&config, &req),
             Credential::OauthToken(Secret::new("local-oauth"))
         );
         req.server_api_key = secret("server-key");
-        assert_eq!(
-            resolve_credential(&config, &req).unwrap(),
-            Credential::ApiKey(Secret::new("server-key"))
-        );
         req.server_oauth_token = secret("server-oauth");
         assert_eq!(
             resolve_credential(&config, &req).unwrap(),
-            Credential::OauthToken(Secret::new("server-oauth"))
+            (Credential::OauthToken(Secret::new("local-oauth")), false)
         );
         config.oauth_token = None;
-        let req = request();
         assert_eq!(
-            resolve_credential(&config, &req).unwrap(),
+            chosen(&config, &req),
             Credential::ApiKey(Secret::new("local-key"))
         );
+        config.api_key = None;
+        assert_eq!(
+            resolve_credential(&config, &req).unwrap(),
+            (Credential::OauthToken(Secret::new("server-oauth")), true)
+        );
+        req.server_oauth_token = None;
+        let (c, from_server) = resolve_credential(&config, &req).unwrap();
+        assert_eq!(c, Credential::ApiKey(Secret::new("server-key")));
+        assert_eq!(c.describe(from_server), "server-provided API key");
+        config.credential_in_env = true;
+        assert_eq!(chosen(&config, &req), Credential::Cloud);
     }
 
     #[test]

@@ -11,7 +11,8 @@
 //! becomes the [`RunOutcome`] or [`RunError`]. Cancelling the token stops the
 //! whole process group: SIGTERM, then SIGKILL after a grace period.
 //!
-//! The parts: `credentials` (which credential, which variable), `locate`
+//! The parts: `credentials` (which credential, which variable), `settings` (the
+//! task's model, thinking, effort and caps as the CLI's flags), `locate`
 //! (finding the binary), `session` (one running `claude`), `stream` (what its
 //! output means), `lines` (bounded line reading, stderr's tail), `describe`
 //! (tool calls as one-line progress). Everything relayed passes through the
@@ -22,6 +23,7 @@ mod describe;
 mod lines;
 mod locate;
 mod session;
+pub mod settings;
 mod stream;
 
 use std::ffi::OsString;
@@ -46,6 +48,7 @@ pub use credentials::{Credential, NO_AUTH_HINT, resolve_credential};
 pub use describe::describe_tool_use;
 
 use session::{Ended, Session};
+use settings::CliPlan;
 use stream::{Report, failure_reason};
 
 /// How the CLI runner is set up.
@@ -54,10 +57,21 @@ pub struct CliRunnerConfig {
     /// The `claude` executable (from `--claude-bin` / `CLAUDE_BIN`); a bare
     /// name or `None` is looked up on `PATH`.
     pub claude_bin: Option<PathBuf>,
-    /// `--model` for the CLI; `None` lets the CLI choose.
+    /// The operator's `--model`: wins over the task's; `None` passes the task's
+    /// model (`context.model`), else lets the CLI choose.
     pub model: Option<String>,
-    /// `--max-turns` for the CLI.
+    /// The operator's `--fallback-model`, `--thinking`, `--effort`: each wins over the
+    /// task's.
+    pub fallback_model: Option<String>,
+    pub thinking: Option<crate::runner::api::ThinkingChoice>,
+    pub effort: Option<crate::anthropic::types::Effort>,
+    /// `--max-turns` for the CLI (a confirmed workspace's `maxTurns` replaces it
+    /// unless `max_turns_pinned`).
     pub max_turns: u32,
+    /// `max_turns` was set explicitly.
+    pub max_turns_pinned: bool,
+    /// `--max-budget-usd` for the CLI (else a confirmed workspace's `maxBudgetUsd`).
+    pub max_cost_usd: Option<f64>,
     /// The local Claude OAuth token (`CLAUDE_CODE_OAUTH_TOKEN`).
     pub oauth_token: Option<Secret>,
     /// The local Anthropic API key (`ANTHROPIC_API_KEY`).
@@ -86,7 +100,12 @@ impl Default for CliRunnerConfig {
         Self {
             claude_bin: None,
             model: None,
+            fallback_model: None,
+            thinking: None,
+            effort: None,
             max_turns: 100,
+            max_turns_pinned: false,
+            max_cost_usd: None,
             oauth_token: None,
             api_key: None,
             extra_env: Vec::new(),
@@ -157,8 +176,14 @@ impl CliRunner {
         locate::locate_claude(self.config.claude_bin.as_deref(), &self.parent_env())
     }
 
-    /// The arguments `claude` is started with (the prompt goes on stdin).
+    /// The arguments `claude` is started with for a task that asks for nothing
+    /// (the prompt goes on stdin).
     pub fn args(&self) -> Vec<OsString> {
+        self.args_for(&settings::plan(&self.config, &Default::default()))
+    }
+
+    /// The arguments `claude` is started with for a task's `plan`.
+    pub fn args_for(&self, plan: &CliPlan) -> Vec<OsString> {
         let mut args: Vec<OsString> = [
             "-p",
             "--output-format",
@@ -166,16 +191,11 @@ impl CliRunner {
             "--verbose",
             "--permission-mode",
             "bypassPermissions",
-            "--max-turns",
         ]
         .into_iter()
         .map(OsString::from)
         .collect();
-        args.push(self.config.max_turns.to_string().into());
-        if let Some(model) = self.config.model.as_deref().filter(|m| !m.is_empty()) {
-            args.push("--model".into());
-            args.push(model.into());
-        }
+        args.extend(plan.args.iter().cloned());
         args
     }
 
@@ -215,8 +235,13 @@ impl CliRunner {
     ) -> Result<RunOutcome, RunError> {
         let parent_env = self.parent_env();
         let bin = locate::locate_claude(self.config.claude_bin.as_deref(), &parent_env)?;
-        let credential = resolve_credential(&self.config, &request)?;
+        let (credential, from_server) = resolve_credential(&self.config, &request)?;
+        tracing::info!(
+            credential = credential.describe(from_server),
+            "the task's Claude credential"
+        );
         let redactor = self.redactor_for(&credential, &request);
+        let plan = self.plan_for(&request, &progress);
         let fail = |reason: String, usage: Usage| RunError::Failed {
             reason: redactor.redact(&reason).into_owned(),
             usage,
@@ -254,8 +279,11 @@ impl CliRunner {
             }
             None => None,
         };
+        for (k, v) in &plan.env {
+            env.set(k, v);
+        }
         let spec = CommandSpec::new(&bin, &request.checkout)
-            .args(self.args())
+            .args(self.args_for(&plan))
             .envs(env.into_vec());
         let prompt = Brief::from_request(&request).cli_prompt();
         let confinement = confinement.as_deref().map(|c| c as &dyn Confinement);
@@ -273,11 +301,39 @@ impl CliRunner {
         };
         let cancelled = session.follow(&report, &cancel).await;
         let ended = session.stop(self.config.kill_grace, cancelled).await;
-        self.outcome(ended, &redactor)
+        self.outcome(ended, &redactor, &plan)
+    }
+
+    /// The task's settings as flags; what was decided is logged, and the model and
+    /// why go to the task's progress.
+    fn plan_for(&self, request: &RunRequest, progress: &ProgressSink) -> CliPlan {
+        let plan = settings::plan(&self.config, &request.task);
+        for line in plan.overrides.iter().chain(&plan.limits.notes) {
+            tracing::info!("{line}");
+        }
+        for note in &plan.notes {
+            tracing::warn!("{note}");
+            progress.action(note.clone());
+        }
+        let model = plan
+            .choice
+            .model
+            .as_deref()
+            .unwrap_or("(the CLI's default)");
+        tracing::info!(%model, source = %plan.choice.source, "the task's model");
+        if plan.choice.source.answers_the_server() {
+            progress.action(format!("Model: {}", plan.choice.line()));
+        }
+        plan
     }
 
     /// How a run ended, from what the stream said and how the CLI exited.
-    fn outcome(&self, ended: Ended, redactor: &Redactor) -> Result<RunOutcome, RunError> {
+    fn outcome(
+        &self,
+        ended: Ended,
+        redactor: &Redactor,
+        plan: &CliPlan,
+    ) -> Result<RunOutcome, RunError> {
         let Ended {
             mut state,
             cancelled,
@@ -309,7 +365,7 @@ impl CliRunner {
                     usage,
                 })
             }
-            Some(r) => Err(fail(failure_reason(&r, self.config.max_turns))),
+            Some(r) => Err(fail(failure_reason(&r, &plan.limits))),
             None => {
                 let status = exit.map_or_else(|| "an unknown status".to_owned(), |s| s.to_string());
                 let mut reason = format!("claude exited ({status}) without a result");

@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use crate::redact::Redactor;
+use crate::runner::choice::{BUDGET_EXCEEDED, TaskLimits};
 use crate::runner::stream_json::{
     self, AssistantMessage, ContentBlock, Event, RunResult, TokenUsage,
 };
@@ -172,11 +173,21 @@ impl StreamState {
 }
 
 /// Why a run that produced a result line with `is_error: true` failed.
-pub(super) fn failure_reason(r: &RunResult, max_turns: u32) -> String {
+pub(super) fn failure_reason(r: &RunResult, limits: &TaskLimits) -> String {
+    let max_turns = limits.max_turns;
+    if r.subtype == "error_max_budget_usd" && limits.budget_from_workspace {
+        return BUDGET_EXCEEDED.to_owned();
+    }
     match r.result.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
         Some(text) => text.to_owned(),
         None if r.subtype == "error_max_turns" => {
             format!("claude reached the turn limit ({max_turns} turns) before finishing")
+        }
+        None if r.subtype == "error_max_budget_usd" => {
+            let usd = limits
+                .max_cost_usd
+                .map_or(String::new(), |u| format!(" (${u})"));
+            format!("claude reached the cost limit{usd} before finishing")
         }
         None => format!(
             "claude ended the run with an error ({}) after {} turns",
@@ -194,6 +205,32 @@ pub(super) fn failure_reason(r: &RunResult, max_turns: u32) -> String {
 mod tests {
     use super::*;
     use crate::runner::Progress;
+
+    fn turns(max_turns: u32) -> TaskLimits {
+        TaskLimits {
+            max_turns,
+            max_cost_usd: None,
+            budget_from_workspace: false,
+            notes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_workspace_budget_fails_with_the_servers_wording() {
+        let r = RunResult {
+            subtype: "error_max_budget_usd".into(),
+            is_error: true,
+            ..RunResult::default()
+        };
+        let mut limits = turns(5);
+        limits.max_cost_usd = Some(0.5);
+        assert_eq!(
+            failure_reason(&r, &limits),
+            "claude reached the cost limit ($0.5) before finishing"
+        );
+        limits.budget_from_workspace = true;
+        assert_eq!(failure_reason(&r, &limits), BUDGET_EXCEEDED);
+    }
 
     const SUCCESS: &str =
         include_str!("../../../tests/fixtures/claude-cli/success-bash-tool.jsonl");
@@ -295,7 +332,10 @@ mod tests {
         let (state, _) = replay(API_ERROR);
         let r = state.result.as_ref().unwrap();
         assert!(r.is_error);
-        assert_eq!(failure_reason(r, 5), "API Error: 400 scripted failure");
+        assert_eq!(
+            failure_reason(r, &turns(5)),
+            "API Error: 400 scripted failure"
+        );
     }
 
     #[test]
@@ -315,7 +355,7 @@ mod tests {
             ..RunResult::default()
         };
         assert_eq!(
-            failure_reason(&r, 5),
+            failure_reason(&r, &turns(5)),
             "claude reached the turn limit (5 turns) before finishing"
         );
         let r = RunResult {
@@ -326,7 +366,7 @@ mod tests {
             ..RunResult::default()
         };
         assert_eq!(
-            failure_reason(&r, 5),
+            failure_reason(&r, &turns(5)),
             "claude ended the run with an error (error_during_execution) after 2 turns"
         );
     }

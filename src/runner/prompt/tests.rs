@@ -37,6 +37,7 @@ fn request() -> RunRequest {
                 repo: Some("acme/web".into()),
                 local_path: None,
                 git_config: None,
+                config_status: None,
             }),
             ..Task::default()
         },

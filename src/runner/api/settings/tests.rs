@@ -60,11 +60,25 @@ fn the_tasks_model_is_used_with_aliases_and_other_providers_fall_back_locally() 
     );
     assert_eq!(m.primary, "claude-opus-5");
     assert!(m.notes.is_empty());
+    assert_eq!(
+        m.source,
+        ModelSource::Server {
+            asked: "claude-opus-5".into()
+        }
+    );
+    // Aliases stand for the server's own tier defaults (buildd-api.md, "Model routing").
     let m = task_models(&local(), &task(json!({"model":"haiku"})), "anthropic");
-    assert_eq!(m.primary, "claude-haiku-5-5");
+    assert_eq!(m.primary, "claude-haiku-4-5-20251001");
+    let m = task_models(&local(), &task(json!({"model":"sonnet"})), "anthropic");
+    assert_eq!(m.primary, "claude-sonnet-4-6");
     let m = task_models(&local(), &task(json!({"model":"gpt-5-codex"})), "anthropic");
     assert_eq!(m.primary, crate::anthropic::DEFAULT_MODEL);
     assert!(m.notes[0].contains("not a Claude model"), "{:?}", m.notes);
+    assert!(
+        matches!(m.source, ModelSource::Unusable { .. }),
+        "{:?}",
+        m.source
+    );
     let routed = json!({"model":"claude-sonnet-4-6",
         "resolvedTier":{"tier":"standard","provider":"openrouter"}});
     let m = task_models(&local(), &task(routed), "anthropic");
@@ -113,13 +127,44 @@ fn local_settings_given_explicitly_win_and_say_so() {
 }
 
 #[test]
+fn the_workspaces_defaults_apply_unless_the_task_says_otherwise() {
+    use crate::buildd::types::{GitConfig, Workspace};
+    let mut t = task(json!({"effort": "high"}));
+    t.workspace = Some(Workspace {
+        git_config: Some(GitConfig {
+            fallback_model: Some("claude-haiku-4-5".into()),
+            thinking: Some(json!({"type": "disabled"})),
+            effort: Some("low".into()),
+            extended_context: Some(true),
+            ..GitConfig::default()
+        }),
+        ..Workspace::default()
+    });
+    let m = task_models(&local(), &t, "anthropic");
+    assert_eq!(m.fallback.as_deref(), Some("claude-haiku-4-5"));
+    assert_eq!(m.thinking, Some(ThinkingChoice::Disabled));
+    assert_eq!(m.effort, Some(Effort::High), "the task's context wins");
+    assert!(m.extended_context);
+    assert_eq!(m.source, ModelSource::Default);
+    let sonnet = ModelPlan::new("claude-sonnet-4-6", None, None, None).with_extended_context(true);
+    assert_eq!(sonnet.betas, [BETA_CONTEXT_1M]);
+    let opus = ModelPlan::new("claude-opus-5", None, None, None).with_extended_context(true);
+    assert!(opus.betas.is_empty());
+    assert!(
+        opus.notes[0].contains("Sonnet models only"),
+        "{:?}",
+        opus.notes
+    );
+}
+
+#[test]
 fn bedrock_gets_bedrock_model_ids() {
     let on_profile = ModelSettings {
         model: "us.anthropic.claude-sonnet-5-5".into(),
         ..local()
     };
     let m = task_models(&on_profile, &task(json!({"model":"opus"})), "bedrock");
-    assert_eq!(m.primary, "us.anthropic.claude-opus-5-5");
+    assert_eq!(m.primary, "us.anthropic.claude-opus-5");
     let m = task_models(&local(), &task(json!({})), "bedrock");
     assert_eq!(m.primary, "anthropic.claude-sonnet-5-5");
     let m = task_models(&local(), &task(json!({})), "vertex");
