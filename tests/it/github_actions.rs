@@ -197,3 +197,51 @@ fn a_server_error_body_cannot_become_a_workflow_command() {
     assert!(out.stderr.contains("error: "), "{}", out.stderr);
     assert_no_command(&out, "::error::from-the-server");
 }
+
+#[test]
+fn the_release_example_workflow_pins_the_action_to_a_full_commit() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let script = root.join("scripts/example-workflow");
+    let sha = "89abcdef0123456789abcdef0123456789abcdef";
+    let out = std::process::Command::new(&script)
+        .args(["acme/buildd-agent", sha, "v1.2.3"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let uses: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("uses: "))
+        .filter(|u| !u.starts_with("actions/"))
+        .collect();
+    assert_eq!(uses, [format!("acme/buildd-agent@{sha} # v1.2.3")]);
+    assert!(!text.contains("zizmor"), "{text}");
+    // Everything else is the workflow this repository runs.
+    let source = std::fs::read_to_string(root.join(".github/workflows/buildd-worker.yml")).unwrap();
+    assert!(text.contains("server: ${{ vars.BUILDD_SERVER }}"), "{text}");
+    assert_eq!(
+        text.lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .count(),
+        source
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .count()
+    );
+    // A short sha or a branch name is refused, with the usage.
+    for bad in [
+        ["acme/buildd-agent", "89abcdef", "v1.2.3"],
+        ["acme", sha, "v1.2.3"],
+        ["acme/x", sha, "main"],
+    ] {
+        let out = std::process::Command::new(&script)
+            .args(bad)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).starts_with("error: "),
+            "{bad:?}"
+        );
+    }
+}
