@@ -32,6 +32,14 @@ pub enum AppError {
     Client(#[source] crate::buildd::BuilddError),
     #[error("cannot listen for signals")]
     Signals(#[source] std::io::Error),
+    /// A directory the agent must write is not usable (checked before the first claim).
+    #[error("cannot use the {what} {}", path.display())]
+    Dir {
+        what: DirRole,
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// The server could not be used (reported after the run's summary).
     #[error("{problem}")]
     Server {
@@ -41,8 +49,40 @@ pub enum AppError {
     },
 }
 
+/// Which of the agent's directories.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DirRole {
+    /// `--state-dir`: the outbox of reports not yet delivered.
+    State,
+    /// `--work-dir`: repository caches and task worktrees.
+    Work,
+}
+
+impl std::fmt::Display for DirRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DirRole::State => "state dir",
+            DirRole::Work => "work dir",
+        })
+    }
+}
+
 impl Hint for AppError {
     fn hint(&self) -> Option<String> {
+        if let AppError::Dir { what, .. } = self {
+            return Some(match what {
+                DirRole::State => {
+                    "point --state-dir (BUILDD_STATE_DIR) at a directory this user can write: \
+                     reports wait there until the server has them"
+                        .into()
+                }
+                DirRole::Work => {
+                    "point --work-dir (BUILDD_WORK_DIR) at a directory this user can write: \
+                     task checkouts are made there"
+                        .into()
+                }
+            });
+        }
         let AppError::Server {
             problem,
             key_source,
@@ -76,7 +116,7 @@ impl Hint for AppError {
 
     fn exit_code(&self) -> u8 {
         match self {
-            AppError::Client(_) | AppError::Signals(_) => EXIT_USAGE,
+            AppError::Client(_) | AppError::Signals(_) | AppError::Dir { .. } => EXIT_USAGE,
             AppError::Server { problem, .. } => problem_exit_code(problem),
         }
     }
@@ -100,10 +140,12 @@ async fn run_inner(config: &Config, redactor: &Redactor) -> Result<u8, AppError>
     let client = BuilddClient::new(&config.server, config.api_key.clone(), &user_agent)
         .map_err(AppError::Client)?;
 
-    let outbox = open_outbox(config);
-    if let Some(ob) = &outbox {
-        crate::replay::replay(ob, &client, &config.server, redactor).await;
-    }
+    // Both directories are made and test-written before the first claim: found out after
+    // it, an unusable one fails every task claimed (a daemon would drain the queue).
+    writable_dir(&config.git.work_dir, DirRole::Work)?;
+    let outbox = open_outbox(config)?;
+    crate::replay::replay(&outbox, &client, &config.server, redactor).await;
+    let outbox = Some(outbox);
 
     let git = Git::new(config.git.clone(), redactor.clone());
     // Worktrees a crashed agent left behind would otherwise pile up. The sweep runs
@@ -182,18 +224,29 @@ fn finish(config: &Config, redactor: &Redactor, record: &RunRecord, signal: Opti
     exit_code(record, signal)
 }
 
-/// The outbox in the state dir; without one, reports do not survive a crash.
-fn open_outbox(config: &Config) -> Option<crate::outbox::Outbox> {
-    match crate::outbox::Outbox::open(&config.state_dir) {
-        Ok(ob) => Some(ob),
-        Err(e) => {
-            warn!(
-                "cannot use the state dir {} ({e}); reports will not survive a crash",
-                config.state_dir.display()
-            );
-            None
-        }
-    }
+/// The outbox in the state dir, which must be writable.
+fn open_outbox(config: &Config) -> Result<crate::outbox::Outbox, AppError> {
+    let dir_error = |source| AppError::Dir {
+        what: DirRole::State,
+        path: config.state_dir.clone(),
+        source,
+    };
+    let outbox = crate::outbox::Outbox::open(&config.state_dir).map_err(dir_error)?;
+    writable_dir(outbox.dir(), DirRole::State)?;
+    Ok(outbox)
+}
+
+/// Create `path` if missing and prove it writable with a probe file.
+fn writable_dir(path: &std::path::Path, what: DirRole) -> Result<(), AppError> {
+    let fail = |source| AppError::Dir {
+        what,
+        path: path.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(path).map_err(fail)?;
+    let probe = path.join(format!(".buildd-agent-probe-{}", std::process::id()));
+    std::fs::write(&probe, b"probe").map_err(fail)?;
+    std::fs::remove_file(&probe).map_err(fail)
 }
 
 fn scheduler_config(config: &Config) -> SchedulerConfig {

@@ -134,6 +134,35 @@ fn no_server_on_actions_or_in_a_container_is_a_configuration_error() {
 }
 
 #[test]
+fn an_unusable_work_or_state_dir_stops_the_agent_before_it_claims() {
+    let env = Env::new(AGENT).with_task("Never claimed");
+    // Below a regular file: no directory can be made there, not even by root.
+    let file = env.path("a-file");
+    std::fs::write(&file, "not a directory").unwrap();
+    for (flag, says) in [("--work-dir", "work dir"), ("--state-dir", "state dir")] {
+        let out = env.agent(["--once", flag]).arg(file.join("sub")).run();
+        assert_eq!(out.code(), 2, "{flag}: {}", out.stderr);
+        let error = out
+            .stderr
+            .lines()
+            .find(|l| l.starts_with("error: "))
+            .unwrap_or_default();
+        assert!(
+            error.contains(&format!("cannot use the {says}")),
+            "{flag}: {}",
+            out.stderr
+        );
+        assert!(
+            out.stderr.contains(&format!("hint: point {flag}")),
+            "{flag}: {}",
+            out.stderr
+        );
+    }
+    assert!(env.server().claims().is_empty(), "nothing may be claimed");
+    assert_eq!(env.server().tasks()[0].status, "pending");
+}
+
+#[test]
 fn a_bad_value_from_the_environment_is_blamed_on_its_variable() {
     let env = Env::new(AGENT);
     let out = env.agent(["--once"]).env("BUILDD_MAX_TASKS", "abc").run();
