@@ -153,10 +153,16 @@ fn check_branch(b: &str) -> Result<(), String> {
 pub enum TaskStatus {
     Completed,
     Failed,
-    /// Stopped because the agent was shutting down (reported as failed).
+    /// Cancelled on the server (the dashboard, `update_task`) while it ran: the
+    /// runner was stopped and nothing was reported over the cancellation.
     Cancelled,
-    /// The server closed the worker; nothing was reported.
+    /// The server closed the worker (409 `abort`, reassigned, expired); nothing
+    /// was reported.
     Aborted,
+    /// Handed back unfinished (a shutdown signal, or the agent could not go on
+    /// for reasons of its own): reported `failed` with a `Deferred:` error, so
+    /// the server queues the task again.
+    Deferred,
 }
 
 /// The record of one task, for the exit code and the job summary.
