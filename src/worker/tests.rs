@@ -500,3 +500,42 @@ async fn every_update_carries_cumulative_turns_from_running_to_the_end() {
     assert_eq!(w.fields["turns"], 2, "the final report's count stands");
     assert_every_update_counts_turns(&s.fake);
 }
+
+#[tokio::test]
+async fn a_task_the_sandbox_cannot_confine_is_handed_back_without_running() {
+    let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = ran.clone();
+    let mut s = setup(
+        Arc::new(move |_, _, _, _| {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            Box::pin(async { done("should not run") })
+        }),
+        None,
+    );
+    // A checkout the policy cannot be built for (it does not exist): the agent's problem,
+    // not the task's.
+    s.ctx.checkout = s._dir.path().join("gone");
+    let sandbox = crate::process::sandbox::Sandbox::new(
+        crate::process::sandbox::SandboxMode::Auto,
+        crate::process::sandbox::detect(),
+        crate::process::sandbox::Egress::default(),
+    )
+    .unwrap();
+    s.ctx.sandbox = Some(SandboxSettings {
+        sandbox,
+        host: crate::process::sandbox::HostPaths::from_lookup(|_| None),
+        extra: Vec::new(),
+        temp_root: s._dir.path().join("tmp"),
+    });
+    let r = run_one(&s, seed("Cannot be confined")).await;
+    assert!(!ran.load(std::sync::atomic::Ordering::SeqCst));
+    assert_eq!(r.status, TaskStatus::Deferred);
+    let w = &s.fake.workers()[0];
+    let error = w.fields["error"].as_str().unwrap_or_default();
+    assert!(
+        error.starts_with("Deferred: cannot confine the task's commands"),
+        "{error}"
+    );
+    assert_eq!(s.fake.tasks()[0].status, "pending", "claimable again");
+    assert_every_update_counts_turns(&s.fake);
+}
