@@ -293,6 +293,7 @@ fn log_totals(record: &RunRecord) {
         failed = count(TaskStatus::Failed),
         cancelled = count(TaskStatus::Cancelled),
         aborted = count(TaskStatus::Aborted),
+        handed_back = count(TaskStatus::Deferred),
         cost_usd = format!("{cost:.4}"),
         "done"
     );

@@ -1,9 +1,11 @@
 //! Start-up replay of the outbox: deliver what a previous run could not.
 //!
 //! Terminal reports are sent again. An *active* entry whose process is gone
-//! means an agent died mid-task (`kill -9`, OOM, power cut): the worker is
-//! reported failed with the last known usage, so the server can hand the task
-//! out again now instead of after its 15-minute expiry.
+//! means an agent died mid-task (`kill -9`, OOM, power cut): the task is
+//! handed back — `failed` with a `Deferred:` error and the last known usage —
+//! so the server queues it again now instead of after its 15-minute expiry
+//! (a plain `failed` would fail it for good). Replay never sends `running`: on
+//! a worker the server closed meanwhile it would reopen it.
 
 use tracing::{info, warn};
 
@@ -14,7 +16,7 @@ use crate::redact::Redactor;
 
 /// The reason sent for a task whose agent died.
 pub const CRASH_REASON: &str =
-    "the agent running this task stopped unexpectedly; the task can be retried";
+    "Deferred: the agent running this task stopped unexpectedly (killed or out of memory)";
 
 /// What replay did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -56,7 +58,8 @@ pub async fn replay(
                 let failed = WorkerUpdate {
                     status: Some(WorkerStatus::Failed),
                     error: Some(CRASH_REASON.into()),
-                    turns: last.turns,
+                    // Cumulative, as on every update (without them the server adds a turn).
+                    turns: last.turns.or(Some(0)),
                     input_tokens: last.input_tokens,
                     output_tokens: last.output_tokens,
                     cost_usd: last.cost_usd,

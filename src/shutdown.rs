@@ -23,8 +23,22 @@ pub enum StopReason {
     Shutdown,
     /// The task ran past `--task-timeout`.
     TimedOut(Duration),
-    /// The server closed the worker (cancelled, reassigned, expired); the text says how.
+    /// The server closed the worker (reassigned, expired, aborted: a 409, a 404
+    /// or a terminal worker read back); the text says how.
     ServerClosed(String),
+    /// The task was cancelled (or finished elsewhere) on the server while its
+    /// worker stayed live: seen only in the worker read's `task.status`.
+    TaskCancelled(String),
+}
+
+impl StopReason {
+    /// Whether the server decided this stop (then nothing is reported over it).
+    pub fn by_server(&self) -> bool {
+        matches!(
+            self,
+            StopReason::ServerClosed(_) | StopReason::TaskCancelled(_)
+        )
+    }
 }
 
 /// A cancellation token with a recorded reason, in a tree.

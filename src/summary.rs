@@ -39,7 +39,11 @@ fn task_report(r: &TaskResult, redactor: &Redactor, server: &str) -> TaskReport 
     let status = match r.status {
         TaskStatus::Completed => actions::TaskStatus::Completed,
         TaskStatus::Failed => actions::TaskStatus::Failed,
-        TaskStatus::Cancelled | TaskStatus::Aborted => actions::TaskStatus::Cancelled,
+        // A handed-back task did not fail: it stopped here and runs again elsewhere;
+        // its error (`Deferred: …`) says so.
+        TaskStatus::Cancelled | TaskStatus::Aborted | TaskStatus::Deferred => {
+            actions::TaskStatus::Cancelled
+        }
     };
     TaskReport {
         task_id: r.task_id.clone(),
@@ -82,8 +86,9 @@ pub fn task_log(r: &TaskResult, redactor: &Redactor) -> String {
     let status = match r.status {
         TaskStatus::Completed => "completed",
         TaskStatus::Failed => "failed",
-        TaskStatus::Cancelled => "cancelled",
+        TaskStatus::Cancelled => "cancelled on the server",
         TaskStatus::Aborted => "closed by the server",
+        TaskStatus::Deferred => "handed back to the server",
     };
     let mut out = group(&format!(
         "{} — {status}",

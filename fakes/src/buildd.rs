@@ -23,10 +23,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 mod claim;
+mod read;
 mod update;
 
 use claim::{claim, is_terminal};
-use update::{heartbeat, read, update};
+use read::read;
+use update::{heartbeat, update};
 
 /// The key every fake accepts unless told otherwise.
 pub const DEFAULT_KEY: &str = "bld_test_worker_key_0001";

@@ -6,7 +6,9 @@ use std::time::Duration;
 use reqwest::{StatusCode, header};
 use serde::de::DeserializeOwned;
 
-use super::types::{ClaimRequest, ClaimResponse, ConflictBody, ErrorBody, UpdateAck, WorkerUpdate};
+use super::types::{
+    ClaimRequest, ClaimResponse, ConflictBody, ErrorBody, UpdateAck, WorkerRead, WorkerUpdate,
+};
 use crate::secret::Secret;
 
 /// Largest response body we read from the server; a claim with a few tasks is
@@ -130,8 +132,9 @@ impl BuilddClient {
         read_json::<UpdateAck>(resp).await
     }
 
-    /// `GET /api/workers/{id}`: the worker's current status as the server sees it.
-    pub async fn worker_status(&self, worker_id: &str) -> Result<Option<String>, BuilddError> {
+    /// `GET /api/workers/{id}`: the worker's status and its task's, as the
+    /// server sees them now.
+    pub async fn read_worker(&self, worker_id: &str) -> Result<WorkerRead, BuilddError> {
         let resp = self
             .http
             .get(format!(
@@ -146,10 +149,11 @@ impl BuilddClient {
         let body: serde_json::Value = read_json(resp).await?;
         // Some server versions wrap the worker; accept both shapes.
         let worker = body.get("worker").unwrap_or(&body);
-        Ok(worker
-            .get("status")
-            .and_then(|s| s.as_str())
-            .map(str::to_string))
+        let text = |v: Option<&serde_json::Value>| v.and_then(|s| s.as_str()).map(str::to_string);
+        Ok(WorkerRead {
+            status: text(worker.get("status")),
+            task_status: text(worker.get("task").and_then(|t| t.get("status"))),
+        })
     }
 }
 

@@ -248,6 +248,36 @@ pub struct UpdateAck {
     pub output_warning: Option<String>,
 }
 
+/// What the worker read (`GET /api/workers/{id}`) tells a running task: the
+/// worker's status and, embedded, its task's. A dashboard cancel shows only in
+/// the task's (the worker stays `running`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkerRead {
+    pub status: Option<String>,
+    pub task_status: Option<String>,
+}
+
+impl WorkerRead {
+    /// The worker's status when the server closed it (`completed`, `failed`,
+    /// `error`): stop, and report nothing over it.
+    pub fn closed_status(&self) -> Option<&str> {
+        self.status.as_deref().filter(|s| is_terminal_word(s))
+    }
+
+    /// The task's status when it ended on the server while its worker stayed
+    /// open (`cancelled` from the dashboard, or `completed`/`failed` elsewhere).
+    pub fn task_ended(&self) -> Option<&str> {
+        self.task_status
+            .as_deref()
+            .filter(|s| *s == "cancelled" || is_terminal_word(s))
+    }
+}
+
+/// The statuses the server treats as terminal for a worker or a task.
+fn is_terminal_word(s: &str) -> bool {
+    matches!(s, "completed" | "failed" | "error")
+}
+
 /// A 409 body: the server closed the worker.
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]

@@ -202,7 +202,7 @@ pub struct Cli {
           value_parser = parse_duration, hide = true)]
     pub lease_interval: Duration,
 
-    /// Check a quiet task's worker status this often (notices server-side cancellation)
+    /// Read a running task's worker this often (notices a cancel on the server, which shows only there)
     #[arg(long, env = "BUILDD_STATUS_POLL_INTERVAL", value_name = "DUR", default_value = "5s",
           value_parser = parse_duration, hide = true)]
     pub status_poll_interval: Duration,

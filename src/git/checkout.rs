@@ -197,29 +197,9 @@ fn check_names(worker_id: &str, branch: &str, others: [Option<&str>; 2]) -> Resu
 impl Git {
     /// Make the repository available and create the task's worktree on
     /// `branch`, based on `base_branch` (else the remote's default branch), or
-    /// on the remote's copy of the branch when it already exists (a resumed task).
+    /// on the remote's copy of the branch when it already exists (a resumed task);
+    /// `workspace` gives the pull request's base and the style of the agent's commit.
     pub async fn prepare(
-        &self,
-        repo: &str,
-        worker_id: &str,
-        branch: &str,
-        base_branch: Option<&str>,
-        resume_branch: Option<&str>,
-    ) -> Result<Prepared, GitError> {
-        let workspace = WorkspaceGit::default();
-        self.prepare_with(
-            repo,
-            worker_id,
-            branch,
-            base_branch,
-            resume_branch,
-            &workspace,
-        )
-        .await
-    }
-
-    /// [`Git::prepare`], with the workspace's pull request base and commit style.
-    pub async fn prepare_with(
         &self,
         repo: &str,
         worker_id: &str,

@@ -68,6 +68,28 @@ impl Git {
         Ok(outcome)
     }
 
+    /// Save an unfinished task's work for its next attempt: commit what is left,
+    /// push the branch when it holds commits (and pushing is allowed); no pull
+    /// request — the task is not done. The next claim of the task resumes from
+    /// the pushed branch.
+    pub async fn save_progress(
+        &self,
+        p: &Prepared,
+        task: &TaskInfo,
+    ) -> Result<GitOutcome, GitError> {
+        self.restore_dot_git(p)?;
+        p.dirs.restore()?;
+        self.commit_leftovers(p, task).await?;
+        let mut outcome = self.measure(p).await?;
+        if outcome.no_changes() || !self.settings.push {
+            return Ok(outcome);
+        }
+        self.push(p).await?;
+        outcome.pushed = true;
+        info!(branch = %p.branch, commits = outcome.commit_count, "pushed the unfinished work for the next attempt");
+        Ok(outcome)
+    }
+
     /// The model could have pointed `.git` at a repository of its own (with
     /// hooks or an fsmonitor in its config); put ours back before running git.
     /// Our git does not read it (every call names the recorded git dirs), but

@@ -195,6 +195,11 @@ pub enum RunError {
     /// The runner stopped because its cancellation token fired.
     #[error("cancelled")]
     Cancelled { usage: Usage },
+    /// What the run needs is out of reach on this agent for now (the model's
+    /// API still failing after every retry): not the task's fault, so the task
+    /// is handed back for another attempt rather than failed.
+    #[error("{reason}")]
+    Unavailable { reason: String, usage: Usage },
     /// The task cannot run on this agent for lack of configuration
     /// (for example no Claude credentials). Maps to exit code 2. The message
     /// says what is missing; the hint, how to fix it, is for the terminal only.
@@ -209,7 +214,9 @@ impl RunError {
     /// Accounting gathered before the run stopped.
     pub fn usage(&self) -> Usage {
         match self {
-            RunError::Failed { usage, .. } | RunError::Cancelled { usage } => *usage,
+            RunError::Failed { usage, .. }
+            | RunError::Cancelled { usage }
+            | RunError::Unavailable { usage, .. } => *usage,
             RunError::Config { .. } => Usage::default(),
         }
     }

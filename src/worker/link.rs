@@ -3,15 +3,22 @@
 //! It owns the latest state of the task as the server should see it, turns the
 //! runner's stream of [`Progress`] into coalesced updates (at most one per
 //! progress interval), renews the lease (an update at least every lease
-//! interval, so the server does not expire the worker), and in a quiet stretch
-//! asks the server whether the worker is still open. Every update is journalled
-//! in the outbox before it is sent, so a crash always leaves a trace.
+//! interval, so the server does not expire the worker), and reads the worker
+//! back every status-poll interval while the task runs. Every update carries
+//! the cumulative `turns` (the server adds one to its count for an update
+//! without them), and is journalled in the outbox before it is sent, so a crash
+//! always leaves a trace.
 //!
-//! The server speaks back through the link: a closed worker (409/404, or a
-//! terminal status read back) stops the task's [`Stop`] with
-//! [`StopReason::ServerClosed`]; messages a user sent through the server
-//! (`instructions` on an update's answer) go to the runner's [`Inbox`], each
-//! text once (mission replies and guidance come back on every answer).
+//! The server speaks back through the link. Without its realtime channel there
+//! are three ways it says "stop": a 409 `abort` (or 404) on an update, a
+//! terminal worker status in the read, and — the only trace of a dashboard
+//! cancel, which leaves the worker `running` — `task.status` `cancelled`,
+//! `completed` or `failed` in the read. The first two stop the task's [`Stop`]
+//! with [`StopReason::ServerClosed`], the last with
+//! [`StopReason::TaskCancelled`]; from then on the link sends nothing. Messages
+//! a user sent through the server (`instructions` on an update's answer) go to
+//! the runner's [`Inbox`], each text once (mission replies and guidance come
+//! back on every answer).
 //!
 //! The link runs as its own tokio task from [`ServerLink::start`] until the
 //! worker calls [`LinkHandle::finish`], across every phase: checkout, run and
@@ -46,8 +53,9 @@ pub struct LinkTiming {
     pub progress: Duration,
     /// Send an update at least this often (the server expires silent workers).
     pub lease: Duration,
-    /// With nothing sent for this long, read the worker's status (it may have
-    /// been cancelled on the server).
+    /// Read the worker back this often while the task runs: a dashboard cancel
+    /// shows only there. Its default (5 s) stops a cancelled task well within
+    /// 10 s for 720 cheap reads per task-hour (BENCHMARKS.md).
     pub status_poll: Duration,
 }
 
@@ -164,8 +172,6 @@ pub struct ServerLink {
     dirty: bool,
     last_action: String,
     last_sent: Instant,
-    /// Last time the server said anything about this worker (update or read).
-    last_contact: Instant,
     /// The server closed the worker: nothing more is sent.
     closed: bool,
     record: LinkRecord,
@@ -187,6 +193,8 @@ impl ServerLink {
         let start = WorkerUpdate {
             status: Some(WorkerStatus::Running),
             current_action: Some(first_action.clone()),
+            // Without it the server counts this update as a turn.
+            turns: Some(0),
             ..Default::default()
         };
         let (inbox_tx, inbox) = Inbox::channel();
@@ -201,13 +209,13 @@ impl ServerLink {
             delivered: HashSet::new(),
             latest: WorkerUpdate {
                 current_action: Some(first_action.clone()),
+                turns: Some(0),
                 ..Default::default()
             },
             pending: WorkerUpdate::default(),
             dirty: false,
             last_action: first_action,
             last_sent: Instant::now(),
-            last_contact: Instant::now(),
             closed: false,
             record: LinkRecord::default(),
         };
@@ -247,6 +255,11 @@ impl ServerLink {
             self.timing.progress,
         );
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut read = tokio::time::interval_at(
+            tokio::time::Instant::now() + self.timing.status_poll,
+            self.timing.status_poll,
+        );
+        read.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = done.cancelled() => break,
@@ -257,6 +270,7 @@ impl ServerLink {
                     Err(_) => break,
                 },
                 _ = tick.tick(), if !self.closed => self.on_tick().await,
+                _ = read.tick(), if !self.closed => self.read_worker().await,
             }
         }
         // Progress that arrived just before the end still counts for the record.
@@ -295,8 +309,6 @@ impl ServerLink {
         let lease_due = self.last_sent.elapsed() >= self.timing.lease;
         if self.dirty || lease_due {
             self.send_pending(lease_due).await;
-        } else if self.last_contact.elapsed() >= self.timing.status_poll {
-            self.poll_status().await;
         }
     }
 
@@ -309,10 +321,14 @@ impl ServerLink {
                 self.last_action.clone()
             });
         }
-        let update = std::mem::take(&mut self.pending);
+        let mut update = std::mem::take(&mut self.pending);
+        // Cumulative turns on every update, lease renewals too: an update
+        // without them makes the server add one to its count.
+        if update.turns.is_none() {
+            apply_usage(&mut update, &self.record.usage);
+        }
         self.dirty = false;
         self.last_sent = Instant::now();
-        self.last_contact = self.last_sent;
         merge(&mut self.latest, &update);
         self.journal.active(&self.latest);
         match self.client.update_worker(&self.worker_id, &update).await {
@@ -323,25 +339,43 @@ impl ServerLink {
         }
     }
 
-    /// A quiet stretch (a long shell command): a cheap read notices a
-    /// cancellation within seconds instead of at the next lease renewal.
-    async fn poll_status(&mut self) {
-        self.last_contact = Instant::now();
-        match self.client.worker_status(&self.worker_id).await {
-            Ok(Some(status)) if matches!(status.as_str(), "completed" | "failed" | "error") => {
-                self.closed_by_server(format!("the server reports the worker as {status}"));
+    /// Read the worker back: the server may have closed it or cancelled its
+    /// task (a dashboard cancel changes nothing else an agent can see).
+    async fn read_worker(&mut self) {
+        match self.client.read_worker(&self.worker_id).await {
+            Ok(read) => {
+                if let Some(status) = read.closed_status() {
+                    let why = format!("the server reports the worker as {status}");
+                    self.stop_by_server(StopReason::ServerClosed(why));
+                } else if let Some(status) = read.task_ended() {
+                    let why = format!("the server reports the task as {status}");
+                    self.stop_by_server(StopReason::TaskCancelled(why));
+                }
             }
             Err(e) if e.is_worker_closed() => self.closed_by_server(e.to_string()),
-            Ok(_) => {}
-            Err(e) => debug!(worker = %self.worker_id, "status check failed: {}",
+            Err(e) => debug!(worker = %self.worker_id, "worker read failed: {}",
                 self.redactor.redact(&e.to_string())),
         }
     }
 
     fn closed_by_server(&mut self, why: String) {
-        info!(worker = %self.worker_id, "server closed the worker: {}", self.redactor.redact(&why));
+        self.stop_by_server(StopReason::ServerClosed(why));
+    }
+
+    /// Stop the task on the server's word, saying why in one line; nothing is
+    /// sent for it from here on.
+    fn stop_by_server(&mut self, reason: StopReason) {
+        match &reason {
+            StopReason::TaskCancelled(why) => info!(worker = %self.worker_id,
+                "the task was cancelled on the server ({}): stopping it; nothing is pushed or reported",
+                self.redactor.redact(why)),
+            StopReason::ServerClosed(why) => info!(worker = %self.worker_id,
+                "server closed the worker ({}): stopping the task; nothing is pushed or reported",
+                self.redactor.redact(why)),
+            StopReason::Shutdown | StopReason::TimedOut(_) => {}
+        }
         self.closed = true;
-        self.stop.stop(StopReason::ServerClosed(why));
+        self.stop.stop(reason);
     }
 
     fn take_ack(&mut self, ack: UpdateAck) {

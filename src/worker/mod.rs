@@ -47,6 +47,12 @@ use outcome::{Delivery, Ending, Work, outcome};
 const PREPARING: &str = "Preparing the checkout";
 /// … and while its changes are committed and pushed.
 const DELIVERING: &str = "Committing and pushing the changes";
+/// … and while an unfinished task's work is pushed before it is handed back.
+const SAVING: &str = "Saving the work so far";
+
+/// How long a stopping agent spends pushing an unfinished task's work (the
+/// second signal cuts it shorter): a cancelled CI job gives seconds.
+const SAVE_LIMIT: Duration = Duration::from_secs(15);
 
 /// What every worker shares.
 #[derive(Clone)]
@@ -116,8 +122,21 @@ pub async fn run(
         }
         // A plan is its final answer: nothing the model left in the tree is committed.
         (None, Work::Finished(_), _) => (None, Some(Delivery::NotNeeded)),
+        // Handed back: what the model did so far is pushed for the next attempt.
+        (Some(StopReason::Shutdown), _, Some(p)) | (None, Work::Cancelled { .. }, Some(p))
+            if !planning =>
+        {
+            link.phase(SAVING);
+            (
+                interrupted,
+                save_progress(&ctx, &task, p, &work, &shutdown).await,
+            )
+        }
         _ => (interrupted, None),
     };
+    // The server's word that came while the work was delivered still counts:
+    // nothing is reported over a cancel or a closed worker.
+    let interrupted = interrupted.or_else(|| stop.reason().filter(StopReason::by_server));
     if let Some(p) = &prepared {
         ctx.git.cleanup(p).await;
     }
@@ -216,13 +235,13 @@ async fn work(
         .map_or_else(|| ctx.checkout.clone(), |p| p.worktree.clone());
     let sandbox = match sandbox_plan(ctx, &checkout) {
         Ok(plan) => plan,
+        // Not the task's fault: another agent (or this one, fixed) can run it.
         Err(reason) => {
-            let failed = Work::Failed {
+            let gave_up = Work::GaveUp {
                 reason,
                 usage: Usage::default(),
-                config_error: false,
             };
-            return (None, failed, prepared);
+            return (None, gave_up, prepared);
         }
     };
     let request = RunRequest {
@@ -316,6 +335,7 @@ async fn prepare(
         &task.branch,
         task.base_branch.as_deref(),
         task.resume_branch.as_deref(),
+        &task.workspace_git,
     );
     tokio::select! {
         r = prepare => r
@@ -389,6 +409,10 @@ fn work_from(
             usage: done.usage,
         }),
         Ok(Err(RunError::Cancelled { usage })) => Work::Cancelled { usage },
+        Ok(Err(RunError::Unavailable { reason, usage })) => Work::GaveUp {
+            reason: redact(&reason),
+            usage,
+        },
         Ok(Err(RunError::Config { message, hint })) => {
             // The fix is for whoever runs the agent, not for the server's record.
             if let Some(hint) = hint {
@@ -423,6 +447,10 @@ async fn deliver(
     link: &LinkHandle,
     stop: &Stop,
 ) -> (Option<StopReason>, Option<Delivery>) {
+    // Stopped while the runner returned: a cancelled task is never pushed.
+    if let Some(reason) = stop.reason() {
+        return (Some(reason), None);
+    }
     link.phase(DELIVERING);
     let info = TaskInfo {
         task_id: task.task_id.to_string(),
@@ -432,6 +460,8 @@ async fn deliver(
         cost_usd: done.usage.cost_usd,
     };
     tokio::select! {
+        biased;
+        reason = stop.stopped() => (Some(reason), None),
         r = ctx.git.finish(prepared, &info) => match r {
             Ok(g) => {
                 if let Some(note) = &g.note {
@@ -441,7 +471,44 @@ async fn deliver(
             }
             Err(e) => (None, Some(Delivery::Failed(ctx.redactor.redact(&e.to_string()).into_owned()))),
         },
-        reason = stop.stopped() => (Some(reason), None),
+    }
+}
+
+/// Before a task is handed back: commit and push what it did so far, so its
+/// next attempt resumes from the branch — unless that outlasts [`SAVE_LIMIT`]
+/// or the second signal. `None` when nothing was saved (the hand-back says
+/// nothing of a branch then).
+async fn save_progress(
+    ctx: &WorkerContext,
+    task: &ClaimedTask,
+    prepared: &Prepared,
+    work: &Work,
+    shutdown: &Shutdown,
+) -> Option<Delivery> {
+    let usage = work.usage();
+    let info = TaskInfo {
+        task_id: task.task_id.to_string(),
+        title: task.title().to_string(),
+        summary: String::new(),
+        turns: usage.turns,
+        cost_usd: usage.cost_usd,
+    };
+    let save = tokio::time::timeout(SAVE_LIMIT, ctx.git.save_progress(prepared, &info));
+    tokio::select! {
+        r = save => match r {
+            Ok(Ok(g)) => Some(Delivery::Delivered(g)),
+            Ok(Err(e)) => {
+                tracing::warn!(worker = %task.worker_id, "could not save the unfinished work: {}",
+                    ctx.redactor.redact(&e.to_string()));
+                None
+            }
+            Err(_) => {
+                tracing::warn!(worker = %task.worker_id, "saving the unfinished work took longer than {}; handing the task back without it",
+                    humantime::format_duration(SAVE_LIMIT));
+                None
+            }
+        },
+        _ = shutdown.now.stopped() => None,
     }
 }
 

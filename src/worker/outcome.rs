@@ -1,10 +1,15 @@
 //! How a task ended: a pure function from what happened to the status the
 //! agent records and the terminal update the server is sent.
 //!
-//! The rules, in order: a stop we caused (the server closed the worker, the
-//! task timed out, the agent shut down) wins over whatever the interrupted
-//! phase returned; then a failed run; then a failed delivery (commit, push,
-//! PR); else the task completed.
+//! The rules, in order: a stop the server decided (it closed the worker, or the
+//! task was cancelled) is never reported over; a stop we caused (the task timed
+//! out, the agent shut down) wins over whatever the interrupted phase returned;
+//! then a run the agent gave up for reasons of its own; then a failed run; then
+//! a failed delivery (commit, push, PR); else the task completed.
+//!
+//! A shutdown and a give-up hand the task back: `failed` with an error starting
+//! [`DEFERRED_PREFIX`], which the server reads as "not a failure, queue it
+//! again" (any other `failed` fails the task for good).
 
 use crate::buildd::types::{WorkerStatus, WorkerUpdate};
 use crate::git::GitOutcome;
@@ -14,9 +19,11 @@ use crate::shutdown::StopReason;
 use super::link::apply_usage;
 use super::task::TaskStatus;
 
-/// The reason given to the server for tasks stopped by a signal, so it can
-/// hand them out again.
+/// Why a task stopped by a signal was handed back (after [`DEFERRED_PREFIX`]).
 pub const SHUTDOWN_REASON: &str = "agent shut down";
+
+/// The start of an error that tells the server to queue the task again.
+pub const DEFERRED_PREFIX: &str = "Deferred: ";
 
 /// Longest text we send as a summary or error; the server stores it, and a
 /// runaway model should not make it store megabytes.
@@ -36,9 +43,23 @@ pub enum Work {
     },
     /// The runner stopped on its own cancellation, with no stop recorded.
     Cancelled { usage: Usage },
+    /// The agent could not do the work for reasons of its own, not the task's
+    /// (the sandbox is unavailable, the model's retry budget is spent): the
+    /// task is handed back for another attempt.
+    GaveUp { reason: String, usage: Usage },
 }
 
 impl Work {
+    /// The accounting of the work, however it ended.
+    pub fn usage(&self) -> Usage {
+        match self {
+            Work::Finished(done) => done.usage,
+            Work::Failed { usage, .. } | Work::Cancelled { usage } | Work::GaveUp { usage, .. } => {
+                *usage
+            }
+        }
+    }
+
     /// Use `latest` (what the runner last reported as progress) when the
     /// work's own accounting is empty, so a crash or a failure keeps its cost.
     pub fn with_usage_fallback(self, latest: Usage) -> Work {
@@ -55,6 +76,10 @@ impl Work {
             Work::Cancelled { usage } if usage == Usage::default() => {
                 Work::Cancelled { usage: latest }
             }
+            Work::GaveUp { reason, usage } if usage == Usage::default() => Work::GaveUp {
+                reason,
+                usage: latest,
+            },
             other => other,
         }
     }
@@ -86,31 +111,23 @@ pub struct Ending {
 }
 
 /// Decide how a task ended. `stop` is the stop that interrupted a phase (not
-/// one that came after the work was done); `delivery` is `None` unless the work
-/// finished and delivery ran. Texts are redacted by the caller; they are bounded here.
+/// one that came after the work was done); `delivery` is what delivery gave
+/// when the work finished, or what the branch holds after a shutdown saved it.
+/// Texts are redacted by the caller; they are bounded here.
 pub fn outcome(stop: Option<StopReason>, work: Work, delivery: Option<Delivery>) -> Ending {
-    let usage = match &work {
-        Work::Finished(done) => done.usage,
-        Work::Failed { usage, .. } | Work::Cancelled { usage } => *usage,
-    };
+    let usage = work.usage();
     match (stop, work) {
-        (Some(StopReason::ServerClosed(why)), _) => Ending {
-            status: TaskStatus::Aborted,
-            update: None,
-            error: Some(why),
-            summary: None,
-            usage,
-            pr_url: None,
-            config_error: false,
-        },
+        (Some(StopReason::ServerClosed(why)), _) => by_server(TaskStatus::Aborted, why, usage),
+        (Some(StopReason::TaskCancelled(why)), _) => by_server(TaskStatus::Cancelled, why, usage),
         (Some(StopReason::TimedOut(limit)), _) => failed(
             TaskStatus::Failed,
             format!("task timed out after {}", humantime::format_duration(limit)),
             usage,
         ),
         (Some(StopReason::Shutdown), _) | (None, Work::Cancelled { .. }) => {
-            failed(TaskStatus::Cancelled, SHUTDOWN_REASON.into(), usage)
+            deferred(SHUTDOWN_REASON, usage, delivery)
         }
+        (None, Work::GaveUp { reason, .. }) => deferred(&reason, usage, None),
         (
             None,
             Work::Failed {
@@ -124,6 +141,43 @@ pub fn outcome(stop: Option<StopReason>, work: Work, delivery: Option<Delivery>)
         },
         (None, Work::Finished(done)) => finished(done, delivery.unwrap_or(Delivery::NotNeeded)),
     }
+}
+
+/// The server decided: nothing is reported over it.
+fn by_server(status: TaskStatus, why: String, usage: Usage) -> Ending {
+    Ending {
+        status,
+        update: None,
+        error: Some(why),
+        summary: None,
+        usage,
+        pr_url: None,
+        config_error: false,
+    }
+}
+
+/// Hand the task back: `failed` with a `Deferred:` error (the server queues it
+/// again), with the branch's state when it was saved, so the next attempt
+/// resumes from it.
+fn deferred(reason: &str, usage: Usage, saved: Option<Delivery>) -> Ending {
+    let mut reason = format!("{DEFERRED_PREFIX}{reason}");
+    let git = match saved {
+        Some(Delivery::Delivered(g)) if g.pushed => Some(g),
+        _ => None,
+    };
+    if let Some(g) = &git {
+        reason.push_str(&format!(
+            "; the work so far ({} commit{}) is on {}",
+            g.commit_count,
+            if g.commit_count == 1 { "" } else { "s" },
+            g.branch
+        ));
+    }
+    let mut ending = failed(TaskStatus::Deferred, reason, usage);
+    if let (Some(g), Some(update)) = (git, ending.update.as_mut()) {
+        apply_git(update, g);
+    }
+    ending
 }
 
 /// The server refused `completed` (the task needs a PR or an artifact): the
@@ -254,8 +308,15 @@ mod tests {
         assert_eq!(update.status, Some(WorkerStatus::Failed));
         assert_eq!(update.turns, Some(2), "usage up to the stop is kept");
         let shut = outcome(Some(StopReason::Shutdown), done("x"), None);
-        assert_eq!(shut.status, TaskStatus::Cancelled);
-        assert_eq!(shut.error.as_deref(), Some(SHUTDOWN_REASON));
+        assert_eq!(shut.status, TaskStatus::Deferred);
+        assert_eq!(shut.error.as_deref(), Some("Deferred: agent shut down"));
+        let cancelled = outcome(
+            Some(StopReason::TaskCancelled("the task is cancelled".into())),
+            done("x"),
+            None,
+        );
+        assert_eq!(cancelled.status, TaskStatus::Cancelled);
+        assert_eq!(cancelled.update, None, "nothing is reported over a cancel");
     }
 
     #[test]
@@ -263,7 +324,44 @@ mod tests {
         let e = outcome(None, Work::Cancelled { usage: usage(1) }, None);
         assert_eq!(
             (e.status, e.error.as_deref()),
-            (TaskStatus::Cancelled, Some(SHUTDOWN_REASON))
+            (TaskStatus::Deferred, Some("Deferred: agent shut down"))
+        );
+    }
+
+    #[test]
+    fn a_handed_back_task_is_a_deferred_failure_with_its_saved_branch() {
+        let saved = GitOutcome {
+            branch: "buildd/x".into(),
+            commit_count: 2,
+            last_commit_sha: Some("abc".into()),
+            pushed: true,
+            ..GitOutcome::default()
+        };
+        let e = outcome(
+            Some(StopReason::Shutdown),
+            Work::Cancelled { usage: usage(4) },
+            Some(Delivery::Delivered(saved)),
+        );
+        assert_eq!(e.status, TaskStatus::Deferred);
+        let u = e.update.unwrap();
+        assert_eq!(u.status, Some(WorkerStatus::Failed));
+        let error = u.error.unwrap();
+        assert!(error.starts_with(DEFERRED_PREFIX), "{error}");
+        assert!(error.contains("2 commits) is on buildd/x"), "{error}");
+        assert_eq!(u.last_commit_sha.as_deref(), Some("abc"));
+        assert_eq!((u.commit_count, u.turns), (Some(2), Some(4)));
+        let gave_up = outcome(
+            None,
+            Work::GaveUp {
+                reason: "the sandbox is unavailable".into(),
+                usage: usage(0),
+            },
+            None,
+        );
+        assert_eq!(gave_up.status, TaskStatus::Deferred);
+        assert_eq!(
+            gave_up.error.as_deref(),
+            Some("Deferred: the sandbox is unavailable")
         );
     }
 

@@ -60,7 +60,7 @@ pub struct ClaimedTask {
     /// `gitConfig.defaultBranch` (else, later, the remote's default branch).
     pub base_branch: Option<String>,
     /// The workspace's pull request base (`targetBranch`, else `defaultBranch`) and
-    /// commit style, for [`crate::git::Git::prepare_with`].
+    /// commit style, for [`crate::git::Git::prepare`].
     pub workspace_git: WorkspaceGit,
     /// `context.resumeBranch`: a retry continues from this branch.
     pub resume_branch: Option<String>,
@@ -177,10 +177,16 @@ fn check_branch(b: &str) -> Result<(), String> {
 pub enum TaskStatus {
     Completed,
     Failed,
-    /// Stopped because the agent was shutting down (reported as failed).
+    /// Cancelled on the server (the dashboard, `update_task`) while it ran: the
+    /// runner was stopped and nothing was reported over the cancellation.
     Cancelled,
-    /// The server closed the worker; nothing was reported.
+    /// The server closed the worker (409 `abort`, reassigned, expired); nothing
+    /// was reported.
     Aborted,
+    /// Handed back unfinished (a shutdown signal, or the agent could not go on
+    /// for reasons of its own): reported `failed` with a `Deferred:` error, so
+    /// the server queues the task again.
+    Deferred,
 }
 
 /// The record of one task, for the exit code and the job summary.

@@ -374,3 +374,168 @@ async fn a_planning_task_commits_nothing_it_left_in_the_tree() {
     assert!(!w.fields.contains_key("commitCount"), "{:?}", w.fields);
     assert!(!w.fields.contains_key("lastCommitSha"), "{:?}", w.fields);
 }
+
+/// Every update the worker sent carries the cumulative `turns` (the server adds one for
+/// each update without them), and the strict fake saw nothing else wrong.
+fn assert_every_update_counts_turns(fake: &FakeBuildd) {
+    for w in fake.workers() {
+        for u in &w.updates {
+            assert!(u["turns"].is_u64(), "an update without turns: {u}");
+        }
+    }
+    assert!(fake.violations().is_empty(), "{:?}", fake.violations());
+}
+
+#[tokio::test]
+async fn a_dashboard_cancel_stops_the_run_and_nothing_is_reported() {
+    let s = setup(
+        Arc::new(move |fake, request, progress, cancel| {
+            Box::pin(async move {
+                progress.action("Working on it");
+                // The dashboard cancels the task: the worker stays `running`, updates keep
+                // succeeding, and only the worker read shows it.
+                fake.cancel_task(&request.task.id);
+                cancel.cancelled().await;
+                Err(RunError::Cancelled {
+                    usage: Usage {
+                        turns: 3,
+                        ..Usage::default()
+                    },
+                })
+            })
+        }),
+        None,
+    );
+    let r = run_one(&s, seed("Cancelled from the dashboard")).await;
+    assert_eq!(r.status, TaskStatus::Cancelled);
+    assert!(
+        r.error.as_deref().is_some_and(|e| e.contains("cancelled")),
+        "{:?}",
+        r.error
+    );
+    let w = &s.fake.workers()[0];
+    assert_eq!(w.terminal_reports, 0, "{:?}", w.updates);
+    assert_eq!(
+        w.status, "running",
+        "the worker row is the server's to close"
+    );
+    assert_eq!(s.fake.tasks()[0].status, "cancelled");
+    assert!(s.fake.worker_reads(&w.id) >= 1);
+    assert_every_update_counts_turns(&s.fake);
+    let outbox = s.ctx.outbox.as_ref().unwrap();
+    assert!(outbox.pending(&s.ctx.server, |_, _| {}).is_empty());
+}
+
+#[tokio::test]
+async fn a_run_that_finishes_after_a_cancel_is_not_reported_completed() {
+    let s = setup(
+        Arc::new(move |fake, request, _, cancel| {
+            Box::pin(async move {
+                fake.cancel_task(&request.task.id);
+                // A runner that ignores the token and finishes anyway.
+                cancel.cancelled().await;
+                done("finished regardless")
+            })
+        }),
+        None,
+    );
+    let r = run_one(&s, seed("Cancelled as it finished")).await;
+    assert_eq!(r.status, TaskStatus::Cancelled);
+    let w = &s.fake.workers()[0];
+    assert_eq!(w.terminal_reports, 0, "{:?}", w.updates);
+    assert_every_update_counts_turns(&s.fake);
+}
+
+#[tokio::test]
+async fn a_model_out_of_reach_hands_the_task_back_to_the_queue() {
+    let s = setup(
+        Arc::new(move |_, _, _, _| {
+            Box::pin(async move {
+                Err(RunError::Unavailable {
+                    reason: "the Messages API is unavailable after every retry: 529".into(),
+                    usage: Usage {
+                        turns: 1,
+                        ..Usage::default()
+                    },
+                })
+            })
+        }),
+        None,
+    );
+    let r = run_one(&s, seed("Model down")).await;
+    assert_eq!(r.status, TaskStatus::Deferred);
+    let w = &s.fake.workers()[0];
+    assert_eq!(w.status, "failed");
+    let error = w.fields["error"].as_str().unwrap_or_default();
+    assert!(error.starts_with("Deferred: "), "{error}");
+    assert_eq!(w.fields["turns"], 1);
+    assert_eq!(s.fake.tasks()[0].status, "pending", "claimable again");
+    assert_every_update_counts_turns(&s.fake);
+}
+
+#[tokio::test]
+async fn every_update_carries_cumulative_turns_from_running_to_the_end() {
+    let s = setup(
+        Arc::new(move |fake, _, progress, _| {
+            Box::pin(async move {
+                progress.usage(Usage {
+                    turns: 4,
+                    ..Usage::default()
+                });
+                progress.action("step");
+                // Quiet until the server has seen lease renewals after the progress.
+                until("lease renewals", || progress_updates(&fake).len() >= 3).await;
+                done("counted")
+            })
+        }),
+        None,
+    );
+    let r = run_one(&s, seed("Counted")).await;
+    assert_eq!(r.status, TaskStatus::Completed);
+    let w = &s.fake.workers()[0];
+    assert_eq!(w.updates[0]["status"], "running");
+    assert_eq!(w.updates[0]["turns"], 0, "the first update counts no turn");
+    let renewals = progress_updates(&s.fake);
+    assert_eq!(renewals.last().map(|u| &u["turns"]), Some(&4.into()));
+    assert_eq!(w.fields["turns"], 2, "the final report's count stands");
+    assert_every_update_counts_turns(&s.fake);
+}
+
+#[tokio::test]
+async fn a_task_the_sandbox_cannot_confine_is_handed_back_without_running() {
+    let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = ran.clone();
+    let mut s = setup(
+        Arc::new(move |_, _, _, _| {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            Box::pin(async { done("should not run") })
+        }),
+        None,
+    );
+    // A checkout the policy cannot be built for (it does not exist): the agent's problem,
+    // not the task's.
+    s.ctx.checkout = s._dir.path().join("gone");
+    let sandbox = crate::process::sandbox::Sandbox::new(
+        crate::process::sandbox::SandboxMode::Auto,
+        crate::process::sandbox::detect(),
+        crate::process::sandbox::Egress::default(),
+    )
+    .unwrap();
+    s.ctx.sandbox = Some(SandboxSettings {
+        sandbox,
+        host: crate::process::sandbox::HostPaths::from_lookup(|_| None),
+        extra: Vec::new(),
+        temp_root: s._dir.path().join("tmp"),
+    });
+    let r = run_one(&s, seed("Cannot be confined")).await;
+    assert!(!ran.load(std::sync::atomic::Ordering::SeqCst));
+    assert_eq!(r.status, TaskStatus::Deferred);
+    let w = &s.fake.workers()[0];
+    let error = w.fields["error"].as_str().unwrap_or_default();
+    assert!(
+        error.starts_with("Deferred: cannot confine the task's commands"),
+        "{error}"
+    );
+    assert_eq!(s.fake.tasks()[0].status, "pending", "claimable again");
+    assert_every_update_counts_turns(&s.fake);
+}

@@ -187,7 +187,10 @@ fn daemon_second_signal_cancels_at_once() {
     assert!(log.contains("again; stopping now"), "{log}");
     let w = &env.server().workers()[0];
     assert_eq!(statuses(w), ["running", "failed"]);
-    assert_eq!(w.fields["error"], serde_json::json!("agent shut down"));
+    assert_eq!(
+        w.fields["error"],
+        serde_json::json!("Deferred: agent shut down")
+    );
 }
 
 #[test]

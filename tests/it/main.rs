@@ -29,6 +29,7 @@ mod github_actions;
 mod hostile;
 mod install_script;
 mod outbox;
+mod server_decides;
 mod server_errors;
 mod signals;
 mod task_settings;

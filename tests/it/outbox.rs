@@ -11,7 +11,7 @@ use serde_json::json;
 use crate::AGENT;
 
 #[test]
-fn kill_9_mid_task_is_reported_failed_on_restart() {
+fn kill_9_mid_task_is_handed_back_on_restart() {
     let env = Env::new(AGENT).with_task("HANG while the agent is killed");
     let server = env.server();
     let agent = env.agent(["--once"]).discard_output().spawn();
@@ -31,22 +31,24 @@ fn kill_9_mid_task_is_reported_failed_on_restart() {
     }
     assert_eq!(statuses(&server.workers()[0]), ["running"]);
 
-    let out = env.agent(["--once"]).run();
+    // The restarts claim from another workspace: the handed-back task is claimable again,
+    // and these runs are here to replay the outbox, not to run it.
+    let elsewhere = ["--once", "--workspace", "ws_elsewhere"];
+    let out = env.agent(elsewhere).run();
     assert_eq!(out.code(), 0, "{}", out.stderr);
     let w = &server.workers()[0];
     assert_eq!(statuses(w), ["running", "failed"]);
     assert_eq!(w.terminal_reports, 1);
-    assert!(
-        w.fields["error"]
-            .as_str()
-            .unwrap()
-            .contains("stopped unexpectedly")
-    );
+    let error = w.fields["error"].as_str().unwrap();
+    assert!(error.contains("stopped unexpectedly"), "{error}");
+    assert!(error.starts_with("Deferred: "), "handed back: {error}");
+    assert!(w.updates[1]["turns"].is_u64(), "{:?}", w.updates[1]);
+    assert_eq!(server.tasks()[0].status, "pending", "queued again");
     assert!(server.violations().is_empty(), "{:?}", server.violations());
 
     // A third start has nothing left to deliver.
     let before = server.requests().len();
-    let out = env.agent(["--once"]).run();
+    let out = env.agent(elsewhere).run();
     assert_eq!(out.code(), 0);
     let after: Vec<_> = server.requests().into_iter().skip(before).collect();
     assert!(

@@ -1,6 +1,7 @@
-//! SIGTERM/SIGINT: running tasks are cancelled, reported failed so the server
-//! can hand them out again, their process groups killed, and the exit code says
-//! which signal it was. Also: the server closing a worker mid-task.
+//! SIGTERM/SIGINT: running tasks are cancelled, handed back (`failed` with a
+//! `Deferred:` error) so the server queues them again, their process groups
+//! killed, and the exit code says which signal it was. Also: the server
+//! closing a worker mid-task.
 
 use std::time::Duration;
 
@@ -33,7 +34,11 @@ fn signal_mid_task(sig: Signal, expected: i32) {
     let server = env.server();
     let w = &server.workers()[0];
     assert_eq!(statuses(w), ["running", "failed"]);
-    assert_eq!(w.fields["error"], serde_json::json!("agent shut down"));
+    assert_eq!(
+        w.fields["error"],
+        serde_json::json!("Deferred: agent shut down")
+    );
+    assert_eq!(server.tasks()[0].status, "pending", "queued again");
     wait_for("the grandchild to be killed with its process group", || {
         !alive(grandchild)
     });
@@ -41,12 +46,12 @@ fn signal_mid_task(sig: Signal, expected: i32) {
 }
 
 #[test]
-fn sigterm_mid_task_reports_failed_and_exits_143() {
+fn sigterm_mid_task_hands_the_task_back_and_exits_143() {
     signal_mid_task(Signal::SIGTERM, 143);
 }
 
 #[test]
-fn sigint_mid_task_reports_failed_and_exits_130() {
+fn sigint_mid_task_hands_the_task_back_and_exits_130() {
     signal_mid_task(Signal::SIGINT, 130);
 }
 

@@ -389,7 +389,7 @@ fn fresh_work_starts_from_the_workspaces_default_branch() {
 }
 
 /// `targetBranch` as the pull request's base and the commit style of the agent's own
-/// commit, through the git layer the worker drives (`Git::prepare_with`, `Git::finish`).
+/// commit, through the git layer the worker drives (`Git::prepare`, `Git::finish`).
 #[tokio::test]
 async fn the_pr_targets_the_workspaces_target_branch_and_commits_follow_its_style() {
     use buildd_agent::git::{CommitStyle, Git, GitSettings, TaskInfo, WorkspaceGit};
@@ -419,7 +419,7 @@ async fn the_pr_targets_the_workspaces_target_branch_and_commits_follow_its_styl
     };
     let branch = "buildd/tsk_target1-notes";
     let p = git
-        .prepare_with(ORIGIN_REPO, "wkr_1", branch, None, None, &workspace)
+        .prepare(ORIGIN_REPO, "wkr_1", branch, None, None, &workspace)
         .await
         .expect("prepared");
     assert_eq!(p.base, "develop");

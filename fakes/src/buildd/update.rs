@@ -1,5 +1,12 @@
-//! `PATCH`/`GET /api/workers/{id}` and the heartbeat: updates with only documented fields
-//! and statuses, 409 once a worker is terminal, queued instructions handed out.
+//! `PATCH /api/workers/{id}` and the heartbeat: updates with only documented fields and
+//! statuses, 409 once a worker is terminal, queued instructions handed out.
+//!
+//! As the real route does: an update without `turns` adds one to the server's turn count
+//! (and is a violation: the agent must send its cumulative count); `status: "running"` on a
+//! terminal worker reopens it unless its error is one of the non-reactivatable kinds (a
+//! violation too: the agent must never resend `running`); a `failed` whose error starts with
+//! `Deferred:` puts the task back in the queue, any other `failed` fails it for good. The
+//! worker read (`GET`) is in `read.rs`.
 
 use super::*;
 
@@ -75,25 +82,18 @@ fn update_inner(
         .and_then(Value::as_str)
         .map(str::to_string);
 
+    count_turns(s, wi, &obj);
     let current = s.workers[wi].status.clone();
     if is_terminal(&current) {
-        // A second terminal report from the agent is a bug; an update after a
-        // server-side close is expected (the agent learns of it this way).
-        if s.workers[wi].terminal_reports > 0 && !s.ack_lost.contains(id) {
+        if new_status.as_deref() == Some("running") && reactivatable(&s.workers[wi]) {
+            // Accepted, as the real server does: the worker and its task are live again.
             s.violations.push(format!(
-                "update {id}: sent after the agent's own terminal report"
+                "update {id}: `running` on a {current} worker reopened it (reactivation)"
             ));
-        }
-        let reason = if current == "completed" {
-            "Worker already completed"
+            reopen(s, wi);
         } else {
-            "Worker was terminated - task may have been reassigned"
-        };
-        return (
-            StatusCode::CONFLICT,
-            axum::Json(json!({"error": reason, "abort": true, "reason": current, "actualStatus": current, "hasDeliverables": false})),
-        )
-            .into_response();
+            return closed(s, id, wi, &current);
+        }
     }
 
     let task_index = s.tasks.iter().position(|t| t.id == s.workers[wi].task_id);
@@ -128,15 +128,92 @@ fn update_inner(
         worker["instructions"] = Value::String(message);
     }
     if let (Some(st), Some(ti)) = (new_status, task_index) {
+        let deferred = obj
+            .get("error")
+            .and_then(Value::as_str)
+            .is_some_and(|e| e.starts_with("Deferred:"));
         let t = &mut s.tasks[ti];
         match st.as_str() {
             "running" | "starting" if t.status == "assigned" => t.status = "in_progress".into(),
             "completed" => t.status = "completed".into(),
+            // A cancelled task is not re-queued, not even by its aborted worker's deferral.
+            "failed" | "error" if t.status == "cancelled" => {}
+            "failed" | "error" if deferred => t.status = "pending".into(),
             "failed" | "error" => t.status = "failed".into(),
             _ => {}
         }
     }
     (StatusCode::OK, axum::Json(worker)).into_response()
+}
+
+/// The 409 the real server answers for an update to a terminal worker.
+fn closed(s: &mut Inner, id: &str, wi: usize, current: &str) -> Response {
+    // A second terminal report from the agent is a bug; an update after a
+    // server-side close is expected (the agent learns of it this way).
+    if s.workers[wi].terminal_reports > 0 && !s.ack_lost.contains(id) {
+        s.violations.push(format!(
+            "update {id}: sent after the agent's own terminal report"
+        ));
+    }
+    let reason = if current == "completed" {
+        "Worker already completed"
+    } else {
+        "Worker was terminated - task may have been reassigned"
+    };
+    let why = s.workers[wi]
+        .fields
+        .get("error")
+        .and_then(Value::as_str)
+        .unwrap_or(current)
+        .to_string();
+    (
+        StatusCode::CONFLICT,
+        axum::Json(json!({"error": reason, "abort": true, "reason": why, "actualStatus": current, "hasDeliverables": false})),
+    )
+        .into_response()
+}
+
+/// Errors after which the real server refuses to reopen a worker (it expired it, or a
+/// human took over).
+const NOT_REACTIVATABLE: &[&str] = &[
+    "Interrupted — human takeover",
+    "expired",
+    "timed out",
+    "went offline",
+    "runner restarted",
+];
+
+fn reactivatable(w: &WorkerState) -> bool {
+    let error = w.fields.get("error").and_then(Value::as_str).unwrap_or("");
+    !NOT_REACTIVATABLE.iter().any(|m| error.contains(m))
+}
+
+/// Reactivation: the worker runs again and its task is assigned to it again.
+fn reopen(s: &mut Inner, wi: usize) {
+    let w = &mut s.workers[wi];
+    w.status = "running".into();
+    let task_id = w.task_id.clone();
+    if let Some(t) = s.tasks.iter_mut().find(|t| t.id == task_id) {
+        t.status = "assigned".into();
+    }
+}
+
+/// The real server's turn count: cumulative `turns` replace it, and an update without
+/// them (nor `resultMeta.numTurns`) adds one — so the agent must always send them.
+fn count_turns(s: &mut Inner, wi: usize, obj: &serde_json::Map<String, Value>) {
+    if obj.get("turns").is_some_and(Value::is_u64) {
+        return;
+    }
+    let id = s.workers[wi].id.clone();
+    s.violations.push(format!(
+        "update {id}: no cumulative `turns` (the server adds 1 to its turn count)"
+    ));
+    if is_terminal(&s.workers[wi].status) {
+        return;
+    }
+    let fields = &mut s.workers[wi].fields;
+    let turns = fields.get("turns").and_then(Value::as_u64).unwrap_or(0);
+    fields.insert("turns".into(), json!(turns + 1));
 }
 
 fn check_update_fields(obj: &serde_json::Map<String, Value>) -> Result<(), String> {
@@ -169,51 +246,12 @@ fn check_update_fields(obj: &serde_json::Map<String, Value>) -> Result<(), Strin
     Ok(())
 }
 
-fn worker_json(w: &WorkerState) -> Value {
+pub(super) fn worker_json(w: &WorkerState) -> Value {
     let mut v = json!({ "id": w.id, "taskId": w.task_id, "status": w.status, "branch": w.branch });
     for (k, val) in &w.fields {
         v[k] = val.clone();
     }
     v
-}
-
-pub(super) async fn read(
-    State(state): State<Shared>,
-    Path(id): Path<String>,
-    method: Method,
-    headers: HeaderMap,
-) -> Response {
-    let path = format!("/api/workers/{id}");
-    if let Before::Answer(resp) = take_fault(&state, Route::Get).await {
-        let mut s = lock(&state);
-        record(
-            &mut s,
-            &method,
-            &path,
-            &headers,
-            &Value::Null,
-            resp.status().as_u16(),
-        );
-        return resp;
-    }
-    let mut s = lock(&state);
-    let resp = match authenticate(&s, &headers) {
-        None => err(StatusCode::UNAUTHORIZED, "Unauthorized"),
-        Some(key) => match s.workers.iter().find(|w| w.id == id) {
-            None => err(StatusCode::NOT_FOUND, "Worker not found"),
-            Some(w) if w.account != key.account => err(StatusCode::FORBIDDEN, "Forbidden"),
-            Some(w) => (StatusCode::OK, axum::Json(worker_json(w))).into_response(),
-        },
-    };
-    record(
-        &mut s,
-        &method,
-        &path,
-        &headers,
-        &Value::Null,
-        resp.status().as_u16(),
-    );
-    resp
 }
 
 pub(super) async fn heartbeat(
@@ -267,5 +305,134 @@ mod tests {
         assert!(check_update_fields(typo.as_object().unwrap()).is_err());
         let failed_without_reason = json!({"status":"failed"});
         assert!(check_update_fields(failed_without_reason.as_object().unwrap()).is_err());
+    }
+
+    /// A fake with one claimed task: the state and the worker's id.
+    fn claimed() -> (Inner, HeaderMap) {
+        let mut s = Inner::default();
+        s.keys.insert(
+            DEFAULT_KEY.into(),
+            Key {
+                account: "acct_1".into(),
+                level: "worker".into(),
+            },
+        );
+        s.tasks.push(TaskState {
+            id: "tsk_1".into(),
+            workspace_id: "ws_1".into(),
+            title: "t".into(),
+            status: "assigned".into(),
+            description: None,
+            priority: 0,
+            output_requirement: "auto".into(),
+            context: json!({}),
+            repo: None,
+            server_api_key: None,
+            server_oauth_token: None,
+            mode: "execution".into(),
+            external_url: None,
+            git_config: None,
+            config_status: "unconfigured".into(),
+            claims: 1,
+        });
+        s.workers.push(WorkerState {
+            id: "wkr_1".into(),
+            task_id: "tsk_1".into(),
+            account: "acct_1".into(),
+            status: "idle".into(),
+            branch: "buildd/x".into(),
+            fields: BTreeMap::new(),
+            updates: Vec::new(),
+            terminal_reports: 0,
+        });
+        let mut headers = HeaderMap::new();
+        let bearer = format!("Bearer {DEFAULT_KEY}");
+        headers.insert("authorization", bearer.parse().unwrap());
+        (s, headers)
+    }
+
+    fn send(s: &mut Inner, headers: &HeaderMap, body: Value) -> u16 {
+        update_inner(s, "wkr_1", headers, Ok(body))
+            .status()
+            .as_u16()
+    }
+
+    #[test]
+    fn an_update_without_turns_counts_one_and_is_a_violation() {
+        let (mut s, h) = claimed();
+        assert_eq!(send(&mut s, &h, json!({"status":"running","turns":0})), 200);
+        assert!(s.violations.is_empty(), "{:?}", s.violations);
+        assert_eq!(send(&mut s, &h, json!({"currentAction":"x"})), 200);
+        assert_eq!(send(&mut s, &h, json!({"currentAction":"y"})), 200);
+        assert_eq!(
+            s.workers[0].fields["turns"], 2,
+            "one per update without turns"
+        );
+        assert_eq!(s.violations.len(), 2, "{:?}", s.violations);
+        assert_eq!(
+            send(&mut s, &h, json!({"currentAction":"z","turns":7})),
+            200
+        );
+        assert_eq!(
+            s.workers[0].fields["turns"], 7,
+            "cumulative turns replace the count"
+        );
+    }
+
+    #[test]
+    fn deferred_puts_the_task_back_and_another_failure_fails_it() {
+        let (mut s, h) = claimed();
+        send(&mut s, &h, json!({"status":"running","turns":0}));
+        let deferred = json!({"status":"failed","error":"Deferred: agent shut down","turns":1});
+        assert_eq!(send(&mut s, &h, deferred), 200);
+        assert_eq!(s.tasks[0].status, "pending");
+        let (mut s, h) = claimed();
+        send(&mut s, &h, json!({"status":"running","turns":0}));
+        assert_eq!(
+            send(
+                &mut s,
+                &h,
+                json!({"status":"failed","error":"boom","turns":1})
+            ),
+            200
+        );
+        assert_eq!(s.tasks[0].status, "failed");
+        let (mut s, h) = claimed();
+        s.tasks[0].status = "cancelled".into();
+        let deferred = json!({"status":"failed","error":"Deferred: x","turns":0});
+        assert_eq!(send(&mut s, &h, deferred), 200);
+        assert_eq!(
+            s.tasks[0].status, "cancelled",
+            "a cancelled task stays cancelled"
+        );
+        assert!(s.violations.is_empty(), "{:?}", s.violations);
+    }
+
+    #[test]
+    fn running_on_a_closed_worker_reopens_it_unless_it_expired() {
+        let (mut s, h) = claimed();
+        s.workers[0].status = "failed".into();
+        s.tasks[0].status = "failed".into();
+        assert_eq!(send(&mut s, &h, json!({"status":"running","turns":0})), 200);
+        assert_eq!(s.workers[0].status, "running");
+        // Reopened: assigned to the worker again, and in progress with this `running`.
+        assert_eq!(s.tasks[0].status, "in_progress", "the task is taken again");
+        assert!(
+            s.violations[0].contains("reactivation"),
+            "{:?}",
+            s.violations
+        );
+        let (mut s, h) = claimed();
+        s.workers[0].status = "failed".into();
+        s.workers[0]
+            .fields
+            .insert("error".into(), json!("Stale worker expired"));
+        assert_eq!(send(&mut s, &h, json!({"status":"running","turns":0})), 409);
+        assert_eq!(s.workers[0].status, "failed");
+        assert_eq!(
+            send(&mut s, &h, json!({"currentAction":"x","turns":0})),
+            409
+        );
+        assert!(s.violations.is_empty(), "{:?}", s.violations);
     }
 }

@@ -232,6 +232,13 @@ impl Session<'_> {
         }
     }
 
+    fn unavailable(&self, e: &ApiError) -> RunError {
+        RunError::Unavailable {
+            reason: format!("the Messages API is unavailable after every retry: {e}"),
+            usage: self.usage(),
+        }
+    }
+
     fn cancelled(&self) -> RunError {
         RunError::Cancelled {
             usage: self.usage(),
@@ -349,9 +356,11 @@ impl Session<'_> {
                 if self.switch(&SwitchReason::Overloaded(streak)) {
                     Ok(())
                 } else {
-                    Err(self.failed(e.to_string()))
+                    Err(self.unavailable(&e))
                 }
             }
+            // Still retryable after the client's retries: the API is out of reach, the task is fine.
+            e if e.is_retryable() => Err(self.unavailable(&e)),
             e => Err(self.failed(e.to_string())),
         }
     }
