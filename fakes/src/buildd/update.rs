@@ -1,4 +1,4 @@
-//! `PATCH`/`GET /api/workers/{id}` and the heartbeat: updates with only documented fields
+//! `PATCH`/`GET /api/workers/{id}`: updates with only documented fields
 //! and statuses, 409 once a worker is terminal, queued instructions handed out.
 
 use super::*;
@@ -211,43 +211,6 @@ pub(super) async fn read(
         &path,
         &headers,
         &Value::Null,
-        resp.status().as_u16(),
-    );
-    resp
-}
-
-pub(super) async fn heartbeat(
-    State(state): State<Shared>,
-    method: Method,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let mut s = lock(&state);
-    let parsed = parse_body(&mut s, &headers, &body, "heartbeat");
-    let v = parsed.clone().unwrap_or(Value::Null);
-    let resp = match (authenticate(&s, &headers), parsed) {
-        (None, _) => err(StatusCode::UNAUTHORIZED, "Unauthorized"),
-        (_, Err(m)) => err(StatusCode::BAD_REQUEST, &m),
-        (Some(_), Ok(b)) if !b.get("activeWorkerCount").is_some_and(Value::is_u64) => {
-            s.violations
-                .push("heartbeat: activeWorkerCount missing".into());
-            err(StatusCode::BAD_REQUEST, "activeWorkerCount is required")
-        }
-        (Some(_), Ok(_)) => {
-            let pending = s.tasks.iter().filter(|t| t.status == "pending").count();
-            (
-                StatusCode::OK,
-                axum::Json(json!({ "pendingTaskCount": pending })),
-            )
-                .into_response()
-        }
-    };
-    record(
-        &mut s,
-        &method,
-        "/api/workers/heartbeat",
-        &headers,
-        &v,
         resp.status().as_u16(),
     );
     resp
