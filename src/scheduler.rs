@@ -104,8 +104,6 @@ pub struct RunRecord {
     pub idle_reason: Option<String>,
     /// The account limit the last claim ran into, if it did.
     pub limit: Option<Limit>,
-    /// Claims sent (successful or not).
-    pub claims: u32,
 }
 
 /// Told about each task as it finishes (the app prints its job-log group).
@@ -201,14 +199,16 @@ impl Scheduler {
             }
             self.wait(&mut round).await;
         }
-        match (&round.record.limit, self.config.mode) {
+        if matches!(self.config.mode, Mode::Daemon { .. }) {
             // The daemon waits limits out; they do not decide how it exits.
-            (Some(_), Mode::Daemon { .. }) => round.record.limit = None,
-            (Some(limit), _) => warn!(
+            round.record.limit = None;
+        } else if let Some(limit) = &round.record.limit
+            && self.gave_up(&round)
+        {
+            warn!(
                 "stopped claiming at an account limit, not an outage ({limit}); exit code {}",
                 crate::error::EXIT_LIMIT
-            ),
-            (None, _) => {}
+            );
         }
         let mut record = self.wind_down(round).await;
         record.wall_time = started.elapsed();
@@ -294,7 +294,6 @@ impl Scheduler {
     /// Claim for the free slots and start a worker per usable claim.
     async fn claim_round(&self, round: &mut Round) {
         let free = self.config.max_tasks.saturating_sub(round.running);
-        round.record.claims += 1;
         match self.claim(free).await {
             Ok(resp) => self.answered(round, free, resp).await,
             Err(BuilddError::RateLimited {
