@@ -147,7 +147,7 @@ async fn run_inner(config: &Config, redactor: &Redactor) -> Result<u8, AppError>
         server: config.server.clone(),
         sandbox: Some(config.sandbox.clone()),
     };
-    let capabilities = detect_capabilities(config).await;
+    let capabilities = detect_capabilities(config);
     let mut scheduler = Scheduler::new(
         scheduler_config(config, capabilities),
         client,
@@ -218,7 +218,7 @@ fn scheduler_config(config: &Config, capabilities: Vec<String>) -> SchedulerConf
 }
 
 /// What the claim advertises: the detected capabilities plus `--capability`.
-async fn detect_capabilities(config: &Config) -> Vec<String> {
+fn detect_capabilities(config: &Config) -> Vec<String> {
     let claude_cli = match &config.runner {
         RunnerSettings::Cli { config, parent_env } => CliRunner::new(config.clone())
             .with_parent_env(parent_env.clone())
@@ -226,13 +226,12 @@ async fn detect_capabilities(config: &Config) -> Vec<String> {
             .is_ok(),
         RunnerSettings::Api(_) => false,
     };
-    let env = std::env::vars().collect();
+    let path = std::env::var("PATH").unwrap_or_default();
     crate::capabilities::detect(
         &config.capabilities,
         crate::capabilities::RunnerFacts { claude_cli },
-        &env,
+        &path,
     )
-    .await
 }
 
 /// The runner the configuration chose, redacting with the agent's redactor.

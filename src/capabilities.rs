@@ -5,28 +5,30 @@
 //! exact string (every required name present), and skips the check entirely
 //! when the list is empty — so the list is never empty (the OS and CPU names
 //! are always in it). The names follow the buildd runner's environment scan:
-//! tool names as it probes them (`git`, `gh`, `docker`), env-var names from its
+//! tool names as it probes them (`git`, `gh`, `docker`: found on `PATH` and
+//! executable — the runner advertises a tool once `which` finds it, even if
+//! its `--version` fails, and running three `--version`s would cost ~25 ms
+//! before the first claim, five times its start-up budget), env-var names from its
 //! list when they are set (the name only, never the value), and the OS and CPU
 //! names Node reports (`linux`/`darwin`/`win32`, `x64`/`arm64`), which the
 //! runner shows as its `os`/`arch` labels. `claude` means the CLI runner is in
 //! use and its binary was found. `backend:codex` is never sent: it would hand
 //! us Codex tasks, and this agent runs Claude only.
 //!
-//! A leaf: the app calls [`detect`] and hands the list to the scheduler.
+//! A leaf: config takes the env-var names from the environment it read
+//! ([`env_names`]; some of those variables are removed from the process
+//! before the app runs), the app calls [`detect`] and hands the list to the
+//! scheduler.
 
-use std::collections::BTreeSet;
-use std::process::Stdio;
-use std::time::Duration;
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
 
 use tracing::{info, warn};
 
 /// The capability that asks for Codex tasks; never advertised.
 const CODEX: &str = "backend:codex";
 
-/// How long a `--version` probe may take before the tool counts as missing.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// Tools probed with `<tool> --version` (the runner's names).
+/// Tools looked up on `PATH` (the runner's names).
 const TOOLS: &[&str] = &["git", "gh", "docker"];
 
 /// Env-var names advertised when set, from the runner's scan list (without
@@ -57,27 +59,29 @@ pub struct RunnerFacts {
     pub claude_cli: bool,
 }
 
-/// The capability list for the claim: detected names plus `extra`, sorted and
-/// without duplicates or `backend:codex`. Logged once at INFO.
-pub async fn detect(
-    extra: &[String],
-    runner: RunnerFacts,
-    env: &std::collections::HashMap<String, String>,
-) -> Vec<String> {
+/// The names from the buildd runner's env-var list that are set (non-empty)
+/// in `env` — names only, never a value.
+pub fn env_names(env: &HashMap<String, String>) -> Vec<String> {
+    ENV_KEYS
+        .iter()
+        .filter(|key| env.get(**key).is_some_and(|v| !v.is_empty()))
+        .map(|key| key.to_string())
+        .collect()
+}
+
+/// The capability list for the claim: tools found on `path`, `claude`, the OS
+/// and CPU, plus `extra` (the operator's and [`env_names`]), sorted, without
+/// duplicates or `backend:codex`. Logged once at INFO.
+pub fn detect(extra: &[String], runner: RunnerFacts, path: &str) -> Vec<String> {
     let mut found = BTreeSet::new();
-    let probes = TOOLS.iter().map(|t| async move { (*t, answers(t).await) });
-    for (tool, ok) in futures_util::future::join_all(probes).await {
-        if ok {
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+    for tool in TOOLS {
+        if which::which_in(tool, Some(path), &cwd).is_ok() {
             found.insert(tool.to_string());
         }
     }
     if runner.claude_cli {
         found.insert("claude".to_string());
-    }
-    for key in ENV_KEYS {
-        if env.get(*key).is_some_and(|v| !v.is_empty()) {
-            found.insert((*key).to_string());
-        }
     }
     found.insert(node_os(std::env::consts::OS).to_string());
     found.insert(node_arch(std::env::consts::ARCH).to_string());
@@ -96,21 +100,6 @@ fn merge(mut found: BTreeSet<String>, extra: &[String]) -> Vec<String> {
         found.insert(name.to_string());
     }
     found.into_iter().collect()
-}
-
-/// Whether `<tool> --version` runs and exits 0 within the probe timeout.
-async fn answers(tool: &str) -> bool {
-    let child = tokio::process::Command::new(tool)
-        .arg("--version")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .status();
-    matches!(
-        tokio::time::timeout(PROBE_TIMEOUT, child).await,
-        Ok(Ok(status)) if status.success()
-    )
 }
 
 /// Node's `os.platform()` name for Rust's `std::env::consts::OS`.
@@ -157,12 +146,35 @@ mod tests {
         assert_eq!(merge(found, &extra), vec!["gpu", "linux"]);
     }
 
-    #[tokio::test]
-    async fn detection_always_names_the_platform() {
-        let caps = detect(&[], RunnerFacts { claude_cli: false }, &Default::default()).await;
-        assert!(caps.contains(&node_os(std::env::consts::OS).to_string()));
-        assert!(!caps.iter().any(|c| c == "claude" || c == CODEX));
-        let with_cli = detect(&[], RunnerFacts { claude_cli: true }, &Default::default()).await;
+    #[test]
+    fn detection_names_the_platform_tools_on_path_and_set_env_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let git = dir.path().join("git");
+        std::fs::write(&git, "#!/bin/sh\n").unwrap();
+        let mut perms = std::fs::metadata(&git).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+        std::fs::set_permissions(&git, perms).unwrap();
+        let env: HashMap<String, String> = [
+            ("PATH", dir.path().to_str().unwrap()),
+            ("GITHUB_TOKEN", "ghs_secret_value"),
+            ("CI", ""),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let names = env_names(&env);
+        assert_eq!(
+            names,
+            ["GITHUB_TOKEN"],
+            "names only; unset and empty vars left out"
+        );
+        let caps = detect(&names, RunnerFacts { claude_cli: false }, &env["PATH"]);
+        let os = node_os(std::env::consts::OS).to_string();
+        let arch = node_arch(std::env::consts::ARCH).to_string();
+        let mut want = vec!["GITHUB_TOKEN".to_string(), "git".into(), os, arch];
+        want.sort();
+        assert_eq!(caps, want);
+        let with_cli = detect(&[], RunnerFacts { claude_cli: true }, &env["PATH"]);
         assert!(with_cli.iter().any(|c| c == "claude"));
     }
 }

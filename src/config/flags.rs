@@ -77,8 +77,9 @@ pub struct Cli {
     pub idle_timeout: Option<Duration>,
 
     /// Also advertise this capability (repeat, or comma-separate in the env var); tasks whose
-    /// requiredCapabilities name one we lack are not handed to us. Detected: git, gh, docker,
-    /// claude (CLI runner), set env-var names such as GITHUB_TOKEN, the OS and CPU (linux, x64)
+    /// requiredCapabilities name one we lack are not handed to us. Detected: git, gh, docker
+    /// (on PATH), claude (CLI runner), set env-var names such as GITHUB_TOKEN, the OS and CPU
+    /// (linux, x64)
     #[arg(
         long = "capability",
         env = "BUILDD_CAPABILITIES",

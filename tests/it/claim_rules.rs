@@ -57,17 +57,23 @@ fn capabilities_are_advertised_and_a_task_needing_more_is_never_claimed() {
             "--capability",
             "backend:codex",
         ])
+        // Removed from the process environment at start, still advertised by name.
+        .env("GITHUB_TOKEN", "ghs_not_a_real_token_0000")
         .run();
     assert_eq!(out.code(), 0, "{}", out.stderr);
     let server = env.server();
     let caps = advertised(&server.claims()[0]);
-    for want in ["git", "claude", os_name(), "extra-tool"] {
+    for want in ["git", "claude", os_name(), "extra-tool", "GITHUB_TOKEN"] {
         assert!(
             caps.iter().any(|c| c == want),
             "{want} missing from {caps:?}"
         );
     }
     assert!(!caps.iter().any(|c| c == "backend:codex"), "{caps:?}");
+    assert!(
+        !server.claims()[0].body.to_string().contains("ghs_not"),
+        "a value was sent"
+    );
     assert!(
         out.stderr.contains("not advertising backend:codex"),
         "{}",
@@ -351,4 +357,19 @@ fn one_shot_modes_send_no_heartbeat() {
         .run();
     assert_eq!(out.code(), 0, "{}", out.stderr);
     assert!(env.server().heartbeats().is_empty());
+}
+
+#[test]
+fn help_documents_capabilities_and_the_limit_exit_code() {
+    let env = Env::new(AGENT);
+    let out = env.agent(["--help"]).run();
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    assert!(out.stdout.contains("--capability <NAME>"), "{}", out.stdout);
+    assert!(out.stdout.contains("BUILDD_CAPABILITIES"), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("4    --once/--until-idle stopped at an account limit"),
+        "{}",
+        out.stdout
+    );
 }
