@@ -10,6 +10,7 @@
 //! Everything here is pure or writes only to a path it is given, so tests pass
 //! an env map instead of touching the process environment.
 
+mod claim_notes;
 pub mod commands;
 pub mod dispatch;
 pub mod outputs;

@@ -100,20 +100,12 @@ fn render_head(report: &RunReport, limits: RowLimits) -> String {
             cell_text(&truncate_chars(err, 2_000))
         );
     }
-    if let Some(limit) = &report.limit {
-        let _ = write!(
-            s,
-            "> **Account limit:** {}. Claiming stopped here; the server is up (exit code 4).\n\n",
-            cell_text(&truncate_chars(limit, 500))
-        );
-    }
+    s.push_str(&super::claim_notes::limit_line(report));
     if report.tasks.is_empty() {
-        s.push_str(&nothing_claimed(report));
+        s.push_str(&super::claim_notes::nothing_claimed(report));
         return s;
     }
-    if let Some(r) = report.claim_reason.as_deref().filter(|r| !no_work(r)) {
-        let _ = write!(s, "Last claim: the server said {}.\n\n", reason_text(r));
-    }
+    s.push_str(&super::claim_notes::last_claim_line(report));
     s.push_str("| Task | Status | Duration | Turns | Tokens in / out | Cost | PR |\n");
     s.push_str("|---|---|---:|---:|---:|---:|---|\n");
     for t in &report.tasks {
@@ -121,30 +113,6 @@ fn render_head(report: &RunReport, limits: RowLimits) -> String {
     }
     s.push('\n');
     s
-}
-
-/// The line for a run that claimed nothing: why, as far as we know.
-fn nothing_claimed(report: &RunReport) -> String {
-    let quiet = report.server_error.is_none() && !report.interrupted && report.limit.is_none();
-    match report.claim_reason.as_deref() {
-        _ if !quiet => "No task was claimed.\n\n".into(),
-        None => "Nothing to do: no task was waiting.\n\n".into(),
-        Some(r) if no_work(r) => format!(
-            "Nothing to do: no task was waiting (the server said {}).\n\n",
-            reason_text(r)
-        ),
-        Some(r) => format!("Nothing claimed: the server said {}.\n\n", reason_text(r)),
-    }
-}
-
-/// The server's plain "the queue is empty" reason.
-fn no_work(reason: &str) -> bool {
-    reason.starts_with("no_pending_tasks")
-}
-
-/// A claim reason as table-safe text.
-fn reason_text(reason: &str) -> String {
-    cell_text(&truncate_chars(reason, 300))
 }
 
 fn headline(report: &RunReport) -> String {
@@ -551,33 +519,6 @@ mod tests {
             ..RunReport::default()
         };
         insta::assert_snapshot!(render_summary(&r));
-    }
-
-    #[test]
-    fn says_why_nothing_was_claimed_and_names_a_limit() {
-        let r = RunReport {
-            claim_reason: Some("capability_mismatch (pending tasks 2, matched 0)".into()),
-            ..RunReport::default()
-        };
-        let md = render_summary(&r);
-        assert!(md.contains("Nothing claimed: the server said capability\\_mismatch (pending tasks 2, matched 0)."), "{md}");
-        let r = RunReport {
-            limit: Some(
-                "account limit: Max concurrent workers limit reached (limit 1, current 1)".into(),
-            ),
-            ..RunReport::default()
-        };
-        let md = render_summary(&r);
-        assert!(
-            md.contains("> **Account limit:** account limit: Max concurrent workers limit reached"),
-            "{md}"
-        );
-        assert!(md.contains("No task was claimed."), "{md}");
-        let mut mixed = mixed_run();
-        mixed.claim_reason = Some("no_slots (active workers 3, max concurrent 3)".into());
-        assert!(render_summary(&mixed).contains("Last claim: the server said no\\_slots"));
-        mixed.claim_reason = Some("no_pending_tasks (free slots 2)".into());
-        assert!(!render_summary(&mixed).contains("Last claim"));
     }
 
     #[test]
