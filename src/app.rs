@@ -11,7 +11,7 @@ use tracing::{info, warn};
 use crate::buildd::BuilddClient;
 use crate::config::{Config, RunnerSettings, Source};
 use crate::error::{
-    EXIT_OK, EXIT_SERVER, EXIT_SIGINT, EXIT_SIGTERM, EXIT_TASK_FAILED, EXIT_USAGE, Hint,
+    EXIT_LIMIT, EXIT_OK, EXIT_SERVER, EXIT_SIGINT, EXIT_SIGTERM, EXIT_TASK_FAILED, EXIT_USAGE, Hint,
 };
 use crate::git::Git;
 use crate::redact::Redactor;
@@ -189,7 +189,13 @@ async fn run_inner(config: &Config, redactor: &Redactor) -> Result<u8, AppError>
         server: config.server.clone(),
         sandbox: Some(config.sandbox.clone()),
     };
-    let mut scheduler = Scheduler::new(scheduler_config(config), client, worker, redactor.clone());
+    let capabilities = detect_capabilities(config);
+    let mut scheduler = Scheduler::new(
+        scheduler_config(config, capabilities),
+        client,
+        worker,
+        redactor.clone(),
+    );
     if config.actions.is_actions() {
         let r = redactor.clone();
         scheduler = scheduler.on_finished(Arc::new(move |result| {
@@ -249,7 +255,7 @@ fn writable_dir(path: &std::path::Path, what: DirRole) -> Result<(), AppError> {
     std::fs::remove_file(&probe).map_err(fail)
 }
 
-fn scheduler_config(config: &Config) -> SchedulerConfig {
+fn scheduler_config(config: &Config, capabilities: Vec<String>) -> SchedulerConfig {
     SchedulerConfig {
         mode: config.mode,
         max_tasks: config.max_tasks,
@@ -259,7 +265,26 @@ fn scheduler_config(config: &Config) -> SchedulerConfig {
         runner_id: config.runner_id.clone(),
         retry: config.retry,
         grace_period: config.grace_period,
+        capabilities,
+        heartbeat_interval: config.heartbeat_interval,
     }
+}
+
+/// What the claim advertises: the detected capabilities plus `--capability`.
+fn detect_capabilities(config: &Config) -> Vec<String> {
+    let claude_cli = match &config.runner {
+        RunnerSettings::Cli { config, parent_env } => CliRunner::new((**config).clone())
+            .with_parent_env(parent_env.clone())
+            .locate_claude()
+            .is_ok(),
+        RunnerSettings::Api(_) => false,
+    };
+    let path = std::env::var("PATH").unwrap_or_default();
+    crate::capabilities::detect(
+        &config.capabilities,
+        crate::capabilities::RunnerFacts { claude_cli },
+        &path,
+    )
 }
 
 /// The runner the configuration chose, redacting with the agent's redactor.
@@ -319,6 +344,10 @@ pub fn exit_code(record: &RunRecord, signal: Option<i32>) -> u8 {
     }
     if record.results.iter().any(|r| r.is_failure()) || record.rejected_claims > 0 {
         return EXIT_TASK_FAILED;
+    }
+    // The daemon waits out limits; only a one-shot run ends at one.
+    if record.limit.is_some() {
+        return EXIT_LIMIT;
     }
     EXIT_OK
 }

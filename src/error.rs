@@ -24,6 +24,9 @@ pub const EXIT_TASK_FAILED: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
 /// The server is unusable: key rejected, or unreachable past the retry budget.
 pub const EXIT_SERVER: u8 = 3;
+/// `--once`/`--until-idle` stopped at an account limit (concurrency, daily
+/// cost, sessions, exhausted budget): not an outage, and no task failed.
+pub const EXIT_LIMIT: u8 = 4;
 /// Interrupted by SIGINT (128 + 2).
 pub const EXIT_SIGINT: u8 = 130;
 /// Terminated by SIGTERM (128 + 15).

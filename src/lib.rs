@@ -6,6 +6,7 @@ pub mod anthropic;
 pub mod app;
 pub mod backoff;
 pub mod buildd;
+pub mod capabilities;
 pub mod config;
 pub mod error;
 pub mod git;

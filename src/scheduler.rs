@@ -1,11 +1,17 @@
 //! The claim loop: free slots, `--once` / `--until-idle` / daemon, idle
 //! timeout, outages and shutdown.
 //!
-//! The scheduler claims only for free slots, spawns one `worker::run` per
-//! claimed task (tracked, so nothing is left running at exit), and claims again
-//! as soon as a task finishes, not only on the poll timer. It never retries a
+//! The scheduler claims for every free slot at once (`maxTasks` = free slots),
+//! spawns one `worker::run` per claimed task (tracked, so nothing is left
+//! running at exit), and claims again as soon as a task finishes while the
+//! queue had work. After an answer with fewer tasks than asked (the queue is
+//! drained, or a limit), it asks again only on the poll timer or when the last
+//! running task ends — never once per slot as each frees. It never retries a
 //! rejected key; it retries everything transient with capped, jittered backoff
-//! (forever in the daemon, within the retry budget otherwise).
+//! (forever in the daemon, within the retry budget otherwise). Account limits
+//! (429s, an exhausted budget) are not outages ([`limits`]): the daemon waits
+//! as the server asks, a one-shot run ends. Why nothing was claimed is logged
+//! once per change of reason. The daemon sends heartbeats ([`heartbeat`]).
 //!
 //! Shutdown arrives as one [`Shutdown`] value. Every task's [`Stop`] is a child
 //! of the scheduler's `tasks` stop, which is itself a child of `drain` in
@@ -20,9 +26,17 @@ use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
+mod heartbeat;
+mod limits;
+
+pub use heartbeat::local_ui_url;
+pub use limits::Limit;
+
 use crate::backoff::RetryPolicy;
 use crate::backoff::{Backoff, round_ms};
-use crate::buildd::types::{ClaimRequest, ClaimedWorker, WorkerStatus, WorkerUpdate};
+use crate::buildd::types::{
+    ClaimRequest, ClaimResponse, ClaimedWorker, WorkerStatus, WorkerUpdate,
+};
 use crate::buildd::{BuilddClient, BuilddError};
 use crate::config::Mode;
 use crate::redact::Redactor;
@@ -30,8 +44,12 @@ use crate::shutdown::{Shutdown, Stop, StopReason};
 use crate::worker::task::Id;
 use crate::worker::{self, ClaimedTask, TaskResult, WorkerContext};
 
-/// Longest pause honoured from a server's `budgetResetsAt` before polling again.
-const MAX_BUDGET_WAIT: Duration = Duration::from_secs(15 * 60);
+/// How many limit answers in a row a one-shot run takes before it ends with
+/// exit code 4: a limit that lifts within a few backoff steps (another
+/// worker finishing) is waited out; one that does not ends the run in seconds
+/// (1 s doubling, jittered: at most 15 s with the default delays), never
+/// after the retry budget meant for outages.
+const LIMIT_ATTEMPTS: u32 = 5;
 
 /// After the second signal, how long the scheduler waits for tasks to wind
 /// down before it returns anyway (their outbox entries survive for the next start).
@@ -48,6 +66,10 @@ pub struct SchedulerConfig {
     pub runner_id: String,
     pub retry: RetryPolicy,
     pub grace_period: Duration,
+    /// Sent with every claim (never empty, so the server checks `requiredCapabilities`).
+    pub capabilities: Vec<String>,
+    /// Daemon: how often to send a heartbeat.
+    pub heartbeat_interval: Duration,
 }
 
 /// Why the scheduler could not use the server.
@@ -77,6 +99,11 @@ pub struct RunRecord {
     /// Tasks still running when the agent gave up waiting after a second signal
     /// (their outbox entries are reported at the next start).
     pub abandoned: usize,
+    /// The server's reason (with its counts) when the last claim came back
+    /// empty, e.g. `no_pending_tasks (free slots 3)`.
+    pub idle_reason: Option<String>,
+    /// The account limit the last claim ran into, if it did.
+    pub limit: Option<Limit>,
 }
 
 /// Told about each task as it finishes (the app prints its job-log group).
@@ -105,8 +132,18 @@ struct Round {
     /// Since when claims have been failing (for the retry budget).
     failing_since: Option<Instant>,
     next_claim: tokio::time::Instant,
+    /// No claim before this (the server's `budgetResetsAt`).
+    not_before: tokio::time::Instant,
     claimed_once: bool,
-    queue_empty: bool,
+    /// The last answer had fewer tasks than asked: claim again only on the
+    /// timer or when the last running task ends.
+    starved: bool,
+    /// Limit answers in a row (a one-shot run gives up at [`LIMIT_ATTEMPTS`]).
+    limit_streak: u32,
+    /// The last "nothing claimed" line logged, so a daemon logs each change once.
+    last_note: Option<String>,
+    /// Daemon only.
+    heartbeats: Option<heartbeat::Heartbeats>,
     idle_since: tokio::time::Instant,
     /// Daemon: when running tasks are stopped after the first signal.
     grace_deadline: Option<tokio::time::Instant>,
@@ -141,6 +178,11 @@ impl Scheduler {
         let started = Instant::now();
         let mut round = self.round(shutdown);
         loop {
+            if let Some(hb) = round.heartbeats.as_mut()
+                && tokio::time::Instant::now() >= hb.due()
+            {
+                hb.send(round.running);
+            }
             if self.wants_claim(&round) && tokio::time::Instant::now() >= round.next_claim {
                 self.claim_round(&mut round).await;
                 continue;
@@ -157,6 +199,17 @@ impl Scheduler {
             }
             self.wait(&mut round).await;
         }
+        if matches!(self.config.mode, Mode::Daemon { .. }) {
+            // The daemon waits limits out; they do not decide how it exits.
+            round.record.limit = None;
+        } else if let Some(limit) = &round.record.limit
+            && self.gave_up(&round)
+        {
+            warn!(
+                "stopped claiming at an account limit, not an outage ({limit}); exit code {}",
+                crate::error::EXIT_LIMIT
+            );
+        }
         let mut record = self.wind_down(round).await;
         record.wall_time = started.elapsed();
         record
@@ -168,6 +221,14 @@ impl Scheduler {
             Mode::Daemon { .. } => shutdown.now.child(),
         };
         let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let heartbeats = matches!(self.config.mode, Mode::Daemon { .. }).then(|| {
+            heartbeat::Heartbeats::new(
+                self.client.clone(),
+                self.redactor.clone(),
+                &self.config.runner_id,
+                self.config.heartbeat_interval,
+            )
+        });
         Round {
             shutdown,
             tasks,
@@ -179,8 +240,12 @@ impl Scheduler {
             backoff: Backoff::new(self.config.retry.base_delay, self.config.retry.max_delay),
             failing_since: None,
             next_claim: tokio::time::Instant::now(),
+            not_before: tokio::time::Instant::now(),
             claimed_once: false,
-            queue_empty: false,
+            starved: false,
+            limit_streak: 0,
+            last_note: None,
+            heartbeats,
             idle_since: tokio::time::Instant::now(),
             grace_deadline: None,
         }
@@ -191,8 +256,9 @@ impl Scheduler {
             && round.record.problem.is_none()
             && self.config.max_tasks > round.running
             && match self.config.mode {
-                Mode::Once => !round.claimed_once,
-                Mode::UntilIdle => !round.queue_empty,
+                Mode::Once => !round.claimed_once && !self.gave_up(round),
+                // Starved with tasks running: the poll timer may still ask.
+                Mode::UntilIdle => !self.gave_up(round) && (!round.starved || round.running > 0),
                 Mode::Daemon { .. } => true,
             }
     }
@@ -202,10 +268,18 @@ impl Scheduler {
             && (round.shutdown.drain.is_stopped()
                 || round.record.problem.is_some()
                 || match self.config.mode {
-                    Mode::Once => round.claimed_once,
-                    Mode::UntilIdle => round.queue_empty,
+                    Mode::Once => round.claimed_once || self.gave_up(round),
+                    Mode::UntilIdle => round.starved || self.gave_up(round),
                     Mode::Daemon { .. } => false,
                 })
+    }
+
+    /// A one-shot run stops at a limit: after [`LIMIT_ATTEMPTS`] limit answers
+    /// in a row, or at once for an exhausted budget (it resets in hours).
+    fn gave_up(&self, round: &Round) -> bool {
+        !matches!(self.config.mode, Mode::Daemon { .. })
+            && (round.limit_streak >= LIMIT_ATTEMPTS
+                || matches!(round.record.limit, Some(Limit::Budget { .. })))
     }
 
     fn idle_deadline(&self, round: &Round) -> Option<tokio::time::Instant> {
@@ -221,24 +295,13 @@ impl Scheduler {
     async fn claim_round(&self, round: &mut Round) {
         let free = self.config.max_tasks.saturating_sub(round.running);
         match self.claim(free).await {
-            Ok(resp) => {
-                round.backoff.reset();
-                round.failing_since = None;
-                round.claimed_once = true;
-                let got = resp.workers.len() as u32;
-                if got == 0 {
-                    debug!(
-                        reason = resp.reason().unwrap_or("none given"),
-                        "nothing to claim"
-                    );
-                }
-                round.queue_empty = got < free;
-                let wait = budget_wait(resp.budget_resets_at.as_deref(), got);
-                round.next_claim =
-                    tokio::time::Instant::now() + self.config.poll_interval.max(wait);
-                for w in resp.workers {
-                    self.start_worker(round, w).await;
-                }
+            Ok(resp) => self.answered(round, free, resp).await,
+            Err(BuilddError::RateLimited {
+                message,
+                retry_after,
+            }) => {
+                let message = self.redactor.redact(&message).into_owned();
+                self.limited(round, Limit::Account { message }, retry_after);
             }
             Err(e) => match self.classify(e, &mut round.failing_since) {
                 Ok(delay) => {
@@ -250,6 +313,67 @@ impl Scheduler {
                     round.record.problem = Some(problem);
                 }
             },
+        }
+    }
+
+    /// A 200: start what came, and note why less than asked came.
+    async fn answered(&self, round: &mut Round, free: u32, resp: ClaimResponse) {
+        if let Some(limit) = limits::budget_limit(&resp) {
+            return self.limited(round, limit, None);
+        }
+        round.backoff.reset();
+        round.failing_since = None;
+        round.claimed_once = true;
+        round.limit_streak = 0;
+        round.record.limit = None;
+        let got = resp.workers.len() as u32;
+        if got == 0 {
+            let reason = resp.diagnostics.as_ref().map(|d| d.describe());
+            let said = reason.as_deref().unwrap_or("the server gave no reason");
+            self.note(round, format!("nothing to claim: {said}"));
+            round.record.idle_reason = Some(reason.unwrap_or_else(|| "none given".into()));
+        } else {
+            round.last_note = None;
+            round.record.idle_reason = None;
+        }
+        round.starved = got < free;
+        round.next_claim = tokio::time::Instant::now() + self.config.poll_interval;
+        for w in resp.workers {
+            self.start_worker(round, w).await;
+        }
+    }
+
+    /// An account limit: the server is up and said no. Wait as it asks (the
+    /// budget's reset time, a `Retry-After`, else the backoff; in the daemon
+    /// never less than the poll interval). A one-shot run asks a few times,
+    /// then ends once nothing runs (see [`Scheduler::gave_up`]).
+    fn limited(&self, round: &mut Round, limit: Limit, retry_after: Option<Duration>) {
+        round.failing_since = None;
+        round.limit_streak += 1;
+        round.record.idle_reason = None;
+        self.note(round, format!("claiming paused: {limit}"));
+        let now = tokio::time::Instant::now();
+        let delay = match &limit {
+            Limit::Budget { resets_at } => {
+                let wait = limits::budget_wait(*resets_at);
+                round.not_before = now + wait;
+                wait
+            }
+            Limit::Account { .. } => retry_after.unwrap_or_else(|| round.backoff.next_delay()),
+        };
+        let floor = match self.config.mode {
+            Mode::Daemon { .. } => self.config.poll_interval,
+            Mode::Once | Mode::UntilIdle => Duration::ZERO,
+        };
+        round.next_claim = now + delay.max(floor);
+        round.record.limit = Some(limit);
+    }
+
+    /// Log `line` at INFO unless it is what was logged last.
+    fn note(&self, round: &mut Round, line: String) {
+        if round.last_note.as_deref() != Some(line.as_str()) {
+            info!("{line}");
+            round.last_note = Some(line);
         }
     }
 
@@ -282,9 +406,16 @@ impl Scheduler {
         let draining = round.shutdown.drain.is_stopped();
         let idle_deadline = self.idle_deadline(round);
         tokio::select! {
-            Some(result) = round.done_rx.recv() => self.task_finished(round, result),
+            Some(result) = round.done_rx.recv() => {
+                self.task_finished(round, result);
+                // Tasks that ended together free their slots for one claim.
+                while let Ok(more) = round.done_rx.try_recv() {
+                    self.task_finished(round, more);
+                }
+            }
             _ = tokio::time::sleep_until(round.next_claim), if wants_claim => {}
             _ = sleep_opt(idle_deadline) => {}
+            _ = sleep_opt(round.heartbeats.as_ref().map(|h| h.due())) => {}
             _ = round.shutdown.drain.stopped(), if !draining => self.drain(round),
             _ = sleep_opt(round.grace_deadline), if !round.tasks.is_stopped() => {
                 info!(running = round.running, "grace period over: cancelling running tasks");
@@ -302,10 +433,12 @@ impl Scheduler {
             round.idle_since = tokio::time::Instant::now();
         }
         round.record.results.push(result);
-        // A slot is free: claim again now, unless the server is failing.
-        round.queue_empty = false;
-        if round.failing_since.is_none() {
-            round.next_claim = tokio::time::Instant::now();
+        // A slot is free: claim again now if the queue had work, or if this
+        // was the last running task — unless the server is failing (the
+        // backoff decides) or asked us to wait (its budget reset time).
+        if round.failing_since.is_none() && (!round.starved || round.running == 0) {
+            round.starved = false;
+            round.next_claim = tokio::time::Instant::now().max(round.not_before);
         }
     }
 
@@ -332,6 +465,9 @@ impl Scheduler {
 
     /// Wait for every worker; after a second signal, only a bounded moment.
     async fn wind_down(&self, mut round: Round) -> RunRecord {
+        if let Some(hb) = round.heartbeats.as_mut() {
+            hb.stop();
+        }
         round.tracker.close();
         let now = round.shutdown.now.clone();
         let waited = tokio::select! {
@@ -351,13 +487,13 @@ impl Scheduler {
         round.record
     }
 
-    async fn claim(&self, free: u32) -> Result<crate::buildd::types::ClaimResponse, BuilddError> {
+    async fn claim(&self, free: u32) -> Result<ClaimResponse, BuilddError> {
         let request = ClaimRequest {
             runner: self.config.runner_id.clone(),
             max_tasks: free,
             workspace_id: self.config.workspace.clone(),
             task_id: self.config.task.clone(),
-            capabilities: Vec::new(),
+            capabilities: self.config.capabilities.clone(),
         };
         debug!(max_tasks = free, "claiming");
         self.client.claim(&request).await
@@ -382,7 +518,7 @@ impl Scheduler {
                     message: self.redactor.redact(&m).into_owned(),
                 })
             }
-            e => {
+            _ => {
                 let since = *failing_since.get_or_insert_with(Instant::now);
                 let give_up = !matches!(self.config.mode, Mode::Daemon { .. })
                     && since.elapsed() >= self.config.retry.budget;
@@ -392,16 +528,8 @@ impl Scheduler {
                         last_error: message,
                     });
                 }
-                match e {
-                    BuilddError::RateLimited { retry_after, .. } => {
-                        warn!("claim rate limited, backing off: {message}");
-                        Ok(retry_after)
-                    }
-                    _ => {
-                        warn!("claim failed, will retry: {message}");
-                        Ok(None)
-                    }
-                }
+                warn!("claim failed, will retry: {message}");
+                Ok(None)
             }
         }
     }
@@ -425,38 +553,9 @@ impl Scheduler {
     }
 }
 
-/// How long to wait when the server said the budget resets later.
-fn budget_wait(resets_at: Option<&str>, claimed: u32) -> Duration {
-    if claimed > 0 {
-        return Duration::ZERO;
-    }
-    let Some(at) = resets_at.and_then(|t| humantime::parse_rfc3339_weak(t).ok()) else {
-        return Duration::ZERO;
-    };
-    at.duration_since(std::time::SystemTime::now())
-        .unwrap_or_default()
-        .min(MAX_BUDGET_WAIT)
-}
-
 async fn sleep_opt(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn budget_wait_is_capped_and_ignored_when_work_was_claimed() {
-        let far =
-            humantime::format_rfc3339(std::time::SystemTime::now() + Duration::from_secs(86_400))
-                .to_string();
-        assert_eq!(budget_wait(Some(&far), 0), MAX_BUDGET_WAIT);
-        assert_eq!(budget_wait(Some(&far), 1), Duration::ZERO);
-        assert_eq!(budget_wait(Some("not a time"), 0), Duration::ZERO);
-        assert_eq!(budget_wait(None, 0), Duration::ZERO);
     }
 }

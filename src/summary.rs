@@ -32,6 +32,11 @@ pub fn run_report(
             .problem
             .as_ref()
             .map(|p| redactor.redact(&p.to_string()).into_owned()),
+        claim_reason: record.idle_reason.clone(),
+        limit: record
+            .limit
+            .as_ref()
+            .map(|l| redactor.redact(&l.to_string()).into_owned()),
     }
 }
 

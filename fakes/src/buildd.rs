@@ -23,12 +23,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 mod claim;
+mod heartbeat;
 mod read;
 mod update;
 
 use claim::{claim, is_terminal};
+use heartbeat::heartbeat;
 use read::read;
-use update::{heartbeat, update};
+use update::update;
 
 /// The key every fake accepts unless told otherwise.
 pub const DEFAULT_KEY: &str = "bld_test_worker_key_0001";
@@ -81,6 +83,20 @@ pub struct TaskSeed {
     pub git_config: Option<Value>,
     /// The workspace's `configStatus` (`unconfigured`, the default, or `admin_confirmed`).
     pub config_status: Option<String>,
+    /// Names a claim's `capabilities` must all include (checked only when the
+    /// claim sends a non-empty list, as the server does).
+    pub required_capabilities: Vec<String>,
+}
+
+/// One claim as the fake answered it, for tests that count claims.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimSeen {
+    /// The `maxTasks` asked for.
+    pub max_tasks: usize,
+    /// The account's live (non-terminal) workers when the claim arrived.
+    pub live_workers: usize,
+    /// Tasks handed out (0 for an empty answer or a 429).
+    pub granted: usize,
 }
 
 /// A request as the fake received it.
@@ -133,6 +149,7 @@ pub struct TaskState {
     pub external_url: Option<String>,
     pub git_config: Option<Value>,
     pub config_status: String,
+    pub required_capabilities: Vec<String>,
     pub claims: u32,
 }
 
@@ -151,6 +168,13 @@ struct Inner {
     violations: Vec<String>,
     faults: HashMap<Route, VecDeque<Fault>>,
     max_concurrent: Option<usize>,
+    /// Answer every claim with 429 "Daily cost limit exceeded".
+    cost_limit_exceeded: bool,
+    /// While set, the OAuth budget is exhausted until this time: claims get
+    /// nothing, with `budgetResetsAt` and reason `budget_exhausted`.
+    budget_resets_at: Option<String>,
+    /// Every claim that got past authentication and the body checks.
+    claim_log: Vec<ClaimSeen>,
     next_worker: u64,
     /// Until this instant every request is dropped (the server "went away").
     outage_until: Option<std::time::Instant>,
@@ -254,6 +278,30 @@ impl FakeBuildd {
         lock(&self.state).max_concurrent = n;
     }
 
+    /// Answer claims with 429 "Daily cost limit exceeded" (API-billed accounts).
+    pub fn set_cost_limit_exceeded(&self, exceeded: bool) {
+        lock(&self.state).cost_limit_exceeded = exceeded;
+    }
+
+    /// Exhaust the account's OAuth budget until `resets_at` (an ISO time), or
+    /// end that with `None`.
+    pub fn set_budget_exhausted(&self, resets_at: Option<&str>) {
+        lock(&self.state).budget_resets_at = resets_at.map(str::to_string);
+    }
+
+    /// Every claim the fake answered (after auth and body checks), in order.
+    pub fn claim_log(&self) -> Vec<ClaimSeen> {
+        lock(&self.state).claim_log.clone()
+    }
+
+    /// Heartbeats the fake accepted, in order.
+    pub fn heartbeats(&self) -> Vec<Recorded> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.path == "/api/workers/heartbeat" && r.status == 200)
+            .collect()
+    }
+
     /// Queue a task; returns its id.
     pub fn add_task(&self, seed: TaskSeed) -> String {
         let mut s = lock(&self.state);
@@ -278,6 +326,7 @@ impl FakeBuildd {
             external_url: seed.external_url,
             git_config: seed.git_config,
             config_status: seed.config_status.unwrap_or_else(|| "unconfigured".into()),
+            required_capabilities: seed.required_capabilities,
             claims: 0,
         });
         id

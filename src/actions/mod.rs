@@ -10,6 +10,7 @@
 //! Everything here is pure or writes only to a path it is given, so tests pass
 //! an env map instead of touching the process environment.
 
+mod claim_notes;
 pub mod commands;
 pub mod dispatch;
 pub mod outputs;
@@ -70,6 +71,11 @@ pub struct RunReport {
     pub interrupted: bool,
     /// The server could not be reached or refused us (claim failed).
     pub server_error: Option<String>,
+    /// Why the last claim came back empty: the server's reason and counts
+    /// (`capability_mismatch (pending tasks 2, matched 0)`).
+    pub claim_reason: Option<String>,
+    /// The account limit that stopped claiming (one-shot modes; exit code 4).
+    pub limit: Option<String>,
 }
 
 impl RunReport {
@@ -245,6 +251,8 @@ pub(crate) mod fixtures {
             wall_time: Duration::from_secs(3_905),
             interrupted: false,
             server_error: None,
+            claim_reason: None,
+            limit: None,
         }
     }
 }

@@ -114,6 +114,12 @@ struct JsonReport<'a> {
     wall_time_ms: u128,
     interrupted: bool,
     server_error: Option<String>,
+    /// Why the last claim came back empty (the server's reason and counts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    claim_reason: Option<String>,
+    /// The account limit that stopped claiming.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    limit: Option<String>,
     tasks: Vec<JsonTask<'a>>,
 }
 
@@ -150,6 +156,14 @@ pub fn result_json(report: &RunReport) -> String {
             .server_error
             .as_deref()
             .map(|e| truncate_chars(e, JSON_ERROR_CHARS)),
+        claim_reason: report
+            .claim_reason
+            .as_deref()
+            .map(|r| truncate_chars(r, JSON_ERROR_CHARS)),
+        limit: report
+            .limit
+            .as_deref()
+            .map(|l| truncate_chars(l, JSON_ERROR_CHARS)),
         tasks: report
             .tasks
             .iter()
@@ -304,6 +318,21 @@ mod tests {
         assert!(result_json(&r).contains("\"cost_usd\":null"));
         r.tasks[0].cost_usd = Some(1.23456);
         assert_eq!(cost_output(&r), "1.2346");
+    }
+
+    #[test]
+    fn result_json_carries_the_claim_reason_and_limit_only_when_known() {
+        let plain: serde_json::Value =
+            serde_json::from_str(&result_json(&RunReport::default())).unwrap();
+        assert!(plain.get("claim_reason").is_none() && plain.get("limit").is_none());
+        let r = RunReport {
+            claim_reason: Some("no_slots (active workers 3)".into()),
+            limit: Some("account limit: Daily cost limit exceeded".into()),
+            ..RunReport::default()
+        };
+        let v: serde_json::Value = serde_json::from_str(&result_json(&r)).unwrap();
+        assert_eq!(v["claim_reason"], "no_slots (active workers 3)");
+        assert_eq!(v["limit"], "account limit: Daily cost limit exceeded");
     }
 
     #[test]

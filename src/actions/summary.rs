@@ -100,14 +100,12 @@ fn render_head(report: &RunReport, limits: RowLimits) -> String {
             cell_text(&truncate_chars(err, 2_000))
         );
     }
+    s.push_str(&super::claim_notes::limit_line(report));
     if report.tasks.is_empty() {
-        if report.server_error.is_none() && !report.interrupted {
-            s.push_str("Nothing to do: no task was waiting.\n\n");
-        } else {
-            s.push_str("No task was claimed.\n\n");
-        }
+        s.push_str(&super::claim_notes::nothing_claimed(report));
         return s;
     }
+    s.push_str(&super::claim_notes::last_claim_line(report));
     s.push_str("| Task | Status | Duration | Turns | Tokens in / out | Cost | PR |\n");
     s.push_str("|---|---|---:|---:|---:|---:|---|\n");
     for t in &report.tasks {

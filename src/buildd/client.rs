@@ -7,7 +7,8 @@ use reqwest::{StatusCode, header};
 use serde::de::DeserializeOwned;
 
 use super::types::{
-    ClaimRequest, ClaimResponse, ConflictBody, ErrorBody, UpdateAck, WorkerRead, WorkerUpdate,
+    ClaimRequest, ClaimResponse, ConflictBody, ErrorBody, Heartbeat, UpdateAck, WorkerRead,
+    WorkerUpdate,
 };
 use crate::secret::Secret;
 
@@ -108,6 +109,20 @@ impl BuilddClient {
             .await
             .map_err(network)?;
         read_json(resp).await
+    }
+
+    /// `POST /api/workers/heartbeat`. The answer's `viewerToken` guards a local
+    /// UI this agent does not have, so it is read and dropped, never kept or logged.
+    pub async fn heartbeat(&self, heartbeat: &Heartbeat) -> Result<(), BuilddError> {
+        let resp = self
+            .http
+            .post(format!("{}/api/workers/heartbeat", self.base))
+            .bearer_auth(self.key.expose())
+            .json(heartbeat)
+            .send()
+            .await
+            .map_err(network)?;
+        read_json::<serde_json::Value>(resp).await.map(drop)
     }
 
     /// `PATCH /api/workers/{id}` with only the changed fields; the answer's

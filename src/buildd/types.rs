@@ -30,17 +30,90 @@ pub struct ClaimRequest {
 pub struct ClaimResponse {
     #[serde(default)]
     pub workers: Vec<ClaimedWorker>,
-    #[serde(default)]
-    pub diagnostics: Option<serde_json::Value>,
-    #[serde(default)]
+    /// Why fewer tasks than asked came back (read leniently: a malformed
+    /// block is dropped, it never fails the claim).
+    #[serde(default, deserialize_with = "lenient")]
+    pub diagnostics: Option<ClaimDiagnostics>,
+    /// Set while the account's OAuth budget is exhausted: do not claim before it.
+    #[serde(default, deserialize_with = "lenient")]
     pub budget_resets_at: Option<String>,
 }
 
 impl ClaimResponse {
     /// `diagnostics.reason`, when the server gave one.
     pub fn reason(&self) -> Option<&str> {
-        self.diagnostics.as_ref()?.get("reason")?.as_str()
+        self.diagnostics.as_ref()?.reason.as_deref()
     }
+}
+
+/// The claim's `diagnostics`: the server's reason for handing out nothing (or
+/// less than asked) and the counts that explain it. Server text: shown only
+/// through [`ClaimDiagnostics::describe`], which keeps it to one safe line.
+#[derive(Debug, Clone, Deserialize, Default, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ClaimDiagnostics {
+    #[serde(deserialize_with = "lenient")]
+    pub reason: Option<String>,
+    #[serde(deserialize_with = "lenient")]
+    pub pending_tasks: Option<u64>,
+    #[serde(deserialize_with = "lenient")]
+    pub matched_tasks: Option<u64>,
+    #[serde(deserialize_with = "lenient")]
+    pub active_workers: Option<u64>,
+    #[serde(deserialize_with = "lenient")]
+    pub max_concurrent: Option<u64>,
+    #[serde(deserialize_with = "lenient")]
+    pub available_slots: Option<u64>,
+}
+
+impl ClaimDiagnostics {
+    /// The reason as a plain token (`no_pending_tasks`), or `unknown`. The
+    /// server's values are snake_case words; anything else is cut down to
+    /// them so a hostile server cannot put markup or escapes in a log line.
+    pub fn reason_token(&self) -> String {
+        let token: String = self
+            .reason
+            .as_deref()
+            .unwrap_or("")
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .take(64)
+            .collect();
+        if token.is_empty() {
+            "unknown".into()
+        } else {
+            token
+        }
+    }
+
+    /// One line: the reason and the counts the server gave, e.g.
+    /// `capability_mismatch (pending tasks 2, matched 0)`.
+    pub fn describe(&self) -> String {
+        let counts: Vec<String> = [
+            ("pending tasks", self.pending_tasks),
+            ("matched", self.matched_tasks),
+            ("active workers", self.active_workers),
+            ("max concurrent", self.max_concurrent),
+            ("free slots", self.available_slots),
+        ]
+        .into_iter()
+        .filter_map(|(name, n)| n.map(|n| format!("{name} {n}")))
+        .collect();
+        if counts.is_empty() {
+            self.reason_token()
+        } else {
+            format!("{} ({})", self.reason_token(), counts.join(", "))
+        }
+    }
+}
+
+/// Body of `POST /api/workers/heartbeat`: this agent is alive and runs this many tasks.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Heartbeat {
+    /// The server's key for this agent's heartbeat row (required; stable per agent).
+    pub local_ui_url: String,
+    pub active_worker_count: u32,
 }
 
 /// One worker the server created for a claimed task.
@@ -337,6 +410,45 @@ mod tests {
         assert_eq!(w.task.mode.as_deref(), Some("brand_new_mode"));
         assert_eq!(w.server_api_key.as_ref().unwrap().expose(), "sk-ant-xyz");
         assert_eq!(parsed.reason(), Some("race_lost"));
+    }
+
+    #[test]
+    fn diagnostics_are_one_safe_line_and_never_fail_the_claim() {
+        let parsed: ClaimResponse = serde_json::from_str(
+            r#"{"workers":[],"diagnostics":{"reason":"capability_mismatch","pendingTasks":2,
+            "matchedTasks":0,"deferrals":{"x":1}},"budgetResetsAt":null}"#,
+        )
+        .unwrap();
+        let d = parsed.diagnostics.unwrap();
+        assert_eq!(
+            d.describe(),
+            "capability_mismatch (pending tasks 2, matched 0)"
+        );
+        assert_eq!(parsed.budget_resets_at, None);
+
+        let hostile: ClaimResponse = serde_json::from_str(
+            r#"{"workers":[],"diagnostics":{"reason":"\u001b[31m<b>x</b>\nno_slots","activeWorkers":"three"}}"#,
+        )
+        .unwrap();
+        assert_eq!(hostile.diagnostics.unwrap().describe(), "31mbxbno_slots");
+        let odd: ClaimResponse =
+            serde_json::from_str(r#"{"workers":[],"diagnostics":"busy","budgetResetsAt":5}"#)
+                .unwrap();
+        assert_eq!(odd.diagnostics, None);
+        assert_eq!(odd.budget_resets_at, None);
+        assert_eq!(ClaimDiagnostics::default().describe(), "unknown");
+    }
+
+    #[test]
+    fn heartbeat_matches_the_wire_form() {
+        let hb = Heartbeat {
+            local_ui_url: "headless://buildd-agent/ci-1".into(),
+            active_worker_count: 2,
+        };
+        assert_eq!(
+            serde_json::to_value(&hb).unwrap(),
+            serde_json::json!({"localUiUrl":"headless://buildd-agent/ci-1","activeWorkerCount":2})
+        );
     }
 
     #[test]

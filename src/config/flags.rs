@@ -17,6 +17,8 @@ Exit codes:
   1    at least one task failed
   2    usage or configuration error (bad flag, no buildd key, no Claude credentials)
   3    server unusable (key rejected, or unreachable past the retry budget)
+  4    --once/--until-idle stopped at an account limit (concurrent workers or sessions, daily
+       cost, exhausted budget); no task failed
   130  interrupted by SIGINT
   143  terminated by SIGTERM";
 
@@ -73,6 +75,18 @@ pub struct Cli {
     /// Daemon: exit 0 after this long with nothing claimed or running
     #[arg(long, env = "BUILDD_IDLE_TIMEOUT", value_name = "DUR", value_parser = parse_duration)]
     pub idle_timeout: Option<Duration>,
+
+    /// Also advertise this capability (repeat, or comma-separate in the env var); tasks whose
+    /// requiredCapabilities name one we lack are not handed to us. Detected: git, gh, docker
+    /// (on PATH), claude (CLI runner), set env-var names such as GITHUB_TOKEN, the OS and CPU
+    /// (linux, x64)
+    #[arg(
+        long = "capability",
+        env = "BUILDD_CAPABILITIES",
+        value_name = "NAME",
+        value_delimiter = ','
+    )]
+    pub capabilities: Vec<String>,
 
     /// How tasks run: auto picks cli when CLAUDE_CODE_OAUTH_TOKEN is set, else api
     #[arg(long, env = "BUILDD_RUNNER", value_enum, default_value_t = RunnerChoice::Auto)]
@@ -207,6 +221,11 @@ pub struct Cli {
           value_parser = parse_duration, hide = true)]
     pub status_poll_interval: Duration,
 
+    /// Daemon: send the server a heartbeat this often (at most 60s, the server's rule)
+    #[arg(long, env = "BUILDD_HEARTBEAT_INTERVAL", value_name = "DUR", default_value = "30s",
+          value_parser = parse_heartbeat_interval, hide = true)]
+    pub heartbeat_interval: Duration,
+
     /// Coalesce progress updates to at most one per this period per task
     #[arg(long, env = "BUILDD_PROGRESS_INTERVAL", value_name = "DUR", default_value = "2s",
           value_parser = parse_duration, hide = true)]
@@ -226,6 +245,16 @@ pub enum RunnerChoice {
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s.trim()).map_err(|e| format!("{e} (examples: 500ms, 10s, 2m, 1h)"))
+}
+
+fn parse_heartbeat_interval(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        d if d > Duration::from_secs(60) => {
+            Err("at most 60s: the server counts an agent silent for longer as gone".into())
+        }
+        d if d.is_zero() => Err("must be more than zero".into()),
+        d => Ok(d),
+    }
 }
 
 fn parse_sandbox_mode(s: &str) -> Result<crate::process::sandbox::SandboxMode, String> {
@@ -283,6 +312,13 @@ mod tests {
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn heartbeat_interval_is_at_most_a_minute() {
+        assert_eq!(parse_heartbeat_interval("45s"), Ok(Duration::from_secs(45)));
+        assert!(parse_heartbeat_interval("61s").is_err());
+        assert!(parse_heartbeat_interval("0s").is_err());
     }
 
     #[test]

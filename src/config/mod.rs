@@ -113,6 +113,12 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// `buildd-agent/<hostname>`, sent as the claim's `runner`.
     pub runner_id: String,
+    /// Capabilities the operator added (`--capability`) and the env-var names set at start
+    /// (read here: some of those variables leave the process environment before the app
+    /// runs), advertised beside the detected ones.
+    pub capabilities: Vec<String>,
+    /// Daemon: how often to send the server a heartbeat (at most 60 s).
+    pub heartbeat_interval: Duration,
     /// Where the agent started: tasks whose claim names no repository work here.
     pub checkout: PathBuf,
     /// Checkouts, commits, pushes and pull requests.
@@ -186,6 +192,12 @@ impl Config {
                 .state_dir
                 .unwrap_or_else(|| home_dir(&env).join(".buildd").join("agent")),
             runner_id: format!("buildd-agent/{}", hostname()),
+            capabilities: [
+                cli.capabilities.clone(),
+                crate::capabilities::env_names(&env),
+            ]
+            .concat(),
+            heartbeat_interval: cli.heartbeat_interval.max(Duration::from_millis(10)),
             checkout,
             git,
             sandbox: confinement,

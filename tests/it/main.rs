@@ -20,6 +20,7 @@ mod api_runner;
 mod api_session;
 mod api_support;
 mod claim_modes;
+mod claim_rules;
 mod cli_cloud;
 mod cli_runner;
 mod confined_work;

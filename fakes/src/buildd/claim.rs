@@ -1,5 +1,9 @@
 //! `POST /api/workers/claim`: the claim body checked field by field, pending tasks handed out
-//! by priority up to the concurrency limit, a worker created per task.
+//! by priority up to the concurrency limit, a worker created per task. As the server does, a
+//! non-empty `capabilities` list must hold every name in a task's `requiredCapabilities` (an
+//! empty list skips the check); account limits answer 429 or an exhausted budget; an empty
+//! answer carries `diagnostics` with the reason and counts. Each claim is logged with what it
+//! asked and got ([`super::FakeBuildd::claim_log`]).
 
 use super::*;
 
@@ -42,17 +46,65 @@ fn claim_inner(s: &mut Inner, headers: &HeaderMap, body: Result<Value, String>) 
         Ok(b) => b,
         Err(m) => return err(StatusCode::BAD_REQUEST, &m),
     };
-    let obj = body.as_object().cloned().unwrap_or_default();
+    let claim = match parse_claim(s, &body.as_object().cloned().unwrap_or_default()) {
+        Ok(c) => c,
+        Err(refused) => return refused.into_response(),
+    };
+    let active = s
+        .workers
+        .iter()
+        .filter(|w| w.account == key.account && !is_terminal(&w.status))
+        .count();
+    s.claim_log.push(ClaimSeen {
+        max_tasks: claim.max_tasks,
+        live_workers: active,
+        granted: 0,
+    });
+    if let Some(resp) = account_limit(s, active) {
+        return resp;
+    }
+    let room = s.max_concurrent.map_or(claim.max_tasks, |l| {
+        l.saturating_sub(active).min(claim.max_tasks)
+    });
+    let mut candidates = match pick(s, &claim, room) {
+        Ok(c) => c,
+        Err(refused) => return refused.into_response(),
+    };
+    // Highest priority first, then oldest.
+    candidates.sort_by_key(|&i| (std::cmp::Reverse(s.tasks[i].priority), i));
+    candidates.truncate(room);
+    let workers = hand_out(s, &key.account, candidates);
+    if let Some(seen) = s.claim_log.last_mut() {
+        seen.granted = workers.len();
+    }
+    (StatusCode::OK, axum::Json(json!({ "workers": workers }))).into_response()
+}
+
+/// A claim body, checked.
+struct ClaimBody {
+    max_tasks: usize,
+    workspace: Option<String>,
+    task_id: Option<String>,
+    capabilities: Vec<String>,
+}
+
+fn parse_claim(s: &mut Inner, obj: &serde_json::Map<String, Value>) -> Result<ClaimBody, Refused> {
     for k in obj.keys() {
         if !CLAIM_FIELDS.contains(&k.as_str()) {
             s.violations.push(format!("claim: unknown field {k:?}"));
-            return err(StatusCode::BAD_REQUEST, &format!("Unknown field {k}"));
+            return Err(Refused::error(
+                StatusCode::BAD_REQUEST,
+                &format!("Unknown field {k}"),
+            ));
         }
     }
     let runner = obj.get("runner").and_then(Value::as_str).unwrap_or("");
     if runner.trim().is_empty() {
         s.violations.push("claim: runner missing".into());
-        return err(StatusCode::BAD_REQUEST, "runner is required");
+        return Err(Refused::error(
+            StatusCode::BAD_REQUEST,
+            "runner is required",
+        ));
     }
     let max_tasks = match obj.get("maxTasks") {
         None => 3,
@@ -60,67 +112,100 @@ fn claim_inner(s: &mut Inner, headers: &HeaderMap, body: Result<Value, String>) 
             Some(n) if (1..=100).contains(&n) => n as usize,
             _ => {
                 s.violations.push(format!("claim: bad maxTasks {v}"));
-                return err(StatusCode::BAD_REQUEST, "maxTasks must be an integer 1-100");
+                return Err(Refused::error(
+                    StatusCode::BAD_REQUEST,
+                    "maxTasks must be an integer 1-100",
+                ));
             }
         },
     };
-    let workspace = match obj.get("workspaceId") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(w)) => Some(w.clone()),
-        Some(v) => {
-            s.violations.push(format!("claim: bad workspaceId {v}"));
-            return err(StatusCode::BAD_REQUEST, "workspaceId must be a string");
-        }
-    };
-    let task_id = match obj.get("taskId") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(t)) => Some(t.clone()),
-        Some(v) => {
-            s.violations.push(format!("claim: bad taskId {v}"));
-            return err(StatusCode::BAD_REQUEST, "taskId must be a string");
-        }
-    };
+    Ok(ClaimBody {
+        max_tasks,
+        workspace: optional_string(s, obj, "workspaceId")?,
+        task_id: optional_string(s, obj, "taskId")?,
+        capabilities: capabilities(s, obj.get("capabilities"))?,
+    })
+}
 
-    let active = s
-        .workers
-        .iter()
-        .filter(|w| w.account == key.account && !is_terminal(&w.status))
-        .count();
+fn optional_string(
+    s: &mut Inner,
+    obj: &serde_json::Map<String, Value>,
+    field: &str,
+) -> Result<Option<String>, Refused> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(v)) => Ok(Some(v.clone())),
+        Some(v) => {
+            s.violations.push(format!("claim: bad {field} {v}"));
+            Err(Refused::error(
+                StatusCode::BAD_REQUEST,
+                &format!("{field} must be a string"),
+            ))
+        }
+    }
+}
+
+/// The account limits the server checks before looking at tasks, in its order.
+fn account_limit(s: &Inner, active: usize) -> Option<Response> {
     if let Some(limit) = s.max_concurrent
         && active >= limit
     {
-        return (
-            StatusCode::TOO_MANY_REQUESTS,
-            axum::Json(json!({"error":"Max concurrent workers limit reached","limit":limit,"current":active})),
-        )
-            .into_response();
+        let body =
+            json!({"error":"Max concurrent workers limit reached","limit":limit,"current":active});
+        return Some((StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response());
     }
-    let room = s
-        .max_concurrent
-        .map_or(max_tasks, |l| l.saturating_sub(active).min(max_tasks));
+    if s.cost_limit_exceeded {
+        let body = json!({"error":"Daily cost limit exceeded","limit":"10.00","current":"12.34"});
+        return Some((StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response());
+    }
+    let at = s.budget_resets_at.as_ref()?;
+    let body =
+        json!({"workers": [], "budgetResetsAt": at, "diagnostics": {"reason": "budget_exhausted"}});
+    Some((StatusCode::OK, axum::Json(body)).into_response())
+}
 
-    let mut candidates: Vec<usize> = (0..s.tasks.len())
+/// The pending tasks this claim may have, or the answer saying why none.
+fn pick(s: &Inner, claim: &ClaimBody, room: usize) -> Result<Vec<usize>, Refused> {
+    let pending: Vec<usize> = (0..s.tasks.len())
         .filter(|&i| {
             let t = &s.tasks[i];
             t.status == "pending"
-                && workspace.as_ref().is_none_or(|w| &t.workspace_id == w)
-                && task_id.as_ref().is_none_or(|id| &t.id == id)
+                && claim
+                    .workspace
+                    .as_ref()
+                    .is_none_or(|w| &t.workspace_id == w)
+                && claim.task_id.as_ref().is_none_or(|id| &t.id == id)
         })
         .collect();
-    if let Some(id) = &task_id
-        && candidates.is_empty()
+    if let Some(id) = &claim.task_id
+        && pending.is_empty()
     {
-        return err(
+        return Err(Refused::error(
             StatusCode::UNPROCESSABLE_ENTITY,
             &format!("Task {id} is not available to claim"),
-        );
+        ));
     }
-    // Highest priority first, then oldest.
-    candidates.sort_by_key(|&i| (std::cmp::Reverse(s.tasks[i].priority), i));
-    candidates.truncate(room);
+    if pending.is_empty() {
+        return Err(Refused::empty(
+            json!({ "reason": "no_pending_tasks", "availableSlots": room }),
+        ));
+    }
+    let matched: Vec<usize> = pending
+        .iter()
+        .copied()
+        .filter(|&i| capable(&claim.capabilities, &s.tasks[i].required_capabilities))
+        .collect();
+    if matched.is_empty() {
+        return Err(Refused::empty(json!({ "reason": "capability_mismatch",
+            "pendingTasks": pending.len(), "matchedTasks": 0 })));
+    }
+    Ok(matched)
+}
 
+/// Assign each task and create its worker; the claim's `workers` entries.
+fn hand_out(s: &mut Inner, account: &str, tasks: Vec<usize>) -> Vec<Value> {
     let mut workers = Vec::new();
-    for i in candidates {
+    for i in tasks {
         s.next_worker += 1;
         let wid = format!("wkr_{:04}", s.next_worker);
         let t = &mut s.tasks[i];
@@ -144,7 +229,7 @@ fn claim_inner(s: &mut Inner, headers: &HeaderMap, body: Result<Value, String>) 
         s.workers.push(WorkerState {
             id: wid,
             task_id,
-            account: key.account.clone(),
+            account: account.to_string(),
             status: "idle".into(),
             branch,
             fields: BTreeMap::new(),
@@ -153,22 +238,72 @@ fn claim_inner(s: &mut Inner, headers: &HeaderMap, body: Result<Value, String>) 
         });
         workers.push(w);
     }
-    let mut resp = json!({ "workers": workers });
-    if workers_empty(&resp) {
-        resp["diagnostics"] = json!({ "reason": "no_pending_tasks" });
-    }
-    (StatusCode::OK, axum::Json(resp)).into_response()
+    workers
 }
 
-fn workers_empty(v: &Value) -> bool {
-    v["workers"].as_array().is_none_or(|a| a.is_empty())
+/// A claim answered before any task is handed out: an error, or an empty
+/// answer with its diagnostics.
+struct Refused(StatusCode, Value);
+
+impl Refused {
+    fn error(status: StatusCode, message: &str) -> Refused {
+        Refused(status, json!({ "error": message }))
+    }
+
+    fn empty(diagnostics: Value) -> Refused {
+        Refused(
+            StatusCode::OK,
+            json!({ "workers": [], "diagnostics": diagnostics }),
+        )
+    }
+
+    fn into_response(self) -> Response {
+        (self.0, axum::Json(self.1)).into_response()
+    }
+}
+
+/// The claim's `capabilities`: absent or a list of strings. `backend:codex`
+/// is accepted (the server does) but recorded: this agent must never send it.
+fn capabilities(s: &mut Inner, v: Option<&Value>) -> Result<Vec<String>, Refused> {
+    let list = match v {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(a)) => a,
+        Some(v) => {
+            s.violations.push(format!("claim: bad capabilities {v}"));
+            return Err(Refused::error(
+                StatusCode::BAD_REQUEST,
+                "capabilities must be an array",
+            ));
+        }
+    };
+    let mut out = Vec::new();
+    for c in list {
+        let Some(c) = c.as_str() else {
+            s.violations.push(format!("claim: bad capability {c}"));
+            return Err(Refused::error(
+                StatusCode::BAD_REQUEST,
+                "capabilities must be strings",
+            ));
+        };
+        if c == "backend:codex" {
+            s.violations
+                .push("claim: advertised backend:codex (Codex tasks)".into());
+        }
+        out.push(c.to_string());
+    }
+    Ok(out)
+}
+
+/// The server's rule: no list, no check; else every required name present.
+fn capable(have: &[String], required: &[String]) -> bool {
+    have.is_empty() || required.iter().all(|r| have.contains(r))
 }
 
 fn task_json(t: &TaskState) -> Value {
     json!({
         "id": t.id, "workspaceId": t.workspace_id, "title": t.title, "description": t.description,
         "context": t.context, "priority": t.priority, "mode": t.mode, "status": t.status,
-        "runnerPreference": "any", "requiredCapabilities": [], "outputRequirement": t.output_requirement,
+        "runnerPreference": "any", "requiredCapabilities": t.required_capabilities, "outputRequirement": t.output_requirement,
         "externalUrl": t.external_url, "result": null, "createdAt": "2026-11-26T00:00:00.000Z",
         "workspace": { "id": t.workspace_id, "name": t.workspace_id.trim_start_matches("ws_"), "repo": t.repo,
             "localPath": null, "gitConfig": t.git_config, "configStatus": t.config_status }
@@ -197,6 +332,16 @@ pub(super) fn is_terminal(status: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn capability_matching_follows_the_server() {
+        let have = vec!["git".to_string(), "linux".to_string()];
+        assert!(capable(&have, &[]));
+        assert!(capable(&have, &["git".into()]));
+        assert!(!capable(&have, &["git".into(), "gpu".into()]));
+        assert!(!capable(&have, &["Git".into()]));
+        assert!(capable(&[], &["gpu".into()]));
+    }
 
     #[test]
     fn slugs_are_short_and_clean() {

@@ -118,6 +118,7 @@ mod tests {
             external_url: None,
             git_config: None,
             config_status: "unconfigured".into(),
+            required_capabilities: Vec::new(),
             claims: 1,
         };
         let v = row(&w, Some(&t));

@@ -1,12 +1,12 @@
-//! `PATCH /api/workers/{id}` and the heartbeat: updates with only documented fields and
-//! statuses, 409 once a worker is terminal, queued instructions handed out.
+//! `PATCH /api/workers/{id}`: updates with only documented fields and statuses, 409 once a
+//! worker is terminal, queued instructions handed out.
 //!
 //! As the real route does: an update without `turns` adds one to the server's turn count
 //! (and is a violation: the agent must send its cumulative count); `status: "running"` on a
 //! terminal worker reopens it unless its error is one of the non-reactivatable kinds (a
 //! violation too: the agent must never resend `running`); a `failed` whose error starts with
 //! `Deferred:` puts the task back in the queue, any other `failed` fails it for good. The
-//! worker read (`GET`) is in `read.rs`.
+//! worker read (`GET`) is in `read.rs`, the heartbeat in `heartbeat.rs`.
 
 use super::*;
 
@@ -254,43 +254,6 @@ pub(super) fn worker_json(w: &WorkerState) -> Value {
     v
 }
 
-pub(super) async fn heartbeat(
-    State(state): State<Shared>,
-    method: Method,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let mut s = lock(&state);
-    let parsed = parse_body(&mut s, &headers, &body, "heartbeat");
-    let v = parsed.clone().unwrap_or(Value::Null);
-    let resp = match (authenticate(&s, &headers), parsed) {
-        (None, _) => err(StatusCode::UNAUTHORIZED, "Unauthorized"),
-        (_, Err(m)) => err(StatusCode::BAD_REQUEST, &m),
-        (Some(_), Ok(b)) if !b.get("activeWorkerCount").is_some_and(Value::is_u64) => {
-            s.violations
-                .push("heartbeat: activeWorkerCount missing".into());
-            err(StatusCode::BAD_REQUEST, "activeWorkerCount is required")
-        }
-        (Some(_), Ok(_)) => {
-            let pending = s.tasks.iter().filter(|t| t.status == "pending").count();
-            (
-                StatusCode::OK,
-                axum::Json(json!({ "pendingTaskCount": pending })),
-            )
-                .into_response()
-        }
-    };
-    record(
-        &mut s,
-        &method,
-        "/api/workers/heartbeat",
-        &headers,
-        &v,
-        resp.status().as_u16(),
-    );
-    resp
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -333,6 +296,7 @@ mod tests {
             external_url: None,
             git_config: None,
             config_status: "unconfigured".into(),
+            required_capabilities: Vec::new(),
             claims: 1,
         });
         s.workers.push(WorkerState {

@@ -32,7 +32,7 @@ pub use env::{ANTHROPIC_KEY, Env, OAUTH_TOKEN, statuses, task};
 pub use origin::{ORIGIN_REPO, Origin, run_git};
 pub use process::{alive, gone_soon, wait_for, write_executable};
 
-pub use crate::buildd::{DEFAULT_KEY, FakeBuildd, Fault, Route, TaskSeed, WorkerState};
+pub use crate::buildd::{ClaimSeen, DEFAULT_KEY, FakeBuildd, Fault, Route, TaskSeed, WorkerState};
 pub use crate::github::FakeGithub;
 pub use crate::messages::{FakeMessages, Pick, Script, ScriptUsage, Step};
 
