@@ -63,6 +63,8 @@ fn task_report(r: &TaskResult, redactor: &Redactor, server: &str) -> TaskReport 
         pr_url: r.pr_url.clone(),
         error: r.error.as_deref().map(|e| redactor.redact(e).into_owned()),
         summary: r.summary.clone(),
+        model: r.model.as_ref().and_then(|m| m.model.clone()),
+        model_source: r.model.as_ref().map(|m| m.source.to_string()),
     }
 }
 
@@ -175,6 +177,7 @@ mod tests {
             config_error: false,
             recent_actions: vec!["Running `ls`".into()],
             pr_url: None,
+            model: None,
         }
     }
 

@@ -60,6 +60,9 @@ pub struct TaskReport {
     pub error: Option<String>,
     /// What the task achieved (final assistant text).
     pub summary: Option<String>,
+    /// The model it ran on (`None`: not known), and why that one.
+    pub model: Option<String>,
+    pub model_source: Option<String>,
 }
 
 /// Everything one invocation of the agent did, for the summary and outputs.
@@ -222,6 +225,8 @@ pub(crate) mod fixtures {
             pr_url: None,
             error: None,
             summary: None,
+            model: Some("claude-sonnet-4-6".into()),
+            model_source: Some("the server's choice (context.model sonnet)".into()),
         }
     }
 

@@ -136,6 +136,10 @@ struct JsonTask<'a> {
     cost_usd: Option<f64>,
     pr_url: Option<&'a str>,
     error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    model: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    model_source: Option<String>,
 }
 
 /// The report as compact JSON. Summaries are left out and errors and titles
@@ -178,6 +182,11 @@ pub fn result_json(report: &RunReport) -> String {
                 output_tokens: t.output_tokens,
                 cost_usd: t.cost_usd.map(round4),
                 pr_url: t.pr_url.as_deref(),
+                model: t.model.as_deref(),
+                model_source: t
+                    .model_source
+                    .as_deref()
+                    .map(|m| truncate_chars(m, JSON_ERROR_CHARS)),
                 error: t
                     .error
                     .as_deref()

@@ -155,7 +155,12 @@ fn row(s: &mut String, t: &TaskReport, limits: RowLimits) {
         Some(url) => format!("[{title}]({url})"),
         None => title,
     };
-    let id = cell_text(&truncate_chars(&t.task_id, 64));
+    let mut id = cell_text(&truncate_chars(&t.task_id, 64));
+    if let Some(model) = &t.model {
+        // The model's id, from the server's routing or the operator: escaped like the rest.
+        id.push_str(" · ");
+        id.push_str(&cell_text(&truncate_chars(model, 64)));
+    }
     let pr = match t
         .pr_url
         .as_deref()

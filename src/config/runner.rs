@@ -18,7 +18,6 @@ use crate::anthropic::{
 use crate::runner::RunError;
 use crate::runner::api::settings::ModelPlan;
 use crate::runner::api::{ApiRunnerConfig, ModelSettings, ThinkingChoice};
-use crate::runner::choice::ModelChoice;
 use crate::runner::cli::{CliRunner, CliRunnerConfig};
 use crate::secret::Secret;
 
@@ -35,24 +34,6 @@ pub enum RunnerSettings {
 }
 
 impl RunnerSettings {
-    /// The model `task` will run on and why, as the runner decides it (for the job
-    /// summary and `result-json`, which see the claim but not the runner).
-    pub fn model_choice(&self, task: &crate::buildd::types::Task) -> ModelChoice {
-        match self {
-            RunnerSettings::Api(api) => {
-                let platform = api.endpoint.platform();
-                let m = crate::runner::api::settings::task_models(&api.models, task, platform);
-                ModelChoice {
-                    model: Some(m.primary),
-                    source: m.source,
-                }
-            }
-            RunnerSettings::Cli { config, .. } => {
-                crate::runner::cli::settings::plan(config, task).choice
-            }
-        }
-    }
-
     /// The runner's short name, as logs and `--runner` say it.
     pub fn name(&self) -> &'static str {
         match self {
@@ -393,7 +374,11 @@ mod tests {
             ..Default::default()
         };
         let settings = resolve(flags(), Mode::Once, &env(&[("ANTHROPIC_API_KEY", "k")])).unwrap();
-        let choice = settings.model_choice(&task);
+        let RunnerSettings::Api(config) = settings else {
+            panic!("not the api runner: {settings:?}")
+        };
+        let runner = crate::runner::api::ApiRunner::new(*config);
+        let choice = crate::runner::Runner::model_choice(&runner, &task).unwrap();
         assert_eq!(choice.model.as_deref(), Some("claude-opus-5"));
         assert!(
             choice.line().contains("context.model opus"),

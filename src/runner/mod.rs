@@ -230,6 +230,12 @@ pub trait Runner: Send + Sync {
     /// A short name for logs (`api`, `cli`).
     fn name(&self) -> &'static str;
 
+    /// The model `task` will run on and why (`None`: the runner does not say, e.g. a
+    /// scripted runner in tests), for the server, the job summary and `result-json`.
+    fn model_choice(&self, _task: &crate::buildd::types::Task) -> Option<choice::ModelChoice> {
+        None
+    }
+
     /// Work on the task until it ends, the runner gives up, or `cancel` fires.
     /// A cancelled runner must stop its children and return promptly.
     fn run<'a>(

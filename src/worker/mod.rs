@@ -32,6 +32,7 @@ use crate::git::{Git, Prepared, TaskInfo};
 use crate::outbox::Outbox;
 use crate::process::sandbox::SandboxPolicy;
 use crate::redact::Redactor;
+use crate::runner::choice::ModelChoice;
 use crate::runner::prompt::TaskMode;
 use crate::runner::{GitContext, RunError, RunOutcome, RunRequest, Runner, SandboxPlan, Usage};
 use crate::shutdown::{Shutdown, Stop, StopReason};
@@ -109,7 +110,7 @@ pub async fn run(
                 },
                 None,
             );
-            return result(&task, ending, true, Vec::new(), started);
+            return result(&task, ending, true, Vec::new(), started, None);
         }
     };
 
@@ -151,7 +152,15 @@ pub async fn run(
         shutdown: &shutdown,
     };
     let (ending, reported) = reporter.deliver(outcome(interrupted, work, delivery)).await;
-    let result = result(&task, ending, reported, record.recent_actions, started);
+    let model = ctx.runner.model_choice(&task.task);
+    let result = result(
+        &task,
+        ending,
+        reported,
+        record.recent_actions,
+        started,
+        model,
+    );
     info!(
         worker = %result.worker_id,
         status = ?result.status,
@@ -528,6 +537,7 @@ fn result(
     reported: bool,
     recent_actions: Vec<String>,
     started: Instant,
+    model: Option<ModelChoice>,
 ) -> TaskResult {
     TaskResult {
         worker_id: task.worker_id.to_string(),
@@ -542,5 +552,6 @@ fn result(
         config_error: ending.config_error,
         recent_actions,
         pr_url: ending.pr_url,
+        model,
     }
 }

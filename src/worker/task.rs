@@ -208,6 +208,8 @@ pub struct TaskResult {
     pub recent_actions: Vec<String>,
     /// The pull request opened or updated for the task.
     pub pr_url: Option<String>,
+    /// The model the task ran on and why (`None` when the runner does not say).
+    pub model: Option<crate::runner::choice::ModelChoice>,
 }
 
 impl TaskResult {

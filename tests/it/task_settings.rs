@@ -68,6 +68,37 @@ fn the_servers_alias_is_mapped_and_the_server_hears_which_model_ran() {
 }
 
 #[test]
+fn the_summary_and_result_json_say_which_model_ran_and_why() {
+    let env = api_env(ANTHROPIC_KEY, done(), seed(json!({"model": "haiku"})));
+    let (summary, output) = (env.path("summary.md"), env.path("output"));
+    let out = env
+        .api_agent(["--once"])
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .env("GITHUB_OUTPUT", &output)
+        .run();
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let md = std::fs::read_to_string(&summary).unwrap();
+    assert!(md.contains(" · claude-haiku-4-5-20251001</sub>"), "{md}");
+    let outputs = std::fs::read_to_string(&output).unwrap();
+    let json_line = outputs
+        .lines()
+        .find_map(|l| l.strip_prefix("result-json="))
+        .unwrap_or_default();
+    let result: Value =
+        serde_json::from_str(json_line).unwrap_or_else(|e| panic!("{e}: {outputs}"));
+    let task = &result["tasks"][0];
+    assert_eq!(task["model"], "claude-haiku-4-5-20251001", "{result}");
+    assert!(
+        task["model_source"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("context.model haiku"),
+        "{result}"
+    );
+}
+
+#[test]
 fn the_operators_model_overrides_the_servers_and_says_so() {
     let env = api_env(ANTHROPIC_KEY, done(), seed(json!({"model": "sonnet"})));
     let out = env.api_agent(["--once", "--model", "claude-opus-5"]).run();

@@ -33,6 +33,7 @@ use std::time::Duration;
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
+use super::choice::ModelChoice;
 use super::{ProgressSink, RunError, RunFuture, RunRequest, Runner};
 use crate::anthropic::{
     AnthropicEndpoint, Client, ClientConfig, DEFAULT_API_VERSION, DEFAULT_BASE_URL,
@@ -211,6 +212,15 @@ fn with_server_key(
 impl Runner for ApiRunner {
     fn name(&self) -> &'static str {
         "api"
+    }
+
+    fn model_choice(&self, task: &crate::buildd::types::Task) -> Option<ModelChoice> {
+        let platform = self.config.endpoint.platform();
+        let m = settings::task_models(&self.config.models, task, platform);
+        Some(ModelChoice {
+            model: Some(m.primary),
+            source: m.source,
+        })
     }
 
     fn run<'a>(

@@ -33,6 +33,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use super::choice::ModelChoice;
 use super::prompt::Brief;
 use super::{
     ProgressSink, RunError, RunFuture, RunOutcome, RunRequest, Runner, SandboxPlan, Usage,
@@ -467,6 +468,10 @@ fn cloud_credential_files(env: &[(String, String)], cloud: Option<Cloud>) -> Vec
 impl Runner for CliRunner {
     fn name(&self) -> &'static str {
         "cli"
+    }
+
+    fn model_choice(&self, task: &crate::buildd::types::Task) -> Option<ModelChoice> {
+        Some(settings::plan(&self.config, task).choice)
     }
 
     fn run<'a>(
