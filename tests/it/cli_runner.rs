@@ -242,6 +242,27 @@ async fn error_result_fails_with_the_api_error() {
     );
 }
 
+/// The real CLI, pointed at a port nobody listens on, retried for ~170 s and then ended with
+/// an `is_error` result and no status (`connection-refused.jsonl`): the service's fault, not
+/// the task's, so the task is handed back rather than failed (issue 19).
+#[tokio::test]
+async fn an_api_the_cli_could_never_reach_hands_the_task_back() {
+    let s = setup(Behaviour::Replay {
+        fixture: "connection-refused.jsonl",
+        code: 1,
+    });
+    let (result, _) = run(&s, request(s.checkout.path().to_path_buf())).await;
+    let err = result.expect_err("run fails");
+    let RunError::Unavailable { reason, .. } = &err else {
+        panic!("expected Unavailable, got {err:?}")
+    };
+    assert!(
+        reason.contains("stayed unavailable through the claude CLI's retries")
+            && reason.contains("Unable to connect to API (ConnectionRefused)"),
+        "{reason}"
+    );
+}
+
 #[tokio::test]
 async fn crash_without_result_fails_with_the_stderr_tail() {
     let s = setup(Behaviour::Crash {

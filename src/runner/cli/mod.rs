@@ -366,6 +366,17 @@ impl CliRunner {
                     usage,
                 })
             }
+            // The CLI retried the Messages API itself; still overloaded, rate-limited or
+            // down, the task is not at fault: hand it back (issue 19), do not fail it.
+            Some(r) if r.is_error && stream::api_unavailable(&r) => Err(RunError::Unavailable {
+                reason: redactor
+                    .redact(&format!(
+                        "the Messages API stayed unavailable through the claude CLI's retries: {}",
+                        failure_reason(&r, &plan.limits)
+                    ))
+                    .into_owned(),
+                usage,
+            }),
             Some(r) => Err(fail(failure_reason(&r, &plan.limits))),
             None => {
                 let status = exit.map_or_else(|| "an unknown status".to_owned(), |s| s.to_string());

@@ -173,6 +173,19 @@ impl StreamState {
 }
 
 /// Why a run that produced a result line with `is_error: true` failed.
+/// Whether the error the CLI gave up on is the service's, not the task's: after its own
+/// retries, a rate limit (429), a server error or overload (5xx, 529), or no connection at
+/// all (no status; the CLI's words, as recorded in `connection-refused.jsonl`).
+pub(super) fn api_unavailable(r: &RunResult) -> bool {
+    match r.api_error_status {
+        Some(status) => status == 429 || (500..=599).contains(&status),
+        None => r.result.as_deref().is_some_and(|t| {
+            t.trim_start()
+                .starts_with("API Error: Unable to connect to API")
+        }),
+    }
+}
+
 pub(super) fn failure_reason(r: &RunResult, limits: &TaskLimits) -> String {
     let max_turns = limits.max_turns;
     if r.subtype == "error_max_budget_usd" && limits.budget_from_workspace {
@@ -344,6 +357,34 @@ mod tests {
         assert!(seen.contains(&Progress::Action(
             "Claude API unreachable, retry 3/10".into()
         )));
+    }
+
+    #[test]
+    fn only_the_services_errors_count_as_unavailable() {
+        let result = |status: Option<u16>, text: &str| RunResult {
+            is_error: true,
+            api_error_status: status,
+            result: Some(text.into()),
+            ..RunResult::default()
+        };
+        for (status, text) in [
+            (Some(529), "API Error: 529 overloaded"),
+            (Some(503), "API Error: 503"),
+            (Some(429), "API Error: 429 rate limited"),
+            (
+                None,
+                "API Error: Unable to connect to API (ConnectionRefused)",
+            ),
+        ] {
+            assert!(api_unavailable(&result(status, text)), "{status:?} {text}");
+        }
+        for (status, text) in [
+            (Some(400), "API Error: 400 scripted failure"),
+            (Some(401), "API Error: 401 invalid x-api-key"),
+            (None, "I could not finish: the tests fail"),
+        ] {
+            assert!(!api_unavailable(&result(status, text)), "{status:?} {text}");
+        }
     }
 
     #[test]
