@@ -306,6 +306,35 @@ pub struct WorkerUpdate {
     pub pr_number: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub progress: Option<u8>,
+    /// Timeline entries to add (`appendMilestones`); the server keeps every one.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub append_milestones: Vec<Milestone>,
+}
+
+/// One entry of a worker's timeline, as `{type: "status", label, ts}` (buildd-api.md,
+/// "Update a worker").
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Milestone {
+    /// Always `status` from this agent: a fact about the task, such as the model it runs on.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub label: String,
+    /// Milliseconds since the Unix epoch.
+    pub ts: u64,
+}
+
+impl Milestone {
+    /// A `status` milestone stamped now.
+    pub fn status(label: impl Into<String>) -> Self {
+        let ts = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        Self {
+            kind: "status".into(),
+            label: label.into(),
+            ts,
+        }
+    }
 }
 
 /// What a `200` answer to a worker update carries besides the worker row.

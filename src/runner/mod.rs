@@ -146,6 +146,8 @@ pub struct Usage {
 pub enum Progress {
     /// A one-line description of what the runner is doing now.
     Action(String),
+    /// A fact for the worker's timeline on the server (kept, unlike the action).
+    Milestone(String),
     /// Updated cumulative accounting.
     Usage(Usage),
 }
@@ -165,6 +167,11 @@ impl ProgressSink {
     /// Report what the runner is doing now.
     pub fn action(&self, text: impl Into<String>) {
         let _ = self.0.send(Progress::Action(text.into()));
+    }
+
+    /// Add a line to the worker's timeline on the server.
+    pub fn milestone(&self, text: impl Into<String>) {
+        let _ = self.0.send(Progress::Milestone(text.into()));
     }
 
     /// Report updated cumulative accounting.

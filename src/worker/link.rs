@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::task::ClaimedTask;
-use crate::buildd::types::{UpdateAck, WorkerStatus, WorkerUpdate};
+use crate::buildd::types::{Milestone, UpdateAck, WorkerStatus, WorkerUpdate};
 use crate::buildd::{BuilddClient, BuilddError};
 use crate::outbox::{EntryKind, Outbox};
 use crate::redact::Redactor;
@@ -297,6 +297,10 @@ impl ServerLink {
                 recent.push(a.clone());
                 self.pending.current_action = Some(a);
             }
+            Progress::Milestone(m) => {
+                let m = one_line(&self.redactor.redact(&m), MAX_ACTION_CHARS);
+                self.pending.append_milestones.push(Milestone::status(m));
+            }
             Progress::Usage(u) => {
                 self.record.usage = u;
                 apply_usage(&mut self.pending, &u);
@@ -334,8 +338,16 @@ impl ServerLink {
         match self.client.update_worker(&self.worker_id, &update).await {
             Ok(ack) => self.take_ack(ack),
             Err(e) if e.is_worker_closed() => self.closed_by_server(e.to_string()),
-            Err(e) => debug!(worker = %self.worker_id, "progress update failed: {}",
-                self.redactor.redact(&e.to_string())),
+            Err(e) => {
+                debug!(worker = %self.worker_id, "progress update failed: {}",
+                    self.redactor.redact(&e.to_string()));
+                // The timeline entries go with the next update instead; the rest is
+                // cumulative and is sent again anyway.
+                let mut unsent = update.append_milestones;
+                unsent.append(&mut self.pending.append_milestones);
+                self.pending.append_milestones = unsent;
+                self.dirty |= !self.pending.append_milestones.is_empty();
+            }
         }
     }
 

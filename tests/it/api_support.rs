@@ -51,7 +51,7 @@ impl Ran {
             .iter()
             .filter_map(|p| match p {
                 Progress::Action(a) => Some(a.clone()),
-                Progress::Usage(_) => None,
+                Progress::Usage(_) | Progress::Milestone(_) => None,
             })
             .collect()
     }

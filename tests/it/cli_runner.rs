@@ -104,7 +104,7 @@ fn actions(seen: &[Progress]) -> Vec<&str> {
     seen.iter()
         .filter_map(|p| match p {
             Progress::Action(a) => Some(a.as_str()),
-            Progress::Usage(_) => None,
+            Progress::Usage(_) | Progress::Milestone(_) => None,
         })
         .collect()
 }

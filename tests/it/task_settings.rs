@@ -44,6 +44,17 @@ fn first_request(env: &Env) -> buildd_fakes::messages::RecordedRequest {
         .expect("a request")
 }
 
+/// The labels of the timeline entries the agent appended to the task's worker.
+fn milestones(env: &Env) -> Vec<String> {
+    let workers = env.server().workers();
+    let Some(Value::Array(all)) = workers[0].fields.get("milestones") else {
+        return Vec::new();
+    };
+    all.iter()
+        .filter_map(|m| m["label"].as_str().map(str::to_owned))
+        .collect()
+}
+
 /// The agent's log line naming the task's model and why.
 fn model_line(stderr: &str) -> &str {
     stderr
@@ -64,6 +75,11 @@ fn the_servers_alias_is_mapped_and_the_server_hears_which_model_ran() {
             && line.contains("the server's choice (context.model sonnet)"),
         "{}",
         out.stderr
+    );
+    // And the server keeps it on the worker's timeline.
+    assert_eq!(
+        milestones(&env),
+        ["Model: claude-sonnet-4-6 (the server's choice (context.model sonnet))"]
     );
 }
 
@@ -290,6 +306,10 @@ fn the_cli_gets_the_servers_settings_as_its_flags() {
     assert_eq!(
         call.env_var("CLAUDE_CODE_DISABLE_CLAUDE_MDS").as_deref(),
         Some("1")
+    );
+    assert_eq!(
+        milestones(&env),
+        ["Model: claude-haiku-4-5-20251001 (the server's choice (context.model haiku))"]
     );
 
     // The operator's model wins; an unconfirmed workspace's caps do not count.

@@ -113,8 +113,21 @@ fn update_inner(
     let w = &mut s.workers[wi];
     w.updates.push(body.clone());
     for (k, v) in &obj {
-        if k != "status" {
-            w.fields.insert(k.clone(), v.clone());
+        match k.as_str() {
+            "status" => {}
+            // Appended, as the real route keeps every milestone it was sent.
+            "appendMilestones" => {
+                let all = w
+                    .fields
+                    .entry("milestones".into())
+                    .or_insert_with(|| json!([]));
+                if let (Some(all), Some(new)) = (all.as_array_mut(), v.as_array()) {
+                    all.extend(new.iter().cloned());
+                }
+            }
+            _ => {
+                w.fields.insert(k.clone(), v.clone());
+            }
         }
     }
     if let Some(st) = &new_status {
@@ -230,7 +243,10 @@ fn check_update_fields(obj: &serde_json::Map<String, Value>) -> Result<(), Strin
             "turns" | "inputTokens" | "outputTokens" | "commitCount" | "filesChanged"
             | "linesAdded" | "linesRemoved" | "prNumber" => v.is_u64(),
             "progress" => v.as_u64().is_some_and(|p| p <= 100),
-            "milestones" | "appendMilestones" => v.is_array(),
+            "milestones" => v.is_array(),
+            "appendMilestones" => v
+                .as_array()
+                .is_some_and(|all| !all.is_empty() && all.iter().all(is_milestone)),
             _ => true,
         };
         if !ok {
@@ -244,6 +260,16 @@ fn check_update_fields(obj: &serde_json::Map<String, Value>) -> Result<(), Strin
         return Err("a failed status needs an error reason".into());
     }
     Ok(())
+}
+
+/// One timeline entry as the doc describes it: `{type, label, ts}` with a known type.
+fn is_milestone(m: &Value) -> bool {
+    let kind = m.get("type").and_then(Value::as_str);
+    matches!(kind, Some("status" | "checkpoint" | "action" | "phase"))
+        && m.get("label")
+            .and_then(Value::as_str)
+            .is_some_and(|l| !l.trim().is_empty())
+        && m.get("ts").is_some_and(Value::is_u64)
 }
 
 pub(super) fn worker_json(w: &WorkerState) -> Value {
@@ -264,6 +290,19 @@ mod tests {
         assert!(check_update_fields(ok.as_object().unwrap()).is_ok());
         let bad = json!({"status":"done"});
         assert!(check_update_fields(bad.as_object().unwrap()).is_err());
+        let milestone = json!({"appendMilestones":[{"type":"status","label":"Model: x","ts":1}]});
+        assert!(check_update_fields(milestone.as_object().unwrap()).is_ok());
+        for bad in [
+            json!({"appendMilestones":[]}),
+            json!({"appendMilestones":[{"type":"status","label":"x"}]}),
+            json!({"appendMilestones":[{"type":"mood","label":"x","ts":1}]}),
+            json!({"appendMilestones":[{"type":"status","label":" ","ts":1}]}),
+        ] {
+            assert!(
+                check_update_fields(bad.as_object().unwrap()).is_err(),
+                "{bad}"
+            );
+        }
         let typo = json!({"curentAction":"x"});
         assert!(check_update_fields(typo.as_object().unwrap()).is_err());
         let failed_without_reason = json!({"status":"failed"});

@@ -98,7 +98,7 @@ impl Setup {
         tracing::info!(model = %task.primary, source = %choice.source, "the task's model");
         // The server hears which model ran when it named one; otherwise it is only logged.
         if choice.source.answers_the_server() {
-            progress.action(format!("Model: {}", choice.line()));
+            progress.milestone(format!("Model: {}", choice.line()));
         }
         log_plan(&primary, fallback.as_ref());
         let tools = task_tools(config, request)?;

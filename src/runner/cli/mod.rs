@@ -323,7 +323,7 @@ impl CliRunner {
             .unwrap_or("(the CLI's default)");
         tracing::info!(%model, source = %plan.choice.source, "the task's model");
         if plan.choice.source.answers_the_server() {
-            progress.action(format!("Model: {}", plan.choice.line()));
+            progress.milestone(format!("Model: {}", plan.choice.line()));
         }
         plan
     }
