@@ -94,17 +94,14 @@ impl Git {
     /// hooks or an fsmonitor in its config); put ours back before running git.
     /// Our git does not read it (every call names the recorded git dirs), but
     /// the worktree stays a working one for whoever looks at it.
+    ///
+    /// `.git` must never be missing, even for a moment: another task's clean-up runs
+    /// `git worktree prune` in the same repository, which deletes the administrative
+    /// entry of any worktree whose `.git` it cannot find — this task's, which then fails
+    /// with "not a git repository" (issue 17). So an unchanged file is left alone, and a
+    /// changed one is replaced by a rename, never removed first.
     fn restore_dot_git(&self, p: &Prepared) -> Result<(), GitError> {
-        let dot_git = p.worktree.join(".git");
-        if dot_git.is_dir() && !dot_git.is_symlink() {
-            let _ = std::fs::remove_dir_all(&dot_git);
-        } else {
-            let _ = std::fs::remove_file(&dot_git);
-        }
-        std::fs::write(&dot_git, &p.dot_git).map_err(|source| GitError::Io {
-            path: p.worktree.join(".git"),
-            source,
-        })
+        restore_dot_git(&p.worktree, &p.dot_git)
     }
 
     /// Commit whatever the runner left uncommitted, as the configured author
@@ -272,4 +269,131 @@ fn pr_body(task: &TaskInfo, server: &str, o: &GitOutcome) -> String {
         cost,
         crate::buildd::task_url(server, &task.task_id),
     )
+}
+
+/// Make `<worktree>/.git` the file `content` again without a moment where it is missing.
+fn restore_dot_git(worktree: &std::path::Path, content: &[u8]) -> Result<(), GitError> {
+    let dot_git = worktree.join(".git");
+    let io = |source| GitError::Io {
+        path: dot_git.clone(),
+        source,
+    };
+    let meta = std::fs::symlink_metadata(&dot_git);
+    if meta.as_ref().is_ok_and(std::fs::Metadata::is_file)
+        && std::fs::read(&dot_git).is_ok_and(|now| now == content)
+    {
+        return Ok(());
+    }
+    if meta.as_ref().is_ok_and(std::fs::Metadata::is_dir) {
+        // The model made it a repository of its own: a rename cannot replace a directory.
+        std::fs::remove_dir_all(&dot_git).map_err(io)?;
+    }
+    let staged = worktree.join(".git.buildd-restore");
+    std::fs::write(&staged, content).map_err(io)?;
+    std::fs::rename(&staged, &dot_git).map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+    use std::process::Command;
+
+    const CONTENT: &[u8] = b"gitdir: /repo/.git/worktrees/w-1\n";
+
+    #[test]
+    fn an_unchanged_dot_git_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let dot_git = dir.path().join(".git");
+        std::fs::write(&dot_git, CONTENT).unwrap();
+        let before = std::fs::metadata(&dot_git).unwrap().ino();
+        restore_dot_git(dir.path(), CONTENT).unwrap();
+        assert_eq!(std::fs::metadata(&dot_git).unwrap().ino(), before);
+    }
+
+    #[test]
+    fn a_rewritten_file_a_symlink_or_a_directory_becomes_the_file_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let dot_git = dir.path().join(".git");
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::write(&elsewhere, "untouched").unwrap();
+        let plant: [&dyn Fn(); 3] = [
+            &|| std::fs::write(&dot_git, "gitdir: /evil\n").unwrap(),
+            &|| std::os::unix::fs::symlink(&elsewhere, &dot_git).unwrap(),
+            &|| std::fs::create_dir_all(dot_git.join("hooks")).unwrap(),
+        ];
+        for plant in plant {
+            plant();
+            restore_dot_git(dir.path(), CONTENT).unwrap();
+            let meta = std::fs::symlink_metadata(&dot_git).unwrap();
+            assert!(meta.is_file());
+            assert_eq!(std::fs::read(&dot_git).unwrap(), CONTENT);
+            assert!(!dir.path().join(".git.buildd-restore").exists());
+            std::fs::remove_file(&dot_git).unwrap();
+        }
+        assert_eq!(std::fs::read_to_string(&elsewhere).unwrap(), "untouched");
+    }
+
+    /// The race of issue 17: another task's `git worktree prune` while this task puts
+    /// its `.git` back. The worktree's entry must survive every round.
+    #[test]
+    fn a_concurrent_prune_never_loses_the_worktree() {
+        let dir = tempfile::tempdir().unwrap();
+        let git = |args: &[&str], cwd: &std::path::Path| {
+            let out = Command::new("git")
+                .args([
+                    "-c",
+                    "user.name=t",
+                    "-c",
+                    "user.email=t@t",
+                    "-c",
+                    "init.defaultBranch=main",
+                ])
+                .args(args)
+                .current_dir(cwd)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "git {args:?}: {out:?}");
+        };
+        let repo = dir.path().join("repo");
+        std::fs::create_dir_all(&repo).unwrap();
+        git(&["init", "-q"], &repo);
+        git(&["commit", "-q", "--allow-empty", "-m", "first"], &repo);
+        let worktree = dir.path().join("wt");
+        git(
+            &[
+                "worktree",
+                "add",
+                "-q",
+                "--detach",
+                worktree.to_str().unwrap(),
+            ],
+            &repo,
+        );
+        let content = std::fs::read(worktree.join(".git")).unwrap();
+        let admin = repo.join(".git/worktrees/wt");
+        assert!(admin.is_dir());
+
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let pruner = {
+            let (stop, repo) = (stop.clone(), repo.clone());
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = Command::new("git")
+                        .args(["worktree", "prune"])
+                        .current_dir(&repo)
+                        .status();
+                }
+            })
+        };
+        for _ in 0..200 {
+            // What the model may leave: a `.git` that says something else.
+            std::fs::write(worktree.join(".git"), "gitdir: /elsewhere\n").unwrap();
+            restore_dot_git(&worktree, &content).unwrap();
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        pruner.join().unwrap();
+        assert!(admin.is_dir(), "the worktree's entry was pruned");
+        git(&["status", "--short"], &worktree);
+    }
 }

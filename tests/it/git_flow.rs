@@ -211,6 +211,61 @@ fn two_concurrent_tasks_work_in_separate_worktrees() {
     );
 }
 
+/// Issue 17's race: concurrent tasks in one repository, some changing files and some
+/// not, round after round, in the cache and in the agent's own checkout. Each task's
+/// clean-up prunes the repository's worktree list while others run; none may lose its
+/// worktree (it used to, about one round in ten, with "not a git repository"). At this
+/// scale the old race rarely shows; `git::commit::tests::a_concurrent_prune_never_loses_the_worktree`
+/// is the test that catches it every time.
+#[test]
+fn concurrent_tasks_in_one_repository_never_lose_their_worktrees() {
+    for own_checkout in [false, true] {
+        let env = Env::new(AGENT);
+        let server = env.server();
+        let o = Origin::new(TOKEN);
+        if own_checkout {
+            std::fs::remove_dir(env.work()).unwrap();
+            let url = format!("file://{}", o.bare().display());
+            git(env.root(), &["clone", "--quiet", &url, "work"]);
+        }
+        for round in 0..2 {
+            let tasks: Vec<String> = (0..8)
+                .map(|i| {
+                    let title = if i % 2 == 0 {
+                        "WRITE a file"
+                    } else {
+                        "Look only"
+                    };
+                    seed(&o, server, &format!("r{round}n{i:02}tsk"), title)
+                })
+                .collect();
+            let out = agent(&env, &o, &["--until-idle", "--max-tasks", "4"]).run();
+            assert_eq!(
+                out.code(),
+                0,
+                "round {round} (own checkout {own_checkout}): {}",
+                out.stderr
+            );
+            assert!(
+                !out.stderr.contains("not a git repository"),
+                "{}",
+                out.stderr
+            );
+            let ws = server.workers();
+            for t in &tasks {
+                assert_eq!(
+                    statuses(worker_for(&ws, t)),
+                    ["running", "completed"],
+                    "{t}"
+                );
+            }
+        }
+        if own_checkout {
+            assert_eq!(git(&env.work(), &["worktree", "list"]).lines().count(), 1);
+        }
+    }
+}
+
 #[test]
 fn inside_a_checkout_of_the_repository_it_uses_that_checkout() {
     let env = Env::new(AGENT);
