@@ -193,6 +193,12 @@ fn serve(
         write_project(&dir)?;
         println!("sample project in {}", dir.display());
     }
+    // A busy port is one line, not the fake's panic (which suits tests, not a person).
+    if let Err(e) = std::net::TcpListener::bind(addr) {
+        anyhow::bail!(
+            "cannot listen on {addr}: {e} (another `buildd-dev serve`? choose a port with --addr)"
+        );
+    }
     let server = FakeBuildd::start_on(addr);
     for t in load_tasks(tasks)? {
         server.add_task(t);
@@ -211,16 +217,24 @@ fn serve(
         let chosen = messages
             .script()?
             .or_else(|| model.then(|| (demo::script(), FakeOptions::default())));
+        let mut model_env = String::new();
         let model = match chosen {
             Some((script, options)) => {
                 let key = script.api_key.clone();
                 let m = FakeMessages::start_with_options(script, messages.apply(options)).await?;
                 println!("fake Messages API on {}", m.url());
                 println!("  ANTHROPIC_BASE_URL={} ANTHROPIC_API_KEY={key}", m.url());
+                model_env = format!(" ANTHROPIC_BASE_URL={} ANTHROPIC_API_KEY={key}", m.url());
                 Some(m)
             }
             None => None,
         };
+        // One command to paste (not indented like the settings lines above, which
+        // scripts read as KEY=value pairs).
+        println!(
+            "run an agent against it, from this repository:\n  env BUILDD_SERVER={} BUILDD_API_KEY={DEFAULT_KEY}{model_env} target/debug/buildd-agent --until-idle --max-tasks 1",
+            server.url()
+        );
         // Last, so that scripts can wait for this line: everything is up.
         println!("state: {state_url}   (Ctrl-C to stop)");
         tokio::signal::ctrl_c().await?;
