@@ -161,7 +161,7 @@ async fn run_inner(config: &Config, redactor: &Redactor) -> Result<u8, AppError>
     info!(
         server = %config.server,
         runner = runner.name(),
-        mode = ?config.mode,
+        mode = %config.mode,
         max_tasks = config.max_tasks,
         "buildd-agent {} starting",
         crate::VERSION_LINE
@@ -319,7 +319,7 @@ fn log_totals(record: &RunRecord) {
         cancelled = count(TaskStatus::Cancelled),
         aborted = count(TaskStatus::Aborted),
         handed_back = count(TaskStatus::Deferred),
-        cost_usd = format!("{cost:.4}"),
+        cost_usd = crate::worker::round4(cost),
         "done"
     );
 }

@@ -48,7 +48,25 @@ pub trait Hint: Error {
 /// Print `error:` / `caused by:` / `hint:` once on stderr, redacted, and
 /// return the error's exit code.
 pub fn render(redactor: &Redactor, err: &dyn Hint) -> u8 {
-    crate::logging::eprint(&rendered(redactor, err));
+    if crate::logging::json() {
+        // One ERROR event like every other line (the log's writer redacts it again).
+        let mut causes = Vec::new();
+        let mut source = err.source();
+        while let Some(cause) = source {
+            causes.push(redactor.redact(&cause.to_string()).into_owned());
+            source = cause.source();
+        }
+        let hint = err.hint().map(|h| redactor.redact(&h).into_owned());
+        tracing::error!(
+            exit_code = err.exit_code(),
+            caused_by = (!causes.is_empty()).then(|| causes.join("; ")),
+            hint,
+            "{}",
+            redactor.redact(&err.to_string())
+        );
+    } else {
+        crate::logging::eprint(&rendered(redactor, err));
+    }
     err.exit_code()
 }
 

@@ -23,6 +23,13 @@ pub enum LogFormat {
 
 /// Whether stderr is a GitHub Actions step log: set by `main` before it prints anything.
 static STEP_LOG: AtomicBool = AtomicBool::new(false);
+/// Whether the log is JSON lines (`--log-format json`): then fatal errors are events too.
+static JSON: AtomicBool = AtomicBool::new(false);
+
+/// Whether stderr carries JSON lines only.
+pub fn json() -> bool {
+    JSON.load(Ordering::Relaxed)
+}
 
 /// Say whether the agent runs as a GitHub Actions step (`GITHUB_ACTIONS=true`): from then
 /// on [`eprint`] and the log neutralise workflow commands.
@@ -48,6 +55,7 @@ pub fn eprint(text: &str) {
 /// `::set-output` must not become a workflow command through stderr.
 pub fn init(format: LogFormat, redactor: Redactor, actions: bool, env: &HashMap<String, String>) {
     set_step_log(actions);
+    JSON.store(format == LogFormat::Json, Ordering::Relaxed);
     let filter = match env.get("RUST_LOG") {
         Some(v) if !v.trim().is_empty() => EnvFilter::new(v),
         _ => match env.get("DEBUG") {

@@ -95,7 +95,19 @@ fn usage_error(e: &clap::Error) -> ExitCode {
         // clap names the flag even when the value came from its environment variable.
         text = text.replacen(&format!("'{shown}'"), &format!("'{shown}' (from {var})"), 1);
     }
-    if e.use_stderr() {
+    if e.use_stderr() && json_log_requested() {
+        // What the log would have been, had the command line parsed: one JSON event.
+        let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+        let message = lines.next().unwrap_or_default();
+        let event = serde_json::json!({
+            "timestamp": humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string(),
+            "level": "ERROR",
+            "message": message.strip_prefix("error: ").unwrap_or(message),
+            "exit_code": e.exit_code(),
+            "hint": lines.collect::<Vec<_>>().join(" "),
+        });
+        buildd_agent::logging::eprint(&format!("{event}\n"));
+    } else if e.use_stderr() {
         buildd_agent::logging::eprint(&text);
     } else {
         use std::io::Write;
@@ -104,6 +116,25 @@ fn usage_error(e: &clap::Error) -> ExitCode {
         let _ = out.flush();
     }
     ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(EXIT_USAGE))
+}
+
+/// Whether the command line or `BUILDD_LOG_FORMAT` asked for JSON lines (read by hand: this
+/// is for the case where the command line did not parse).
+fn json_log_requested() -> bool {
+    let args: Vec<String> = std::env::args_os()
+        .skip(1)
+        .filter_map(|a| a.into_string().ok())
+        .collect();
+    let flag = args
+        .iter()
+        .position(|a| a == "--log-format")
+        .and_then(|i| args.get(i + 1).cloned())
+        .or_else(|| {
+            args.iter()
+                .find_map(|a| a.strip_prefix("--log-format=").map(str::to_owned))
+        });
+    flag.or_else(|| std::env::var("BUILDD_LOG_FORMAT").ok())
+        .is_some_and(|f| f.trim().eq_ignore_ascii_case("json"))
 }
 
 /// For a bad value that came from an environment variable rather than the command line:

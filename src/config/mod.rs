@@ -85,6 +85,23 @@ pub enum Mode {
     Daemon { idle_timeout: Option<Duration> },
 }
 
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Mode::Once => f.write_str("once"),
+            Mode::UntilIdle => f.write_str("until-idle"),
+            Mode::Daemon { idle_timeout: None } => f.write_str("daemon"),
+            Mode::Daemon {
+                idle_timeout: Some(t),
+            } => write!(
+                f,
+                "daemon (idle timeout {})",
+                humantime::format_duration(*t)
+            ),
+        }
+    }
+}
+
 /// Everything the agent needs, validated and decided.
 #[derive(Debug, Clone)]
 pub struct Config {

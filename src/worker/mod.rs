@@ -163,13 +163,18 @@ pub async fn run(
     );
     info!(
         worker = %result.worker_id,
-        status = ?result.status,
+        status = result.status.as_str(),
         turns = result.usage.turns,
-        cost_usd = %result.usage.cost_usd.map_or("unknown".into(), |c| format!("{c:.4}")),
+        cost_usd = result.usage.cost_usd.map(round4),
         error = result.error.as_deref().map(|e| link::one_line(e, 300)),
         "task finished"
     );
     result
+}
+
+/// Dollars to four places, for logs (a number, not a string, in JSON events).
+pub(crate) fn round4(usd: f64) -> f64 {
+    (usd * 10_000.0).round() / 10_000.0
 }
 
 /// The task timeout: when it passes, the task's stop is stopped with its reason.

@@ -189,6 +189,19 @@ pub enum TaskStatus {
     Deferred,
 }
 
+impl TaskStatus {
+    /// The word logs and JSON events use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Completed => "completed",
+            TaskStatus::Failed => "failed",
+            TaskStatus::Cancelled => "cancelled",
+            TaskStatus::Aborted => "aborted",
+            TaskStatus::Deferred => "handed back",
+        }
+    }
+}
+
 /// The record of one task, for the exit code and the job summary.
 #[derive(Debug, Clone)]
 pub struct TaskResult {

@@ -162,6 +162,75 @@ fn an_unusable_work_or_state_dir_stops_the_agent_before_it_claims() {
     assert_eq!(env.server().tasks()[0].status, "pending");
 }
 
+/// Every stderr line as JSON, or the test fails naming the line.
+fn json_lines(stderr: &str) -> Vec<serde_json::Value> {
+    stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+#[test]
+fn json_logs_are_json_only_fatal_errors_included() {
+    let env = Env::new(AGENT).with_task("Logged as JSON");
+    // A configuration error, a usage error: one ERROR event each, nothing else.
+    let out = env
+        .agent(["--once", "--log-format", "json"])
+        .env_remove("BUILDD_API_KEY")
+        .run();
+    assert_eq!(out.code(), 2, "{}", out.stderr);
+    let events = json_lines(&out.stderr);
+    let error = events
+        .iter()
+        .find(|e| e["level"] == "ERROR")
+        .expect("an ERROR event");
+    assert_eq!(error["message"], "no buildd API key");
+    assert_eq!(error["exit_code"], 2);
+    assert!(
+        error["hint"]
+            .as_str()
+            .is_some_and(|h| h.contains("BUILDD_API_KEY"))
+    );
+    let out = env
+        .agent(["--once", "--max-tasks", "many"])
+        .env("BUILDD_LOG_FORMAT", "json")
+        .run();
+    assert_eq!(out.code(), 2, "{}", out.stderr);
+    let events = json_lines(&out.stderr);
+    assert_eq!(events.len(), 1, "{}", out.stderr);
+    assert!(
+        events[0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("'many'"))
+    );
+
+    // A run: values are their display forms, numbers are numbers.
+    let out = env.agent(["--once", "--log-format", "json"]).run();
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let events = json_lines(&out.stderr);
+    let field = |message: &str, name: &str| {
+        events
+            .iter()
+            .find(|e| {
+                e["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with(message))
+            })
+            .map(|e| e[name].clone())
+            .unwrap_or_else(|| panic!("no {message:?} event: {}", out.stderr))
+    };
+    assert_eq!(field("buildd-agent", "mode"), "once");
+    assert_eq!(field("task finished", "status"), "completed");
+    assert!(
+        field("task finished", "cost_usd").is_f64(),
+        "{}",
+        out.stderr
+    );
+    assert!(field("done", "cost_usd").is_f64(), "{}", out.stderr);
+    assert!(field("done", "completed").is_u64(), "{}", out.stderr);
+}
+
 #[test]
 fn a_bad_value_from_the_environment_is_blamed_on_its_variable() {
     let env = Env::new(AGENT);
