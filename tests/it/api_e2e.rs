@@ -2,7 +2,6 @@
 //! edit and run commands in the checkout, report. This is also the demo's
 //! scenario (`scripts/demo`), so the demo cannot rot.
 
-use buildd_fakes::demo;
 use buildd_fakes::harness::*;
 use serde_json::json;
 
@@ -10,14 +9,7 @@ use crate::AGENT;
 
 #[test]
 fn the_demo_scenario_edits_the_checkout_and_reports_usage() {
-    let env = Env::new(AGENT)
-        .with_model(demo::script())
-        .with_tasks(demo::tasks());
-    for (path, text) in demo::PROJECT_FILES {
-        let p = env.work().join(path);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, text).unwrap();
-    }
+    let env = Env::new(AGENT).with_demo();
     let out = env.api_agent(["--until-idle", "--max-tasks", "1"]).run();
     assert_eq!(out.code(), 0, "{}", out.stderr);
     let (server, model) = (env.server(), env.model());

@@ -6,7 +6,6 @@
 
 use std::time::Duration;
 
-use buildd_fakes::demo;
 use buildd_fakes::harness::*;
 use nix::sys::signal::Signal;
 
@@ -161,14 +160,7 @@ fn sigterm_hands_the_task_back_with_its_work_pushed() {
 
 #[test]
 fn every_update_carries_cumulative_turns() {
-    let env = Env::new(AGENT)
-        .with_model(demo::script())
-        .with_tasks(demo::tasks());
-    for (path, text) in demo::PROJECT_FILES {
-        let p = env.work().join(path);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, text).unwrap();
-    }
+    let env = Env::new(AGENT).with_demo();
     // Renewals and progress as often as possible, so every kind of update is sent.
     let out = env
         .api_agent(["--until-idle", "--max-tasks", "1"])

@@ -99,6 +99,22 @@ impl Env {
         self
     }
 
+    /// The demo's scenario: its scripted model, its tasks, and its sample project in the
+    /// working directory.
+    pub fn with_demo(self) -> Env {
+        let env = self
+            .with_model(crate::demo::script())
+            .with_tasks(crate::demo::tasks());
+        for (path, text) in crate::demo::PROJECT_FILES {
+            let p = env.work().join(path);
+            if let Some(dir) = p.parent() {
+                std::fs::create_dir_all(dir).expect("mkdir in the demo project");
+            }
+            std::fs::write(p, text).expect("write the demo project");
+        }
+        env
+    }
+
     /// Serve `script` as the Messages API, one step per request in arrival order.
     pub fn with_model(self, script: Script) -> Env {
         self.with_model_picking(script, Pick::InOrder)
