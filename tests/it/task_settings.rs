@@ -439,6 +439,36 @@ fn fresh_work_starts_from_the_workspaces_default_branch() {
     assert_ne!(parent, new_main);
 }
 
+/// Through the binary: the worker hands the workspace's git settings to the checkout, so
+/// the pull request targets `targetBranch`.
+#[test]
+fn the_binarys_pull_request_targets_the_workspaces_target_branch() {
+    let env = Env::new(AGENT);
+    let server = env.server();
+    let o = Origin::new(TOKEN);
+    let main = o.remote(&["rev-parse", "main"]);
+    o.remote(&["branch", "develop", &main]);
+    o.seed(
+        server,
+        TaskSeed {
+            id: Some("tsk_target2".into()),
+            title: "WRITE the marker file".into(),
+            git_config: Some(json!({"targetBranch": "develop"})),
+            ..Default::default()
+        },
+    );
+    let out = o.configure(env.agent(["--once"]), &env.path("cache")).run();
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let prs: Vec<_> = o
+        .github()
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/pulls"))
+        .collect();
+    assert_eq!(prs.len(), 1, "{prs:?}");
+    assert_eq!(prs[0].body["base"], json!("develop"));
+}
+
 /// `targetBranch` as the pull request's base and the commit style of the agent's own
 /// commit, through the git layer the worker drives (`Git::prepare`, `Git::finish`).
 #[tokio::test]
