@@ -22,6 +22,7 @@ pub mod secret;
 pub mod shutdown;
 pub mod summary;
 pub mod tools;
+pub mod usage;
 pub mod worker;
 
 /// `<version> (<git commit>)`, as `--version` prints it after the name.
