@@ -153,6 +153,32 @@ pub struct TaskState {
     pub claims: u32,
 }
 
+#[cfg(test)]
+impl TaskState {
+    /// A claimed task `tsk_1` in `status`, for the route modules' unit tests.
+    pub(crate) fn sample(status: &str) -> TaskState {
+        TaskState {
+            id: "tsk_1".into(),
+            workspace_id: "ws_1".into(),
+            title: "t".into(),
+            status: status.into(),
+            description: None,
+            priority: 0,
+            output_requirement: "auto".into(),
+            context: serde_json::json!({}),
+            repo: None,
+            server_api_key: None,
+            server_oauth_token: None,
+            mode: "execution".into(),
+            external_url: None,
+            git_config: None,
+            config_status: "unconfigured".into(),
+            required_capabilities: Vec::new(),
+            claims: 1,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Key {
     account: String,

@@ -103,23 +103,8 @@ mod tests {
             terminal_reports: 0,
         };
         let t = TaskState {
-            id: "tsk_1".into(),
-            workspace_id: "ws_1".into(),
-            title: "t".into(),
-            status: "cancelled".into(),
-            description: None,
-            priority: 0,
-            output_requirement: "auto".into(),
-            context: json!({}),
             repo: Some("o/r".into()),
-            server_api_key: None,
-            server_oauth_token: None,
-            mode: "execution".into(),
-            external_url: None,
-            git_config: None,
-            config_status: "unconfigured".into(),
-            required_capabilities: Vec::new(),
-            claims: 1,
+            ..TaskState::sample("cancelled")
         };
         let v = row(&w, Some(&t));
         assert_eq!(v["status"], "running");

@@ -319,25 +319,7 @@ mod tests {
                 level: "worker".into(),
             },
         );
-        s.tasks.push(TaskState {
-            id: "tsk_1".into(),
-            workspace_id: "ws_1".into(),
-            title: "t".into(),
-            status: "assigned".into(),
-            description: None,
-            priority: 0,
-            output_requirement: "auto".into(),
-            context: json!({}),
-            repo: None,
-            server_api_key: None,
-            server_oauth_token: None,
-            mode: "execution".into(),
-            external_url: None,
-            git_config: None,
-            config_status: "unconfigured".into(),
-            required_capabilities: Vec::new(),
-            claims: 1,
-        });
+        s.tasks.push(TaskState::sample("assigned"));
         s.workers.push(WorkerState {
             id: "wkr_1".into(),
             task_id: "tsk_1".into(),
