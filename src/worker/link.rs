@@ -117,6 +117,9 @@ pub struct LinkRecord {
     pub usage: Usage,
     /// The last few things the task was doing (for the job log).
     pub recent_actions: Vec<String>,
+    /// Timeline entries no update carried yet (a task can end before the first
+    /// tick); the terminal report takes them.
+    pub unsent_milestones: Vec<Milestone>,
 }
 
 /// The running link of one task.
@@ -277,6 +280,7 @@ impl ServerLink {
         while let Ok(p) = progress.try_recv() {
             self.take(p);
         }
+        self.record.unsent_milestones = std::mem::take(&mut self.pending.append_milestones);
         self.record
     }
 

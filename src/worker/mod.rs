@@ -141,7 +141,7 @@ pub async fn run(
     if let Some(p) = &prepared {
         ctx.git.cleanup(p).await;
     }
-    let record = link.finish().await;
+    let mut record = link.finish().await;
     let work = work.with_usage_fallback(record.usage);
     let reporter = report::Reporter {
         client: &ctx.client,
@@ -151,7 +151,13 @@ pub async fn run(
         worker_id: task.worker_id.as_str(),
         shutdown: &shutdown,
     };
-    let (ending, reported) = reporter.deliver(outcome(interrupted, work, delivery)).await;
+    let mut ending = outcome(interrupted, work, delivery);
+    if let Some(update) = &mut ending.update {
+        update
+            .append_milestones
+            .append(&mut record.unsent_milestones);
+    }
+    let (ending, reported) = reporter.deliver(ending).await;
     let model = ctx.runner.model_choice(&task.task);
     let result = result(
         &task,

@@ -66,7 +66,11 @@ fn model_line(stderr: &str) -> &str {
 #[test]
 fn the_servers_alias_is_mapped_and_the_server_hears_which_model_ran() {
     let env = api_env(ANTHROPIC_KEY, done(), seed(json!({"model": "sonnet"})));
-    let out = env.api_agent(["--once"]).run();
+    // No progress update before the end: the milestone must ride on the final report.
+    let out = env
+        .api_agent(["--once"])
+        .env("BUILDD_PROGRESS_INTERVAL", "1h")
+        .run();
     assert_eq!(out.code(), 0, "{}", out.stderr);
     assert_eq!(first_request(&env).body["model"], "claude-sonnet-4-6");
     let line = model_line(&out.stderr);
