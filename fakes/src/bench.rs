@@ -186,7 +186,6 @@ impl Scratch {
             .current_dir(d.join("work"))
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("HOME", d.join("home"))
-            .env("BUILDD_CONFIG", d.join("no-config.json"))
             .env("BUILDD_STATE_DIR", d.join("state"))
             .env("BUILDD_SERVER", server.url())
             .env("BUILDD_API_KEY", DEFAULT_KEY)

@@ -40,7 +40,20 @@ impl Unattended {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("no buildd API key")]
-    MissingApiKey { config_path: PathBuf },
+    MissingApiKey {
+        config_path: PathBuf,
+        /// On Actions the fix is the action's input, not `buildd login`.
+        actions: bool,
+    },
+    /// `BUILDD_CONFIG` names a file that is not there: a typo, not "no file".
+    #[error("BUILDD_CONFIG names {path}, which does not exist")]
+    MissingConfigFile { path: PathBuf },
+    #[error("{source_name} {value} is below the 1s minimum")]
+    PollIntervalTooShort {
+        /// Where the value came from (`--poll-interval`, `BUILDD_POLL_INTERVAL`).
+        source_name: &'static str,
+        value: String,
+    },
     #[error("no buildd server configured{}", where_.suffix())]
     MissingServer { where_: Unattended },
     #[error("cannot read the config file {path}")]
@@ -114,10 +127,24 @@ impl Hint for ConfigError {
             ConfigError::ClaudeNotFound { hint, .. } => return hint.clone(),
             ConfigError::Sandbox(e) => return e.hint(),
             ConfigError::MissingServer { where_ } => where_.hint().into(),
-            ConfigError::MissingApiKey { config_path } => format!(
+            ConfigError::MissingApiKey { actions: true, .. } => {
+                "set the action's `api-key` input from a repository secret, e.g. \
+                  api-key: ${{ secrets.BUILDD_API_KEY }} (or BUILDD_API_KEY in the step's env)"
+                    .into()
+            }
+            ConfigError::MissingApiKey { config_path, .. } => format!(
                 "pass --api-key, set BUILDD_API_KEY, or run `buildd login` (writes {})",
                 config_path.display()
             ),
+            ConfigError::MissingConfigFile { .. } => {
+                "point BUILDD_CONFIG at an existing file, or unset it to use \
+                 ~/.buildd/config.json"
+                    .into()
+            }
+            ConfigError::PollIntervalTooShort { .. } => {
+                "poll every 1s or longer (e.g. 10s, the default); each poll is a claim request"
+                    .into()
+            }
             ConfigError::ReadFile { path, .. } | ConfigError::ParseFile { path, .. } => format!(
                 "fix or remove {}, or point BUILDD_CONFIG at another file",
                 path.display()

@@ -35,6 +35,35 @@ pub fn home_dir(env: &HashMap<String, String>) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
+/// The config file, read as far as it matters: where it is and what it says. An
+/// explicit `BUILDD_CONFIG` that does not exist is an error (a typo would otherwise
+/// look like "no file"). A file that cannot be read or parsed is an error only when
+/// it is `needed` (flags and env vars leave the key or the server to it); otherwise it
+/// is a warning, so a stale file does not stop an agent configured another way.
+pub(super) fn load(
+    env: &HashMap<String, String>,
+    needed: bool,
+) -> Result<(PathBuf, ConfigFile), ConfigError> {
+    let path = config_path(env);
+    let explicit = env.get("BUILDD_CONFIG").is_some_and(|p| !p.is_empty());
+    if explicit && !path.exists() {
+        return Err(ConfigError::MissingConfigFile { path });
+    }
+    match read_config_file(&path) {
+        Ok(file) => Ok((path, file)),
+        Err(e) if !needed => {
+            let cause = std::error::Error::source(&e)
+                .map(|c| format!(": {c}"))
+                .unwrap_or_default();
+            tracing::warn!(
+                "ignoring {e}{cause}; the flags and environment already give the key and server"
+            );
+            Ok((path, ConfigFile::default()))
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// The file's contents; a missing file is an empty one.
 pub(super) fn read_config_file(path: &Path) -> Result<ConfigFile, ConfigError> {
     let text = match std::fs::read_to_string(path) {

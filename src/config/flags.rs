@@ -59,10 +59,15 @@ pub struct Cli {
           value_parser = clap::value_parser!(u32).range(1..=100))]
     pub max_tasks: u32,
 
-    /// Daemon poll period (e.g. 500ms, 10s, 2m)
+    /// Daemon poll period, at least 1s (e.g. 10s, 2m)
     #[arg(long, env = "BUILDD_POLL_INTERVAL", value_name = "DUR", default_value = "10s",
           value_parser = parse_duration)]
     pub poll_interval: Duration,
+
+    /// The shortest --poll-interval accepted (tests poll faster than a person should)
+    #[arg(long, env = "BUILDD_MIN_POLL_INTERVAL", value_name = "DUR", default_value = "1s",
+          value_parser = parse_duration, hide = true)]
+    pub min_poll_interval: Duration,
 
     /// Claim once (up to --max-tasks), run what was claimed, exit
     #[arg(long, conflicts_with = "until_idle")]

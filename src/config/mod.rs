@@ -189,7 +189,7 @@ impl Config {
             workspace,
             task,
             max_tasks: cli.max_tasks,
-            poll_interval: cli.poll_interval.max(Duration::from_millis(10)),
+            poll_interval: poll_interval(&cli, matches)?,
             mode,
             log_format: cli.log_format,
             runner,
@@ -230,20 +230,23 @@ fn key_and_server(
     matches: &clap::ArgMatches,
     env: &HashMap<String, String>,
 ) -> Result<(String, Source, String), ConfigError> {
-    let config_path = config_path(env);
-    let file = file::read_config_file(&config_path)?;
-    let (api_key, source) = match cli.api_key.clone().filter(|k| !k.trim().is_empty()) {
+    let given_key = cli.api_key.clone().filter(|k| !k.trim().is_empty());
+    let given_server = cli.server.clone().filter(|s| !s.trim().is_empty());
+    let needed = given_key.is_none() || given_server.is_none();
+    let (config_path, file) = file::load(env, needed)?;
+    let (api_key, source) = match given_key {
         Some(k) => (k, source_of(matches, "api_key")),
         None => match file.api_key.filter(|k| !k.trim().is_empty()) {
             Some(k) => (k, Source::File),
-            None => return Err(ConfigError::MissingApiKey { config_path }),
+            None => {
+                return Err(ConfigError::MissingApiKey {
+                    config_path,
+                    actions: unattended(env) == Some(Unattended::Actions),
+                });
+            }
         },
     };
-    let server = cli
-        .server
-        .clone()
-        .filter(|s| !s.trim().is_empty())
-        .or(file.buildd_server);
+    let server = given_server.or(file.buildd_server);
     let server = match (server, unattended(env)) {
         (Some(s), _) => s,
         (None, Some(where_)) => return Err(ConfigError::MissingServer { where_ }),
@@ -301,6 +304,22 @@ fn dispatched(
 
 pub(crate) fn non_empty(v: Option<String>) -> Option<String> {
     v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+}
+
+/// The daemon's poll period: refused below the floor (1s unless the hidden
+/// `--min-poll-interval` lowers it, as the test harness does), since every poll is a
+/// claim request and `0s` meant dozens a second.
+fn poll_interval(cli: &Cli, matches: &clap::ArgMatches) -> Result<Duration, ConfigError> {
+    if cli.poll_interval >= cli.min_poll_interval {
+        return Ok(cli.poll_interval.max(Duration::from_millis(10)));
+    }
+    Err(ConfigError::PollIntervalTooShort {
+        source_name: match matches.value_source("poll_interval") {
+            Some(ValueSource::EnvVariable) => "BUILDD_POLL_INTERVAL",
+            _ => "--poll-interval",
+        },
+        value: humantime::format_duration(cli.poll_interval).to_string(),
+    })
 }
 
 fn source_of(matches: &clap::ArgMatches, id: &str) -> Source {
@@ -391,6 +410,69 @@ mod tests {
         let err = resolve(&[], &[("HOME", dir.path().to_str().unwrap())]).unwrap_err();
         assert!(matches!(err, ConfigError::MissingApiKey { .. }));
         assert!(err.hint().unwrap().contains("buildd login"));
+    }
+
+    #[test]
+    fn a_broken_config_file_only_matters_when_it_is_needed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        std::fs::write(&path, "{not json").unwrap();
+        let env = [("BUILDD_CONFIG", path.to_str().unwrap())];
+        let both = ["--api-key", "bld_flag", "--server", "http://127.0.0.1:9"];
+        let cfg = resolve(&both, &env).unwrap();
+        assert_eq!(cfg.api_key.expose(), "bld_flag");
+        let err = resolve(&["--api-key", "bld_flag"], &env).unwrap_err();
+        assert!(matches!(err, ConfigError::ParseFile { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn an_explicit_config_file_that_does_not_exist_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("typo.json");
+        let both = ["--api-key", "bld_flag", "--server", "http://127.0.0.1:9"];
+        let err = resolve(&both, &[("BUILDD_CONFIG", path.to_str().unwrap())]).unwrap_err();
+        assert!(
+            matches!(err, ConfigError::MissingConfigFile { .. }),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("typo.json"));
+        // The default path missing is just "no file".
+        let home = [("HOME", dir.path().to_str().unwrap())];
+        assert!(resolve(&both, &home).is_ok());
+    }
+
+    #[test]
+    fn a_poll_interval_below_a_second_is_refused_naming_its_source() {
+        let both = ["--api-key", "k", "--server", "http://127.0.0.1:9"];
+        let flag = [&both[..], &["--poll-interval", "0s"]].concat();
+        let err = resolve(&flag, &[]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "--poll-interval 0s is below the 1s minimum"
+        );
+        // The env var's name is tested through the binary (clap reads the process env).
+        let ok = [&both[..], &["--poll-interval", "1s"]].concat();
+        assert_eq!(
+            resolve(&ok, &[]).unwrap().poll_interval,
+            Duration::from_secs(1)
+        );
+    }
+
+    #[test]
+    fn on_actions_the_missing_key_hint_names_the_input_and_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = [
+            ("HOME", dir.path().to_str().unwrap()),
+            ("GITHUB_ACTIONS", "true"),
+            ("BUILDD_SERVER", "https://b.example"),
+        ];
+        let err = resolve(&[], &env).unwrap_err();
+        let hint = err.hint().unwrap();
+        assert!(
+            hint.contains("`api-key` input") && hint.contains("secrets."),
+            "{hint}"
+        );
+        assert!(!hint.contains("buildd login"), "{hint}");
     }
 
     #[test]

@@ -100,6 +100,59 @@ fn bad_flags_exit_two() {
 }
 
 #[test]
+fn a_poll_interval_below_a_second_is_refused_and_blames_its_source() {
+    let env = Env::new(AGENT);
+    // The harness lowers the floor for its own fast polls; a user's agent has the 1s one.
+    let out = env
+        .agent(["--once"])
+        .env_remove("BUILDD_MIN_POLL_INTERVAL")
+        .env("BUILDD_POLL_INTERVAL", "0s")
+        .run();
+    assert_eq!(out.code(), 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("BUILDD_POLL_INTERVAL 0s is below the 1s minimum"),
+        "{}",
+        out.stderr
+    );
+    assert!(env.server().requests().is_empty(), "nothing was claimed");
+}
+
+#[test]
+fn config_file_problems_stop_the_agent_only_when_the_file_is_needed() {
+    let env = Env::new(AGENT);
+    let broken = env.home().join("broken.json");
+    std::fs::write(&broken, "{not json").unwrap();
+    // Key and server come from the environment: the broken file is only a warning.
+    let out = env.agent(["--once"]).env("BUILDD_CONFIG", &broken).run();
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("ignoring the config file"),
+        "{}",
+        out.stderr
+    );
+    // The key was left to it: the file's problem is the error.
+    let out = env
+        .agent(["--once"])
+        .env("BUILDD_CONFIG", &broken)
+        .env_remove("BUILDD_API_KEY")
+        .run();
+    assert_eq!(out.code(), 2, "{}", out.stderr);
+    assert!(out.stderr.contains("is not valid JSON"), "{}", out.stderr);
+    // A BUILDD_CONFIG naming nothing is a typo, whatever else is set.
+    let out = env
+        .agent(["--once"])
+        .env("BUILDD_CONFIG", env.home().join("typo.json"))
+        .run();
+    assert_eq!(out.code(), 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("BUILDD_CONFIG names") && out.stderr.contains("typo.json"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
 fn no_server_on_actions_or_in_a_container_is_a_configuration_error() {
     let env = Env::new(AGENT);
     for (var, value, says) in [

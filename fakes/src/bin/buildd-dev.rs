@@ -304,6 +304,9 @@ async fn run_demo(agent: &Path, keep: Option<PathBuf>) -> anyhow::Result<bool> {
     println!("sample project      {}\n", project.display());
 
     let summary = root.join("summary.md");
+    // An empty config file of its own, so the user's ~/.buildd/config.json plays no part.
+    let config = root.join("config.json");
+    std::fs::write(&config, "{}")?;
     let status = tokio::process::Command::new(&agent)
         .args([
             "--until-idle",
@@ -319,7 +322,7 @@ async fn run_demo(agent: &Path, keep: Option<PathBuf>) -> anyhow::Result<bool> {
         .env_remove("GITHUB_ACTIONS")
         .env("BUILDD_SERVER", server.url())
         .env("BUILDD_API_KEY", DEFAULT_KEY)
-        .env("BUILDD_CONFIG", root.join("no-config.json"))
+        .env("BUILDD_CONFIG", &config)
         .env("BUILDD_STATE_DIR", root.join("state"))
         .env("ANTHROPIC_BASE_URL", model.url())
         .env("ANTHROPIC_API_KEY", demo::DEMO_ANTHROPIC_KEY)

@@ -208,6 +208,7 @@ impl Env {
             .env("CLAUDE_CODE_OAUTH_TOKEN", OAUTH_TOKEN)
             .env("CLAUDE_BIN", self.claude.bin())
             .env("BUILDD_POLL_INTERVAL", "50ms")
+            .env("BUILDD_MIN_POLL_INTERVAL", "10ms")
             .env("BUILDD_PROGRESS_INTERVAL", "20ms")
             .env("BUILDD_RETRY_BASE_DELAY", "10ms")
             .env("BUILDD_RETRY_MAX_DELAY", "50ms")
