@@ -70,8 +70,13 @@ pub enum ConfigError {
     },
     #[error("cannot read the GitHub event that started this run")]
     Dispatch(#[source] DispatchError),
-    #[error("invalid server URL {url:?}: {reason}")]
-    BadServer { url: String, reason: String },
+    #[error("invalid server URL {url:?}{origin}: {reason}")]
+    BadServer {
+        url: String,
+        reason: String,
+        /// Where the value came from (` (from BUILDD_SERVER)`), or empty.
+        origin: String,
+    },
     /// No Claude credential for any runner (the seed agent's wording).
     #[error("No authentication configured")]
     NoClaudeAuth,

@@ -246,13 +246,26 @@ fn key_and_server(
             }
         },
     };
+    let origin = match (&given_server, matches.value_source("server")) {
+        (Some(_), Some(ValueSource::EnvVariable)) => "BUILDD_SERVER".to_string(),
+        (Some(_), _) => "--server".to_string(),
+        (None, _) => config_path.display().to_string(),
+    };
     let server = given_server.or(file.buildd_server);
     let server = match (server, unattended(env)) {
         (Some(s), _) => s,
         (None, Some(where_)) => return Err(ConfigError::MissingServer { where_ }),
         (None, None) => DEFAULT_SERVER.into(),
     };
-    Ok((api_key, source, validate_server(&server)?))
+    let server = validate_server(&server).map_err(|e| match e {
+        ConfigError::BadServer { url, reason, .. } => ConfigError::BadServer {
+            url,
+            reason,
+            origin: format!(" (from {origin})"),
+        },
+        e => e,
+    })?;
+    Ok((api_key, source, server))
 }
 
 /// Where the default server (localhost) cannot be meant: retrying it there for the whole
@@ -335,11 +348,13 @@ fn validate_server(raw: &str) -> Result<String, ConfigError> {
     let parsed = reqwest::Url::parse(url).map_err(|e| ConfigError::BadServer {
         url: raw.into(),
         reason: e.to_string(),
+        origin: String::new(),
     })?;
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
         return Err(ConfigError::BadServer {
             url: raw.into(),
             reason: "only http and https URLs with a host are supported".into(),
+            origin: String::new(),
         });
     }
     if !parsed.username().is_empty() || parsed.password().is_some() {
@@ -347,6 +362,7 @@ fn validate_server(raw: &str) -> Result<String, ConfigError> {
         return Err(ConfigError::BadServer {
             url: "<redacted>".into(),
             reason: "credentials in the URL are not supported; use --api-key".into(),
+            origin: String::new(),
         });
     }
     Ok(url.to_string())

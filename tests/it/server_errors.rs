@@ -97,6 +97,17 @@ fn bad_flags_exit_two() {
         assert_eq!(out.code(), 2, "{args:?}: {}", out.stderr);
         assert!(out.stderr.contains("error"), "{args:?}");
     }
+    // A bad server URL says where it came from.
+    let out = env
+        .agent(["--once"])
+        .env("BUILDD_SERVER", "not a url")
+        .run();
+    assert_eq!(out.code(), 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("(from BUILDD_SERVER)"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
