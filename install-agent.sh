@@ -33,9 +33,15 @@ Environment:
   BUILDD_AGENT_API_URL       GitHub API base; default: ${DEFAULT_API_URL}
   GITHUB_TOKEN               sent to the GitHub API (only) against rate limits
   GITHUB_PATH                on GitHub Actions, the install dir is appended to it
+  BUILDD_AGENT_SHA256SUMS    a checksum list you trust (sha256sum format, e.g. the
+                             release-checksums/ file of the action's tagged source);
+                             the download must be listed in it and match
+  BUILDD_AGENT_PROVENANCE    auto (default): check the release's build provenance
+                             with an authenticated gh when there is one;
+                             require: refuse to install without that check; off
 
-The download is checked against its published SHA-256 before anything is
-installed; the binary is replaced atomically.
+The download is checked against its published SHA-256 (and the list you trust)
+before anything is installed; the binary is replaced atomically.
 EOF
 }
 
@@ -258,6 +264,9 @@ main() {
     [ "$actual" = "$expected" ] ||
         die "checksum mismatch for $name.tar.gz (expected $expected, got $actual); refusing to install"
 
+    check_pinned "$TMP_DIR/$name.tar.gz" "$name.tar.gz" "$actual"
+    check_provenance "$TMP_DIR/$name.tar.gz" "$name.tar.gz"
+
     tar -xzf "$TMP_DIR/$name.tar.gz" -C "$TMP_DIR" 2>/dev/null ||
         die "cannot unpack $name.tar.gz (corrupt archive?)"
     [ -f "$TMP_DIR/$name/$BIN" ] || die "$name.tar.gz does not contain $name/$BIN"
@@ -277,6 +286,43 @@ main() {
 
     say "installed $BIN $version to $dest"
     path_hint "$dir"
+}
+
+# check_pinned FILE NAME SHA256: FILE (published as NAME) must be listed with
+# SHA256 in BUILDD_AGENT_SHA256SUMS when that is set. The .sha256 beside the
+# tarball comes from the same place as the tarball; this list does not.
+check_pinned() {
+    pins=${BUILDD_AGENT_SHA256SUMS:-}
+    [ -n "$pins" ] || return 0
+    [ -r "$pins" ] || die "cannot read BUILDD_AGENT_SHA256SUMS file $pins"
+    pinned=""
+    while read -r sum file; do
+        if [ "${file#\*}" = "$2" ]; then pinned=$(printf '%s\n' "$sum" | tr 'A-F' 'a-f'); fi
+    done <"$pins"
+    [ -n "$pinned" ] || die "$2 is not listed in $pins; refusing to install"
+    [ "$pinned" = "$3" ] ||
+        die "checksum mismatch for $2 against $pins (pinned $pinned, got $3); refusing to install"
+    say "checksum matches the pinned list $pins"
+}
+
+# check_provenance FILE NAME: verify the GitHub build-provenance attestation of
+# FILE with `gh attestation verify`, as BUILDD_AGENT_PROVENANCE says.
+check_provenance() {
+    mode=${BUILDD_AGENT_PROVENANCE:-auto}
+    case "$mode" in
+        off) return 0 ;;
+        auto | require) ;;
+        *) die "BUILDD_AGENT_PROVENANCE must be auto, require or off (got '$mode')" ;;
+    esac
+    if command -v gh >/dev/null 2>&1 && gh auth status >/dev/null 2>&1; then
+        gh attestation verify "$1" --repo "$REPO" >/dev/null 2>&1 ||
+            die "$2 has no valid build provenance for $REPO (gh attestation verify failed); refusing to install"
+        say "verified the build provenance of $2 (GitHub attestation of $REPO)"
+    elif [ "$mode" = require ]; then
+        die "BUILDD_AGENT_PROVENANCE=require needs an authenticated gh (gh auth login, or GH_TOKEN)"
+    else
+        say "build provenance not checked (needs an authenticated gh); to check by hand: gh attestation verify $2 --repo $REPO"
+    fi
 }
 
 main "$@"

@@ -8,11 +8,13 @@
 //! on what a user would see: the installed binary and what it prints, the
 //! script's output and exit code, and what the server was asked for.
 //! `installs`: what gets installed, and from where; `refusals`: what is
-//! refused, with nothing left behind; `tools`: which tools it needs.
+//! refused, with nothing left behind; `tools`: which tools it needs; `trust`: pinned
+//! checksums and build provenance.
 
 mod installs;
 mod refusals;
 mod tools;
+mod trust;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
