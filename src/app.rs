@@ -243,7 +243,7 @@ fn open_outbox(config: &Config) -> Result<crate::outbox::Outbox, AppError> {
 }
 
 /// Create `path` if missing and prove it writable with a probe file.
-fn writable_dir(path: &std::path::Path, what: DirRole) -> Result<(), AppError> {
+pub(crate) fn writable_dir(path: &std::path::Path, what: DirRole) -> Result<(), AppError> {
     let fail = |source| AppError::Dir {
         what,
         path: path.to_path_buf(),

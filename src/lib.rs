@@ -8,6 +8,7 @@ pub mod backoff;
 pub mod buildd;
 pub mod capabilities;
 pub mod config;
+pub mod doctor;
 pub mod error;
 pub mod git;
 pub mod http;

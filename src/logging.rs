@@ -49,6 +49,17 @@ pub fn eprint(text: &str) {
     let _ = err.flush();
 }
 
+/// [`eprint`] for stdout (what a subcommand such as `doctor` prints as its answer).
+pub fn print(text: &str) {
+    let mut out = io::stdout().lock();
+    let _ = if STEP_LOG.load(Ordering::Relaxed) {
+        out.write_all(crate::actions::commands::neutralize(text).as_bytes())
+    } else {
+        out.write_all(text.as_bytes())
+    };
+    let _ = out.flush();
+}
+
 /// Install the global subscriber. `RUST_LOG` wins; the seed's `DEBUG=*` (or
 /// any non-empty `DEBUG`) means debug; otherwise info. On GitHub Actions
 /// (`actions`), log text is also neutralised: a task title with a newline and

@@ -5,8 +5,9 @@
 use std::collections::HashMap;
 use std::process::ExitCode;
 
-use buildd_agent::config::flags::Cli;
+use buildd_agent::config::flags::{Cli, Command};
 use buildd_agent::config::{Config, SECRET_ENV_VARS, config_path};
+use buildd_agent::doctor;
 use buildd_agent::error::{EXIT_USAGE, render};
 use buildd_agent::process::sandbox::protect;
 use buildd_agent::redact::Redactor;
@@ -65,9 +66,12 @@ fn main() -> ExitCode {
         tracing::warn!("{e}; other processes of this user may read the agent's memory");
     }
 
-    let config = match Config::resolve(cli, &matches, env) {
-        Ok(c) => c,
-        Err(e) => return ExitCode::from(render(&redactor, &e)),
+    // `doctor`: the checks instead of a run; `Some(json)`.
+    let doctor = cli.command.clone().map(|Command::Doctor { json }| json);
+    let config = match (Config::resolve(cli, &matches, env), doctor) {
+        (Ok(c), _) => c,
+        (Err(e), Some(json)) => return ExitCode::from(doctor::config_failed(&e, &redactor, json)),
+        (Err(e), None) => return ExitCode::from(render(&redactor, &e)),
     };
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -80,7 +84,10 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let code = runtime.block_on(buildd_agent::app::run(config, redactor));
+    let code = match doctor {
+        Some(json) => runtime.block_on(doctor::run(&config, &redactor, json)),
+        None => runtime.block_on(buildd_agent::app::run(config, redactor)),
+    };
     // Workers are awaited inside app::run; this only bounds stragglers such as
     // a blocking read that ignored cancellation.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));

@@ -22,6 +22,7 @@ use axum::routing::{get, patch, post};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+mod account;
 mod claim;
 mod heartbeat;
 mod read;
@@ -440,6 +441,7 @@ fn snapshot(s: &Inner) -> Value {
 
 fn router(state: Shared) -> Router {
     Router::new()
+        .route("/api/accounts/me", get(account::me))
         .route("/api/workers/claim", post(claim))
         .route("/api/workers/heartbeat", post(heartbeat))
         .route("/api/workers/{id}", patch(update).get(read))

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 
 pub use crate::logging::LogFormat;
 
@@ -22,6 +22,19 @@ Exit codes:
   130  interrupted by SIGINT
   143  terminated by SIGTERM";
 
+/// Something other than claiming and running tasks.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum Command {
+    /// Check the setup without claiming: server and key, Claude credentials, git and claude,
+    /// work and state dirs, sandbox, GitHub Actions. Exit 0 when nothing fails, 1 when a
+    /// check fails, 2 when the configuration does not resolve
+    Doctor {
+        /// One JSON object on stdout instead of lines
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 /// Claims AI coding tasks from a buildd server, runs them with Claude, and reports back.
 ///
 /// Without --once or --until-idle it runs as a polling daemon.
@@ -33,6 +46,10 @@ Exit codes:
     max_term_width = 100
 )]
 pub struct Cli {
+    /// What to do instead of running tasks (none: claim and run tasks)
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// buildd server URL [default: config file, else http://localhost:3000]
     #[arg(long, env = "BUILDD_SERVER", value_name = "URL")]
     pub server: Option<String>,

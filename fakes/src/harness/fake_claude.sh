@@ -26,6 +26,12 @@
 
 # @SETTINGS@
 
+# `claude --version` needs no credentials and starts no session (2.1.332 prints this).
+if [ "$#" -eq 1 ] && [ "$1" = --version ]; then
+    echo "0.0.0 (Claude Code)"
+    exit 0
+fi
+
 call=$records/calls/$$
 mkdir -p "$call"
 echo $$ >"$call/pid"
