@@ -12,6 +12,7 @@ pub mod doctor;
 pub mod error;
 pub mod git;
 pub mod http;
+pub mod live;
 pub mod logging;
 pub mod outbox;
 pub mod process;

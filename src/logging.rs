@@ -40,13 +40,16 @@ pub fn set_step_log(on: bool) {
 /// Print `text` on stderr as it is, or on Actions with every line that would be a
 /// workflow command (`::error::…`, `##[…`) defused. Callers redact first.
 pub fn eprint(text: &str) {
-    let mut err = io::stderr().lock();
-    let _ = if STEP_LOG.load(Ordering::Relaxed) {
-        err.write_all(crate::actions::commands::neutralize(text).as_bytes())
-    } else {
-        err.write_all(text.as_bytes())
-    };
-    let _ = err.flush();
+    // Above the live status lines when stderr is a terminal showing them.
+    crate::live::suspend(|| {
+        let mut err = io::stderr().lock();
+        let _ = if STEP_LOG.load(Ordering::Relaxed) {
+            err.write_all(crate::actions::commands::neutralize(text).as_bytes())
+        } else {
+            err.write_all(text.as_bytes())
+        };
+        let _ = err.flush();
+    });
 }
 
 /// [`eprint`] for stdout (what a subcommand such as `doctor` prints as its answer).

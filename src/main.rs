@@ -62,6 +62,11 @@ fn main() -> ExitCode {
         redactor.add(&key);
     }
     buildd_agent::logging::init(cli.log_format, redactor.clone(), on_actions, &env);
+    buildd_agent::live::enable(
+        cli.log_format == buildd_agent::logging::LogFormat::Pretty && cli.command.is_none(),
+        on_actions,
+        env.get("TERM").map(String::as_str),
+    );
     if let Err(e) = undumpable {
         tracing::warn!("{e}; other processes of this user may read the agent's memory");
     }

@@ -178,6 +178,8 @@ pub struct ServerLink {
     /// The server closed the worker: nothing more is sent.
     closed: bool,
     record: LinkRecord,
+    /// The task's live status line (a terminal only; else progress is logged).
+    line: crate::live::TaskLine,
 }
 
 impl ServerLink {
@@ -221,6 +223,7 @@ impl ServerLink {
             last_sent: Instant::now(),
             closed: false,
             record: LinkRecord::default(),
+            line: crate::live::TaskLine::new(task.title()),
         };
         match link.client.update_worker(&link.worker_id, &start).await {
             Ok(ack) => link.take_ack(ack),
@@ -268,7 +271,10 @@ impl ServerLink {
                 _ = done.cancelled() => break,
                 Some(p) = progress.recv() => self.take(p),
                 changed = phases.changed() => match changed {
-                    Ok(()) => self.last_action = phases.borrow_and_update().clone(),
+                    Ok(()) => {
+                        self.last_action = phases.borrow_and_update().clone();
+                        self.line.show(&self.last_action);
+                    }
                     // The handle is gone without `finish`: nobody is left to serve.
                     Err(_) => break,
                 },
@@ -293,6 +299,7 @@ impl ServerLink {
                     return;
                 }
                 debug!(worker = %self.worker_id, action = %a);
+                self.line.show(&a);
                 self.last_action = a.clone();
                 let recent = &mut self.record.recent_actions;
                 if recent.len() == RECENT_ACTIONS {
@@ -303,6 +310,7 @@ impl ServerLink {
             }
             Progress::Milestone(m) => {
                 let m = one_line(&self.redactor.redact(&m), MAX_ACTION_CHARS);
+                info!(worker = %self.worker_id, "{m}");
                 self.pending.append_milestones.push(Milestone::status(m));
             }
             Progress::Usage(u) => {
@@ -321,6 +329,13 @@ impl ServerLink {
     }
 
     async fn send_pending(&mut self, lease_due: bool) {
+        // What the task does, logged as often as the server hears of it; a terminal
+        // shows it on the task's live line instead.
+        if let Some(action) = &self.pending.current_action
+            && !crate::live::active()
+        {
+            info!(worker = %self.worker_id, "{action}");
+        }
         if self.pending.current_action.is_none() && lease_due {
             // A lease renewal must carry something; the action is harmless.
             self.pending.current_action = Some(if self.last_action.is_empty() {

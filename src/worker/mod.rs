@@ -169,9 +169,12 @@ pub async fn run(
     );
     info!(
         worker = %result.worker_id,
+        title = %link::one_line(&result.title, 80),
         status = result.status.as_str(),
+        duration = %humantime::format_duration(Duration::from_secs(result.duration.as_secs())),
         turns = result.usage.turns,
         cost_usd = result.usage.cost_usd.map(round4),
+        pr_url = result.pr_url.as_deref(),
         error = result.error.as_deref().map(|e| link::one_line(e, 300)),
         "task finished"
     );

@@ -224,3 +224,76 @@ fn concurrent_tasks_each_follow_the_whole_script_per_conversation() {
         "{results:?}"
     );
 }
+
+#[test]
+fn without_a_terminal_progress_is_plain_log_lines_and_the_end_line_says_it_all() {
+    let env = Env::new(AGENT).with_demo();
+    let out = env.api_agent(["--until-idle", "--max-tasks", "1"]).run();
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    // What the tasks did, as the server heard it (one of the demo's edits).
+    assert!(
+        out.stderr
+            .lines()
+            .any(|l| l.contains("INFO Editing count.txt")),
+        "{}",
+        out.stderr
+    );
+    let finished = out
+        .stderr
+        .lines()
+        .find(|l| l.contains("task finished") && l.contains("Fix the off-by-one"))
+        .unwrap_or_else(|| panic!("no finish line:\n{}", out.stderr));
+    for field in [
+        "status=\"completed\"",
+        "duration=",
+        "cost_usd=0.0103",
+        "turns=4",
+    ] {
+        assert!(finished.contains(field), "{field}: {finished}");
+    }
+    // No terminal, no live lines: nothing redraws or moves the cursor.
+    assert!(!out.stderr.contains('\x1b') && !out.stderr.contains('\r'));
+}
+
+#[test]
+fn on_a_terminal_each_running_task_has_a_live_line() {
+    let env = Env::new(AGENT).with_demo();
+    let Some(agent) = env
+        .api_agent(["--until-idle", "--max-tasks", "1"])
+        .env("TERM", "xterm")
+        .under_terminal()
+    else {
+        eprintln!("note: util-linux `script` is not installed; skipping the terminal test");
+        return;
+    };
+    let out = agent.run();
+    assert_eq!(out.code(), 0, "{}{}", out.stdout, out.stderr);
+    // The terminal's output: a line per task redrawn in place (erase-line sequences), with
+    // the task's title in bold and what it does, instead of the plain action lines.
+    let tty = &out.stdout;
+    assert!(tty.contains("\x1b[2K"), "{tty:?}");
+    assert!(
+        tty.contains("\x1b[1mFix the off-by-one in the counter\x1b[0m"),
+        "{tty:?}"
+    );
+    assert!(!tty.contains("INFO Editing"), "{tty:?}");
+    // The log still reaches the terminal, between redraws.
+    assert!(tty.contains("task finished"), "{tty:?}");
+
+    // A terminal without TERM (or TERM=dumb) cannot draw them: plain lines instead.
+    let env = Env::new(AGENT).with_demo();
+    let Some(agent) = env
+        .api_agent(["--until-idle", "--max-tasks", "1"])
+        .under_terminal()
+    else {
+        return;
+    };
+    let out = agent.run();
+    assert_eq!(out.code(), 0, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("INFO Editing count.txt"),
+        "{:?}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains("\x1b[2K"), "{:?}", out.stdout);
+}

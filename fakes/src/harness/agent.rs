@@ -79,6 +79,38 @@ impl Agent {
         self
     }
 
+    /// Run it with a terminal as its stdin, stdout and stderr: under util-linux `script`
+    /// (a pseudo-terminal), whose output (everything the agent wrote, escape sequences
+    /// included) is then the captured stdout. `None` when `script` is not installed.
+    pub fn under_terminal(self) -> Option<Agent> {
+        let script = ["/usr/bin/script", "/bin/script"]
+            .into_iter()
+            .find(|p| Path::new(p).is_file())?;
+        let quote = |s: &OsStr| format!("'{}'", s.to_string_lossy().replace('\'', "'\\''"));
+        let line = std::iter::once(self.cmd.get_program())
+            .chain(self.cmd.get_args())
+            .map(quote)
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut cmd = Command::new(script);
+        // -q quiet, -e the command's exit code, -f flush as it goes, -c the command.
+        cmd.env_clear()
+            .stdin(Stdio::null())
+            .args(["-qefc", &format!("exec {line}"), "/dev/null"]);
+        for (k, v) in self.cmd.get_envs() {
+            if let Some(v) = v {
+                cmd.env(k, v);
+            }
+        }
+        if let Some(dir) = self.cmd.get_current_dir() {
+            cmd.current_dir(dir);
+        }
+        Some(Agent {
+            cmd,
+            capture: self.capture,
+        })
+    }
+
     /// Send stdout and stderr to `/dev/null`: for an agent killed with SIGKILL, whose
     /// orphans would hold its pipes open.
     pub fn discard_output(mut self) -> Agent {
