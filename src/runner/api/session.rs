@@ -254,7 +254,7 @@ impl Session<'_> {
         }
         let blocks: Vec<ContentBlock> = self
             .inbox
-            .drain()
+            .deliver(&self.progress)
             .into_iter()
             .map(|text| {
                 ContentBlock::text(format!(
