@@ -138,6 +138,20 @@ impl Inbox {
     }
 }
 
+/// How a runner hands the model the messages it took from the inbox: one text
+/// that says where they come from, each message after it.
+pub fn owner_message(messages: &[String]) -> String {
+    let mut text = String::from(
+        "A message from the task's owner arrived while you worked (sent through \
+         buildd). Take it into account:",
+    );
+    for m in messages {
+        text.push_str("\n\n");
+        text.push_str(m);
+    }
+    text
+}
+
 /// Longest excerpt of a message shown in its milestone.
 const INSTRUCTION_LABEL_CHARS: usize = 80;
 

@@ -1,5 +1,6 @@
-//! Messages from the dashboard through the agent binary: one queued while the task runs is
-//! in the model's next request, a mission's repeated guidance reaches the model once, and one
+//! Messages from the dashboard through the agent binary, for both runners: one queued while
+//! the task runs is in the model's next request (the CLI runner: the next user message on
+//! `claude`'s stdin), a mission's repeated guidance reaches the model once, and one
 //! that only arrives with the final report is logged and shown in the job summary as not
 //! delivered. Each delivered message is a milestone on the worker.
 
@@ -152,4 +153,70 @@ fn api_a_message_that_comes_with_the_final_answer_is_logged_and_summarised() {
     let summary = std::fs::read_to_string(&summary).unwrap_or_default();
     assert!(summary.contains("1 instruction too late"), "{summary}");
     assert!(!summary.contains("delivered"), "{summary}");
+}
+
+#[test]
+fn cli_a_message_goes_to_claude_at_the_next_turn_and_mission_guidance_only_once() {
+    let mut seed = task("Listen to the mission");
+    seed.description = Some(
+        "RUN: for i in $(seq 600); do [ -f go.flag ] && break; sleep 0.05; done; echo waited"
+            .into(),
+    );
+    seed.mission_id = Some(MISSION.into());
+    let env = Env::new(AGENT).with_task(seed);
+    env.server()
+        .mission_guidance(MISSION, "Style", "keep commits small");
+    let summary = summary_file(&env);
+    let running = env
+        .agent(["--once"])
+        .env("BUILDD_LEASE_INTERVAL", "50ms")
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .spawn();
+    let server = env.server();
+    wait_for("claude to start", || !env.claude().calls().is_empty());
+    let worker = server.workers()[0].id.clone();
+    let updates = server.workers()[0].updates.len();
+    assert_eq!(
+        server.instruct(&worker, "Please also mention the weather."),
+        200
+    );
+    wait_for("the message to be taken", || {
+        server.workers()[0].updates.len() >= updates + 2
+    });
+    std::fs::write(env.work().join("go.flag"), "").unwrap();
+    let out = running.wait(Duration::from_secs(60));
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+
+    let call = env.claude().only_call();
+    assert!(
+        call.stdin.contains("# Task: Listen to the mission"),
+        "{}",
+        call.stdin
+    );
+    let messages = call.messages();
+    assert_eq!(
+        messages.len(),
+        1,
+        "one turn boundary, one message: {messages:?}"
+    );
+    let all = format!("{}{}", call.stdin, messages[0]);
+    assert!(
+        messages[0].contains("A message from the task's owner"),
+        "{all}"
+    );
+    assert!(messages[0].contains("mention the weather"), "{all}");
+    assert_eq!(
+        all.matches("keep commits small").count(),
+        1,
+        "the guidance came back on every update and reached claude once: {all}"
+    );
+    let labels = milestones(server);
+    let delivered = labels
+        .iter()
+        .filter(|l| l.starts_with("Instruction delivered:"))
+        .count();
+    assert_eq!(delivered, 2, "{labels:?}");
+    let summary = std::fs::read_to_string(&summary).unwrap_or_default();
+    assert!(summary.contains("2 instructions delivered"), "{summary}");
 }
