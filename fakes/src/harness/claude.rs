@@ -449,17 +449,22 @@ mod tests {
             r#"{"type":"user","message":{"role":"user","content":[{"type":"text","text":"Also \"this\""}]}}"#,
             "\n",
         );
-        let out = invoke_streaming(&fake, input);
+        // The agent's own line (serde_json's key order), read without jq.
+        let tricky = "a \"quoted\" \\ back\tslash\r\nsecond line é \u{1}";
+        let agent_line = serde_json::json!({"type": "user", "message": {"role": "user",
+            "content": [{"type": "text", "text": tricky}]}});
+        let input = format!("{input}{agent_line}\n");
+        let out = invoke_streaming(&fake, &input);
         assert!(out.status.success(), "{out:?}");
         let call = fake.only_call();
         assert_eq!(call.stdin, "# Task: plain");
-        assert_eq!(call.messages(), ["Also \"this\""]);
-        assert_eq!(call.input_lines().len(), 3);
+        assert_eq!(call.messages(), ["Also \"this\"", tricky]);
+        assert_eq!(call.input_lines().len(), 4);
         let results: Vec<_> = lines(&out)
             .into_iter()
             .filter(|l| l["type"] == "result")
             .collect();
-        assert_eq!(results.len(), 2);
+        assert_eq!(results.len(), 3);
         assert_eq!(results[1]["result"], "Received: Also \"this\"");
         assert_eq!(
             results[1]["total_cost_usd"], results[0]["total_cost_usd"],
