@@ -65,6 +65,8 @@ fn task_report(r: &TaskResult, redactor: &Redactor, server: &str) -> TaskReport 
         summary: r.summary.clone(),
         model: r.model.as_ref().and_then(|m| m.model.clone()),
         model_source: r.model.as_ref().map(|m| m.source.to_string()),
+        instructions_delivered: r.instructions_delivered,
+        instructions_undelivered: r.instructions_undelivered,
     }
 }
 
@@ -178,6 +180,8 @@ mod tests {
             recent_actions: vec!["Running `ls`".into()],
             pr_url: None,
             model: None,
+            instructions_delivered: 0,
+            instructions_undelivered: 0,
         }
     }
 

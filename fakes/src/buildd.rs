@@ -25,6 +25,7 @@ use serde_json::{Value, json};
 mod account;
 mod claim;
 mod heartbeat;
+mod instruct;
 mod read;
 mod update;
 
@@ -87,6 +88,8 @@ pub struct TaskSeed {
     /// Names a claim's `capabilities` must all include (checked only when the
     /// claim sends a non-empty list, as the server does).
     pub required_capabilities: Vec<String>,
+    /// The mission the task belongs to (`missionId`): its notes come with every update.
+    pub mission_id: Option<String>,
 }
 
 /// One claim as the fake answered it, for tests that count claims.
@@ -152,6 +155,7 @@ pub struct TaskState {
     pub config_status: String,
     pub required_capabilities: Vec<String>,
     pub claims: u32,
+    pub mission_id: Option<String>,
 }
 
 #[cfg(test)]
@@ -176,6 +180,7 @@ impl TaskState {
             config_status: "unconfigured".into(),
             required_capabilities: Vec::new(),
             claims: 1,
+            mission_id: None,
         }
     }
 }
@@ -210,6 +215,8 @@ struct Inner {
     /// The latest undelivered `POST …/instruct` message per worker (a newer one
     /// overwrites it); handed out on the worker's next successful update.
     instructions: HashMap<String, String>,
+    /// Mission notes by mission id, repeated in every non-terminal update's `instructions`.
+    missions: HashMap<String, instruct::MissionNotes>,
 }
 
 type Shared = Arc<Mutex<Inner>>;
@@ -355,6 +362,7 @@ impl FakeBuildd {
             config_status: seed.config_status.unwrap_or_else(|| "unconfigured".into()),
             required_capabilities: seed.required_capabilities,
             claims: 0,
+            mission_id: seed.mission_id,
         });
         id
     }
@@ -385,15 +393,6 @@ impl FakeBuildd {
         if let Some(w) = s.workers.iter_mut().find(|w| w.id == worker_id) {
             w.status = status.into();
         }
-    }
-
-    /// Queue a user's message for a worker, as `POST /api/workers/{id}/instruct`
-    /// does: it replaces an undelivered one and is returned (then cleared) as
-    /// `instructions` on the worker's next successful update.
-    pub fn instruct(&self, worker_id: &str, message: &str) {
-        lock(&self.state)
-            .instructions
-            .insert(worker_id.into(), message.into());
     }
 
     /// Every request received, in order.

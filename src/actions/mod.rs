@@ -63,6 +63,10 @@ pub struct TaskReport {
     /// The model it ran on (`None`: not known), and why that one.
     pub model: Option<String>,
     pub model_source: Option<String>,
+    /// Messages from the dashboard the model was given while it worked.
+    pub instructions_delivered: u32,
+    /// Messages from the dashboard that never reached the model (too late).
+    pub instructions_undelivered: u32,
 }
 
 /// Everything one invocation of the agent did, for the summary and outputs.
@@ -227,6 +231,8 @@ pub(crate) mod fixtures {
             summary: None,
             model: Some("claude-sonnet-4-6".into()),
             model_source: Some("the server's choice (context.model sonnet)".into()),
+            instructions_delivered: 0,
+            instructions_undelivered: 0,
         }
     }
 
@@ -239,6 +245,7 @@ pub(crate) mod fixtures {
         );
         done.pr_url = Some("https://github.com/acme/web/pull/42".to_string());
         done.summary = Some("Fixed the redirect after login.\nAdded a test.".to_string());
+        done.instructions_delivered = 2;
         let mut plan = task(
             "tsk_2b3c4d5e6f",
             "Plan the billing rewrite",
@@ -250,6 +257,7 @@ pub(crate) mod fixtures {
         let mut failed = task("tsk_3c4d5e6f7a", "Upgrade | deps", TaskStatus::Failed);
         failed.turns = 2;
         failed.cost_usd = Some(0.004);
+        failed.instructions_undelivered = 1;
         failed.error = Some("Model API rejected the request: 400 `max_tokens` too large".into());
         RunReport {
             tasks: vec![done, plan, failed],

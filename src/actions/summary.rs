@@ -161,6 +161,7 @@ fn row(s: &mut String, t: &TaskReport, limits: RowLimits) {
         id.push_str(" · ");
         id.push_str(&cell_text(&truncate_chars(model, 64)));
     }
+    id.push_str(&instructions_note(t));
     let pr = match t
         .pr_url
         .as_deref()
@@ -180,6 +181,21 @@ fn row(s: &mut String, t: &TaskReport, limits: RowLimits) {
         thousands(t.output_tokens),
         cost(t.cost_usd),
     );
+}
+
+/// How many dashboard messages the task got, for the row's second line (empty: none).
+fn instructions_note(t: &TaskReport) -> String {
+    let plural = |n: u32| if n == 1 { "" } else { "s" };
+    let mut note = String::new();
+    if t.instructions_delivered > 0 {
+        let n = t.instructions_delivered;
+        let _ = write!(note, " · {n} instruction{} delivered", plural(n));
+    }
+    if t.instructions_undelivered > 0 {
+        let n = t.instructions_undelivered;
+        let _ = write!(note, " · {n} instruction{} too late", plural(n));
+    }
+    note
 }
 
 fn status(s: TaskStatus) -> &'static str {

@@ -125,6 +125,56 @@ impl Inbox {
         let mut rx = rx.lock().unwrap_or_else(|p| p.into_inner());
         std::iter::from_fn(|| rx.try_recv().ok()).collect()
     }
+
+    /// Take every waiting message to hand to the model now; each becomes a
+    /// milestone on the worker's timeline ([`instruction_milestone`]). What is
+    /// never taken this way counts as not delivered.
+    pub fn deliver(&self, progress: &ProgressSink) -> Vec<String> {
+        let messages = self.drain();
+        for m in &messages {
+            progress.milestone(instruction_milestone(m));
+        }
+        messages
+    }
+}
+
+/// How a runner hands the model the messages it took from the inbox: one text
+/// that says where they come from, each message after it.
+pub fn owner_message(messages: &[String]) -> String {
+    let mut text = String::from(
+        "A message from the task's owner arrived while you worked (sent through \
+         buildd). Take it into account:",
+    );
+    for m in messages {
+        text.push_str("\n\n");
+        text.push_str(m);
+    }
+    text
+}
+
+/// Longest excerpt of a message shown in its milestone.
+const INSTRUCTION_LABEL_CHARS: usize = 80;
+
+/// The timeline label of a message handed to the model: its first line, short,
+/// with control and bidirectional-formatting characters dropped (the text is
+/// the dashboard user's, shown on the dashboard and in logs as data).
+pub fn instruction_milestone(text: &str) -> String {
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("");
+    let clean: String = line
+        .chars()
+        .filter(|c| !c.is_control() && !matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'))
+        .collect();
+    let excerpt: String = clean.chars().take(INSTRUCTION_LABEL_CHARS).collect();
+    let cut = if excerpt.len() < clean.len() {
+        "…"
+    } else {
+        ""
+    };
+    format!("Instruction delivered: \"{}{cut}\"", excerpt.trim())
 }
 
 /// Token and cost accounting, cumulative over a task.
@@ -251,4 +301,30 @@ pub trait Runner: Send + Sync {
         progress: ProgressSink,
         cancel: CancellationToken,
     ) -> RunFuture<'a>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_delivered_message_is_a_short_clean_milestone() {
+        let (tx, inbox) = Inbox::channel();
+        let (sink, mut seen) = ProgressSink::channel();
+        tx.send("\n  Also \u{202E}fix\u{7} the docs\nsecond line".into())
+            .unwrap();
+        tx.send("x".repeat(200)).unwrap();
+        assert_eq!(inbox.deliver(&sink).len(), 2);
+        assert_eq!(
+            seen.try_recv().unwrap(),
+            Progress::Milestone("Instruction delivered: \"Also fix the docs\"".into())
+        );
+        let Ok(Progress::Milestone(long)) = seen.try_recv() else {
+            panic!("a second milestone");
+        };
+        assert!(long.ends_with("x…\""), "{long}");
+        assert!(long.chars().count() < 120, "{long}");
+        assert!(inbox.deliver(&sink).is_empty());
+        assert!(seen.try_recv().is_err(), "nothing delivered, no milestone");
+    }
 }

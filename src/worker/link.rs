@@ -17,14 +17,13 @@
 //! with [`StopReason::ServerClosed`], the last with
 //! [`StopReason::TaskCancelled`]; from then on the link sends nothing. Messages
 //! a user sent through the server (`instructions` on an update's answer) go to
-//! the runner's [`Inbox`], each text once (mission replies and guidance come
-//! back on every answer).
+//! the runner's [`Inbox`]: every one-off message, and each mission reply and
+//! guidance note once (they come back on every answer; `instructions.rs`).
 //!
 //! The link runs as its own tokio task from [`ServerLink::start`] until the
 //! worker calls [`LinkHandle::finish`], across every phase: checkout, run and
 //! delivery (a slow push is leased too).
 
-use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
@@ -32,6 +31,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use super::instructions::Deduper;
 use super::task::ClaimedTask;
 use crate::buildd::types::{Milestone, UpdateAck, WorkerStatus, WorkerUpdate};
 use crate::buildd::{BuilddClient, BuilddError};
@@ -120,6 +120,8 @@ pub struct LinkRecord {
     /// Timeline entries no update carried yet (a task can end before the first
     /// tick); the terminal report takes them.
     pub unsent_milestones: Vec<Milestone>,
+    /// How many messages from the server were put in the task's inbox (each new part once).
+    pub instructions_received: u32,
 }
 
 /// The running link of one task.
@@ -166,8 +168,8 @@ pub struct ServerLink {
     /// Stopped with [`StopReason::ServerClosed`] when the server closes the worker.
     stop: Stop,
     inbox: InboxSender,
-    /// Instruction texts already handed to the task.
-    delivered: HashSet<String>,
+    /// What of the server's instructions the task was already handed.
+    delivered: Deduper,
     /// The cumulative picture the outbox keeps (what a crash would report).
     latest: WorkerUpdate,
     /// Changes not sent yet.
@@ -211,7 +213,7 @@ impl ServerLink {
             worker_id,
             stop,
             inbox: inbox_tx,
-            delivered: HashSet::new(),
+            delivered: Deduper::default(),
             latest: WorkerUpdate {
                 current_action: Some(first_action.clone()),
                 turns: Some(0),
@@ -410,13 +412,15 @@ impl ServerLink {
     }
 
     fn take_ack(&mut self, ack: UpdateAck) {
-        let Some(text) = ack.instructions.filter(|t| !t.trim().is_empty()) else {
+        let Some(text) = ack
+            .instructions
+            .as_deref()
+            .and_then(|t| self.delivered.fresh(t))
+        else {
             return;
         };
-        if !self.delivered.insert(text.clone()) {
-            return;
-        }
         info!(worker = %self.worker_id, "the server sent instructions for the task");
+        self.record.instructions_received += 1;
         if self.inbox.send(text).is_err() {
             warn!(worker = %self.worker_id, "instructions from the server arrived after the run");
         }

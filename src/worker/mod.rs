@@ -11,6 +11,7 @@
 //! reaches it by itself, the link stops it when the server closes the worker,
 //! and the task timeout (which covers the checkout too) stops it here.
 
+pub mod instructions;
 pub mod link;
 pub mod outcome;
 pub mod report;
@@ -141,7 +142,13 @@ pub async fn run(
     if let Some(p) = &prepared {
         ctx.git.cleanup(p).await;
     }
+    let inbox = link.inbox();
     let mut record = link.finish().await;
+    // Messages the runner never handed to the model stay in the inbox.
+    let undelivered = u32::try_from(inbox.drain().len()).unwrap_or(u32::MAX);
+    if undelivered > 0 {
+        tracing::warn!(worker = %task.worker_id, count = undelivered, "instructions from the server arrived too late for the model");
+    }
     let work = work.with_usage_fallback(record.usage);
     let reporter = report::Reporter {
         client: &ctx.client,
@@ -150,6 +157,7 @@ pub async fn run(
         journal: &journal,
         worker_id: task.worker_id.as_str(),
         shutdown: &shutdown,
+        late_instructions: Default::default(),
     };
     let mut ending = outcome(interrupted, work, delivery);
     if let Some(update) = &mut ending.update {
@@ -159,7 +167,10 @@ pub async fn run(
     }
     let (ending, reported) = reporter.deliver(ending).await;
     let model = ctx.runner.model_choice(&task.task);
-    let result = result(
+    let late = reporter
+        .late_instructions
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let mut result = result(
         &task,
         ending,
         reported,
@@ -167,6 +178,8 @@ pub async fn run(
         started,
         model,
     );
+    result.instructions_delivered = record.instructions_received.saturating_sub(undelivered);
+    result.instructions_undelivered = undelivered + late;
     info!(
         worker = %result.worker_id,
         title = %link::one_line(&result.title, 80),
@@ -567,5 +580,7 @@ fn result(
         recent_actions,
         pr_url: ending.pr_url,
         model,
+        instructions_delivered: 0,
+        instructions_undelivered: 0,
     }
 }

@@ -8,6 +8,7 @@
 //! signal ends them at once; what is not delivered stays in the outbox for the
 //! next start.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use tracing::{error, info, warn};
@@ -32,6 +33,8 @@ pub struct Reporter<'a> {
     pub journal: &'a Journal,
     pub worker_id: &'a str,
     pub shutdown: &'a Shutdown,
+    /// Messages that arrived with the final report's answer, too late for the task.
+    pub late_instructions: AtomicU32,
 }
 
 impl Reporter<'_> {
@@ -73,6 +76,7 @@ impl Reporter<'_> {
                     if let Some(i) = ack.instructions.filter(|i| !i.trim().is_empty()) {
                         warn!(worker = %self.worker_id, "instructions arrived with the final report, after the task ended: {}",
                             self.redactor.redact(&i));
+                        self.late_instructions.fetch_add(1, Ordering::Relaxed);
                     }
                     return (ending, true);
                 }

@@ -223,6 +223,11 @@ pub struct TaskResult {
     pub pr_url: Option<String>,
     /// The model the task ran on and why (`None` when the runner does not say).
     pub model: Option<crate::runner::choice::ModelChoice>,
+    /// Messages from the dashboard handed to the model while the task ran.
+    pub instructions_delivered: u32,
+    /// Messages from the dashboard that never reached the model: still waiting
+    /// when the run ended, or arrived with the final report (logged).
+    pub instructions_undelivered: u32,
 }
 
 impl TaskResult {

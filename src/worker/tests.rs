@@ -314,6 +314,10 @@ async fn instructions_from_the_server_reach_the_running_task_once() {
     let r = run_one(&s, seed("Listen")).await;
     assert_eq!(r.status, TaskStatus::Completed);
     assert_eq!(r.summary.as_deref(), Some("Also update the changelog."));
+    assert_eq!(
+        (r.instructions_delivered, r.instructions_undelivered),
+        (1, 0)
+    );
 }
 
 /// A bare repository with one commit on `main`, as a task's remote.

@@ -145,6 +145,8 @@ async fn success_reports_summary_usage_and_progress() {
         call.args,
         [
             "-p",
+            "--input-format",
+            "stream-json",
             "--output-format",
             "stream-json",
             "--verbose",

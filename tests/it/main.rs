@@ -30,6 +30,7 @@ mod git_flow;
 mod github_actions;
 mod hostile;
 mod install_script;
+mod instructions;
 mod outbox;
 mod server_decides;
 mod server_errors;

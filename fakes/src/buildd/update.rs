@@ -1,5 +1,5 @@
 //! `PATCH /api/workers/{id}`: updates with only documented fields and statuses, 409 once a
-//! worker is terminal, queued instructions handed out.
+//! worker is terminal, instructions handed out (`instruct.rs` builds them).
 //!
 //! As the real route does: an update without `turns` adds one to the server's turn count
 //! (and is a violation: the agent must send its cumulative count); `status: "running"` on a
@@ -8,6 +8,7 @@
 //! `Deferred:` puts the task back in the queue, any other `failed` fails it for good. The
 //! worker read (`GET`) is in `read.rs`, the heartbeat in `heartbeat.rs`.
 
+use super::instruct::take_instructions;
 use super::*;
 
 pub(super) async fn update(
@@ -137,8 +138,9 @@ fn update_inner(
         }
     }
     let mut worker = worker_json(w);
-    if let Some(message) = s.instructions.remove(id) {
-        worker["instructions"] = Value::String(message);
+    let mission = task_index.and_then(|ti| s.tasks[ti].mission_id.clone());
+    if let Some(text) = take_instructions(s, id, mission.as_deref(), new_status.as_deref()) {
+        worker["instructions"] = Value::String(text);
     }
     if let (Some(st), Some(ti)) = (new_status, task_index) {
         let deferred = obj

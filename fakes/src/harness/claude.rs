@@ -66,7 +66,8 @@ pub struct Call {
     pub pid: i32,
     /// Its arguments, one per entry.
     pub args: Vec<String>,
-    /// Everything it read on stdin (the task prompt).
+    /// The task prompt: everything it read on stdin, or with streaming input the text of the
+    /// first user message.
     pub stdin: String,
     /// Its working directory, as `pwd` printed it (with a newline).
     pub cwd: String,
@@ -202,6 +203,23 @@ impl Call {
         self.env
             .iter()
             .find_map(|l| l.strip_prefix(&prefix).map(str::to_owned))
+    }
+
+    /// The user messages it got after the prompt (streaming input), in order: each was a
+    /// turn of its own, answered with a result that quotes it (`Received: <text>`).
+    pub fn messages(&self) -> Vec<String> {
+        (1..)
+            .map_while(|n| std::fs::read_to_string(self.dir.join(format!("message.{n}"))).ok())
+            .collect()
+    }
+
+    /// Every line it read on stdin in streaming-input mode, as received.
+    pub fn input_lines(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.join("input.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
     }
 
     /// The commands it ran, in order.
@@ -388,6 +406,100 @@ mod tests {
             call.pid,
             fake.recorded("pid")[0].trim().parse::<i32>().unwrap()
         );
+    }
+
+    fn stream_args() -> [&'static str; 6] {
+        [
+            "-p",
+            "--input-format",
+            "stream-json",
+            "--output-format",
+            "stream-json",
+            "--verbose",
+        ]
+    }
+
+    fn invoke_streaming(fake: &FakeClaude, lines: &str) -> std::process::Output {
+        let mut child = Command::new(fake.bin())
+            .args(stream_args())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("IS_SANDBOX", "1")
+            .env("ANTHROPIC_API_KEY", "k")
+            .current_dir(fake.dir())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the fake");
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(lines.as_bytes()).expect("write lines");
+        drop(stdin);
+        child.wait_with_output().expect("wait")
+    }
+
+    #[test]
+    fn streaming_input_takes_the_prompt_and_answers_each_later_message() {
+        let fake = FakeClaude::new(Behaviour::FromPrompt);
+        let input = concat!(
+            r##"{"type":"user","message":{"role":"user","content":"# Task: plain"}}"##,
+            "\n",
+            r#"{"type":"keep_alive"}"#,
+            "\n",
+            r#"{"type":"user","message":{"role":"user","content":[{"type":"text","text":"Also \"this\""}]}}"#,
+            "\n",
+        );
+        // The agent's own line (serde_json's key order), read without jq.
+        let tricky = "a \"quoted\" \\ back\tslash\r\nsecond line é \u{1}";
+        let agent_line = serde_json::json!({"type": "user", "message": {"role": "user",
+            "content": [{"type": "text", "text": tricky}]}});
+        let input = format!("{input}{agent_line}\n");
+        let out = invoke_streaming(&fake, &input);
+        assert!(out.status.success(), "{out:?}");
+        let call = fake.only_call();
+        assert_eq!(call.stdin, "# Task: plain");
+        assert_eq!(call.messages(), ["Also \"this\"", tricky]);
+        assert_eq!(call.input_lines().len(), 4);
+        let results: Vec<_> = lines(&out)
+            .into_iter()
+            .filter(|l| l["type"] == "result")
+            .collect();
+        assert_eq!(results.len(), 3);
+        assert_eq!(results[1]["result"], "Received: Also \"this\"");
+        assert_eq!(
+            results[1]["total_cost_usd"], results[0]["total_cost_usd"],
+            "the cost is the session's"
+        );
+        assert!(fake.violations().is_empty(), "{:?}", fake.violations());
+    }
+
+    #[test]
+    fn streaming_input_refuses_what_the_real_cli_refuses() {
+        for (input, violation) in [
+            ("plain text\n", "not JSON"),
+            (
+                r#"{"type":"user","message":{"content":"x"}}"#,
+                "role is not user",
+            ),
+        ] {
+            let fake = FakeClaude::new(Behaviour::FromPrompt);
+            let out = invoke_streaming(&fake, input);
+            assert_eq!(out.status.code(), Some(1), "{input}");
+            let v = fake.violations();
+            assert!(v.len() == 1 && v[0].contains(violation), "{input}: {v:?}");
+        }
+        let fake = FakeClaude::new(Behaviour::FromPrompt);
+        let out = Command::new(fake.bin())
+            .args(["-p", "--input-format", "stream-json", "--verbose"])
+            .env("ANTHROPIC_API_KEY", "k")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run the fake");
+        assert_eq!(out.status.code(), Some(1));
+        assert!(fake.violations()[0].contains("without stream-json output"));
+        let fake = FakeClaude::new(Behaviour::FromPrompt);
+        let out = invoke_streaming(&fake, "");
+        assert!(out.status.success() && out.stdout.is_empty(), "{out:?}");
     }
 
     #[test]

@@ -23,6 +23,11 @@
 #                `RUN: <command>` are run as in `commands`; anything else
 #                replays the successful run.
 # Command outputs are recorded in $records/calls/<pid>/command.<n>.*.
+# With --input-format stream-json (docs/claude-cli.md) stdin is JSON lines: the
+# first user message is the prompt (its text recorded as stdin, every line in
+# input.jsonl); after a successful run each further user message is a turn of
+# its own, recorded as message.<n> and answered by a result that quotes it,
+# until stdin closes. Lines the real CLI refuses are refused here too.
 
 # @SETTINGS@
 
@@ -39,13 +44,109 @@ pwd >"$call/cwd"
 env >"$call/env"
 : >"$call/args"
 for a in "$@"; do printf '%s\n' "$a" >>"$call/args"; done
-cat >"$call/stdin"
 
 # refuse VIOLATION MESSAGE: the real CLI's refusal, and the agent's mistake.
 refuse() {
     printf '%s\n' "$1" >>"$call/violations"
     printf '%s\n' "$2" >&2
     exit 1
+}
+
+# The line the agent writes for a user message (serde_json sorts the keys): read
+# in the shell, so the common case starts no jq (a task run may start this
+# script hundreds of times); any other line goes to jq.
+FAST_HEAD='{"message":{"content":[{"text":"'
+FAST_TAIL='","type":"text"}],"role":"user"},"type":"user"}'
+
+# decode_json_text: stdin (the inside of one JSON string literal) decoded.
+decode_json_text() {
+    LC_ALL=C awk '
+        function hex(h, n, k) {
+            n = 0
+            for (k = 1; k <= 4; k++) n = n * 16 + index("0123456789abcdef", tolower(substr(h, k, 1))) - 1
+            return n
+        }
+        {
+            s = $0; out = ""
+            while ((i = index(s, "\\")) > 0) {
+                out = out substr(s, 1, i - 1); c = substr(s, i + 1, 1)
+                if (c == "n") out = out "\n"
+                else if (c == "t") out = out "\t"
+                else if (c == "r") out = out "\r"
+                else if (c == "b") out = out "\b"
+                else if (c == "f") out = out "\f"
+                else if (c == "u") { out = out sprintf("%c", hex(substr(s, i + 2, 4))); s = substr(s, i + 6); continue }
+                else out = out c
+                s = substr(s, i + 2)
+            }
+            printf "%s", out s
+        }'
+}
+
+# user_text LINE: print the text of a stream-json user message; false for a
+# line the real CLI ignores (another type), a refusal for one it rejects.
+user_text() {
+    printf '%s\n' "$1" >>"$call/input.jsonl"
+    case $1 in
+    "$FAST_HEAD"*"$FAST_TAIL")
+        body=${1#"$FAST_HEAD"}
+        printf '%s\n' "${body%"$FAST_TAIL"}" | decode_json_text
+        return 0
+        ;;
+    esac
+    kind=$(printf '%s' "$1" | jq -r 'if type == "object" then .type // "" else "" end' 2>/dev/null) ||
+        refuse "a stream-json input line that is not JSON" \
+            "Error parsing streaming input line (type=unknown, ${#1} chars): SyntaxError"
+    [ "$kind" = user ] || return 1
+    role=$(printf '%s' "$1" | jq -r '.message.role // "undefined"')
+    [ "$role" = user ] ||
+        refuse "a user message whose role is not user" "Error: Expected message role 'user', got '$role'"
+    printf '%s' "$1" | jq -j '.message.content | if type == "string" then . else map(select(.type == "text") | .text) | join("\n") end'
+}
+
+stream=0
+case " $* " in
+*" --input-format stream-json "*)
+    stream=1
+    case " $* " in
+    *" --output-format stream-json "*) ;;
+    *) refuse "stream-json input without stream-json output" \
+        "Error: --input-format=stream-json requires output-format=stream-json." ;;
+    esac
+    # The first user message is the prompt; stdin closed before one: nothing to do.
+    while :; do
+        IFS= read -r line || [ -n "$line" ] || exit 0
+        if user_text "$line" >"$call/stdin"; then break; fi
+    done
+    ;;
+*) cat >"$call/stdin" ;;
+esac
+
+# The fixture replayed, whose cost the later turns repeat (the real CLI's
+# total_cost_usd is the session's).
+replayed=
+
+# finish CODE: the run is over. With streaming input (and a run that did not
+# fail) each further user message is answered as a turn of its own until
+# stdin closes; then exit with CODE.
+finish() {
+    if [ "$stream" = 1 ] && [ "$1" = 0 ]; then
+        n=0
+        while IFS= read -r line || [ -n "$line" ]; do
+            user_text "$line" >"$call/message.tmp" || continue
+            n=$((n + 1))
+            mv "$call/message.tmp" "$call/message.$n"
+            cost=0
+            if [ -n "$replayed" ]; then
+                cost=$(jq -r 'select(.type == "result") | .total_cost_usd // 0' "$replayed" 2>/dev/null | tail -n 1)
+            fi
+            init_line
+            printf '{"type":"assistant","message":{"id":"msg_fake_reply_%s","type":"message","role":"assistant","model":"fake","content":[{"type":"text","text":"Noted."}],"usage":{"input_tokens":1,"output_tokens":1}},"parent_tool_use_id":null,"session_id":"fake"}\n' "$n"
+            printf '{"type":"result","subtype":"success","is_error":false,"num_turns":1,"result":%s,"session_id":"fake","total_cost_usd":%s,"usage":{"input_tokens":1,"output_tokens":1,"cache_creation_input_tokens":0,"cache_read_input_tokens":0}}\n' \
+                "$({ printf 'Received: '; cat "$call/message.$n"; } | json_string)" "${cost:-0}"
+        done
+    fi
+    exit "$1"
 }
 
 case " $* " in
@@ -73,6 +174,7 @@ init_line() {
 
 replay() {
     cat "$fixtures/$1"
+    replayed=$fixtures/$1
 }
 
 # hang quiet|announce: the grandchild's pid file appears whole (renamed into
@@ -163,7 +265,7 @@ from_prompt() {
         [ -s "$call/commands" ]; then
         init_line
         run_commands "$call/commands"
-        exit 0
+        finish 0
     fi
     replay success-bash-tool.jsonl
 }
@@ -172,7 +274,7 @@ case $behaviour in
 replay)
     printf '%s' "$prefix"
     replay "$fixture"
-    exit "$code"
+    finish "$code"
     ;;
 crash)
     printf '%s\n' "$crash_stderr" >&2
@@ -189,3 +291,4 @@ from-prompt) from_prompt ;;
     exit 70
     ;;
 esac
+finish 0

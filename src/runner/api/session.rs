@@ -254,14 +254,9 @@ impl Session<'_> {
         }
         let blocks: Vec<ContentBlock> = self
             .inbox
-            .drain()
+            .deliver(&self.progress)
             .into_iter()
-            .map(|text| {
-                ContentBlock::text(format!(
-                    "A message from the task's owner arrived while you worked (sent through \
-                     buildd). Take it into account:\n\n{text}"
-                ))
-            })
+            .map(|text| ContentBlock::text(crate::runner::owner_message(&[text])))
             .collect();
         if !blocks.is_empty() {
             self.conversation.extend_unsent_user_turn(blocks);

@@ -5,6 +5,16 @@ use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
+/// One user message as a line of the CLI's streaming input
+/// (`--input-format stream-json`, `docs/claude-cli.md`).
+pub(super) fn user_message(text: &str) -> String {
+    let line = serde_json::json!({
+        "type": "user",
+        "message": {"role": "user", "content": [{"type": "text", "text": text}]},
+    });
+    format!("{line}\n")
+}
+
 /// How much of the end of stderr is kept for error messages.
 pub(super) const STDERR_TAIL_BYTES: usize = 8 * 1024;
 

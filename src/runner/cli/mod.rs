@@ -1,8 +1,10 @@
 //! The CLI runner: works on a task by driving the `claude` CLI headless.
 //!
-//! One run is one `claude -p --output-format stream-json ...` process, started
-//! in the task's checkout in its own process group (`crate::process`), with the
-//! brief (`super::prompt`) on stdin and an environment built by the one
+//! One run is one `claude -p --input-format stream-json --output-format
+//! stream-json ...` process, started in the task's checkout in its own process
+//! group (`crate::process`), with the brief (`super::prompt`) as the first user
+//! message on stdin (the owner's messages follow at turn boundaries,
+//! `session.rs`) and an environment built by the one
 //! child-environment policy (`crate::process::env`, `Consumer::ClaudeCli`)
 //! rather than inherited, so the agent's own secrets (`BUILDD_API_KEY`, GitHub
 //! tokens) never reach the model's shell. Its stdout is read line by line as
@@ -178,7 +180,7 @@ impl CliRunner {
     }
 
     /// The arguments `claude` is started with for a task that asks for nothing
-    /// (the prompt goes on stdin).
+    /// (the prompt goes on stdin, as streaming input).
     pub fn args(&self) -> Vec<OsString> {
         self.args_for(&settings::plan(&self.config, &Default::default()))
     }
@@ -187,6 +189,8 @@ impl CliRunner {
     pub fn args_for(&self, plan: &CliPlan) -> Vec<OsString> {
         let mut args: Vec<OsString> = [
             "-p",
+            "--input-format",
+            "stream-json",
             "--output-format",
             "stream-json",
             "--verbose",
@@ -300,7 +304,7 @@ impl CliRunner {
             redactor: &redactor,
             progress: &progress,
         };
-        let cancelled = session.follow(&report, &cancel).await;
+        let cancelled = session.follow(&report, &cancel, &request.inbox).await;
         let ended = session.stop(self.config.kill_grace, cancelled).await;
         self.outcome(ended, &redactor, &plan)
     }
@@ -619,6 +623,8 @@ pub(super) mod tests {
             CliRunner::new(config.clone()).args(),
             [
                 "-p",
+                "--input-format",
+                "stream-json",
                 "--output-format",
                 "stream-json",
                 "--verbose",
@@ -630,7 +636,7 @@ pub(super) mod tests {
         );
         config.model = Some("claude-opus-4-8".into());
         let args = CliRunner::new(config).args();
-        assert_eq!(&args[8..], ["--model", "claude-opus-4-8"]);
+        assert_eq!(&args[10..], ["--model", "claude-opus-4-8"]);
     }
 
     #[test]

@@ -1,11 +1,15 @@
-//! One running `claude` process: started with the prompt on stdin, its
-//! stdout followed until the run ends, then stopped with everything it
-//! started.
+//! One running `claude` process: started with the brief as the first user
+//! message of its streaming input, its stdout followed until the run ends,
+//! then stopped with everything it started.
 //!
-//! The phases are [`Session::start`] (spawn, feed stdin, collect stderr's
-//! tail), [`Session::follow`] (read stream-json lines until the output ends,
-//! the CLI exits, the wind-down after the result passes, or the run is
-//! cancelled) and [`Session::stop`] (stop the process group, collect stderr).
+//! The phases are [`Session::start`] (spawn, write the brief, collect
+//! stderr's tail), [`Session::follow`] (read stream-json lines until the
+//! output ends, the CLI exits, the wind-down after the last result passes, or
+//! the run is cancelled) and [`Session::stop`] (stop the process group,
+//! collect stderr). Stdin stays open while the model works: at each `result`
+//! (a turn boundary) the messages waiting in the task's inbox go in as the
+//! next user message, and with none waiting stdin is closed, which ends the
+//! CLI (`docs/claude-cli.md`).
 
 use std::io;
 use std::process::ExitStatus;
@@ -13,13 +17,15 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::ChildStdout;
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::lines::{Line, LineReader, Tail};
+use super::lines::{Line, LineReader, Tail, user_message};
 use super::stream::{Report, StreamState};
 use crate::process::{ChildStdio, CommandSpec, Confinement, ProcessGroup};
+use crate::runner::{Inbox, owner_message};
 
 /// Longest stdout line kept. Longer lines (a `Write` of a huge file) are
 /// skipped rather than buffered without bound.
@@ -36,9 +42,12 @@ const WIND_DOWN: Duration = Duration::from_secs(5);
 pub(super) struct Session {
     group: ProcessGroup,
     lines: LineReader<ChildStdout>,
-    /// Writes the prompt to stdin, on its own so a prompt larger than the
-    /// pipe buffer never waits on us reading stdout.
+    /// Writes stdin's lines, on its own so a prompt larger than the pipe
+    /// buffer never waits on us reading stdout; closes stdin when `input` is
+    /// dropped.
     writer: JoinHandle<()>,
+    /// Lines for stdin while the session takes input (`None`: closed).
+    input: Option<mpsc::UnboundedSender<String>>,
     /// Keeps the end of stderr in `tail`.
     stderr_reader: JoinHandle<()>,
     tail: Tail,
@@ -47,8 +56,8 @@ pub(super) struct Session {
     /// Whether the leader has exited (and with what).
     leader_done: bool,
     exit: Option<ExitStatus>,
-    /// Set once the run is over (result line seen or the CLI exited): how
-    /// long to keep reading before stopping whatever is left.
+    /// Set once the run is over (a result with no message waiting, or the CLI
+    /// exited): how long to keep reading before stopping whatever is left.
     wind_down: Option<Instant>,
 }
 
@@ -65,7 +74,8 @@ pub(super) struct Ended {
 }
 
 impl Session {
-    /// Spawn `spec` in its own process group, with `prompt` on its stdin.
+    /// Spawn `spec` in its own process group, with `prompt` as the first user
+    /// message on its stdin.
     pub(super) fn start(
         spec: CommandSpec,
         prompt: String,
@@ -78,13 +88,19 @@ impl Session {
             .take_stdout()
             .ok_or_else(|| io::Error::other("claude's stdout was not piped"))?;
         let stdin = group.take_stdin();
+        let (input, mut lines) = mpsc::unbounded_channel::<String>();
         let writer = tokio::spawn(async move {
             let Some(mut stdin) = stdin else { return };
-            if let Err(err) = stdin.write_all(prompt.as_bytes()).await {
-                // The CLI exiting early closes the pipe; its output says why.
-                tracing::debug!(%err, "could not write the prompt to claude");
+            while let Some(line) = lines.recv().await {
+                if let Err(err) = stdin.write_all(line.as_bytes()).await {
+                    // The CLI exiting early closes the pipe; its output says why.
+                    tracing::debug!(%err, "could not write to claude's stdin");
+                    return;
+                }
             }
+            // Dropping stdin closes it: the CLI finishes its turn and exits.
         });
+        let _ = input.send(user_message(&prompt));
         let tail = Tail::default();
         let stderr = group.take_stderr();
         let stderr_tail = tail.clone();
@@ -102,6 +118,7 @@ impl Session {
             group,
             lines: LineReader::new(stdout, MAX_LINE_BYTES),
             writer,
+            input: Some(input),
             stderr_reader,
             tail,
             state: StreamState::default(),
@@ -111,9 +128,15 @@ impl Session {
         })
     }
 
-    /// Follow the output until the run is over; returns whether it was
+    /// Follow the output until the run is over, handing the model what
+    /// arrives in `inbox` at each turn boundary; returns whether it was
     /// cancelled first.
-    pub(super) async fn follow(&mut self, to: &Report<'_>, cancel: &CancellationToken) -> bool {
+    pub(super) async fn follow(
+        &mut self,
+        to: &Report<'_>,
+        cancel: &CancellationToken,
+        inbox: &Inbox,
+    ) -> bool {
         let far = Instant::now() + Duration::from_secs(365 * 86_400);
         loop {
             tokio::select! {
@@ -121,9 +144,10 @@ impl Session {
                 _ = cancel.cancelled() => return true,
                 line = self.lines.next_line() => match line {
                     Ok(Some(Line::Complete(line))) => {
+                        let results = self.state.results;
                         self.state.handle_line(&line, to);
-                        if self.state.result.is_some() && self.wind_down.is_none() {
-                            self.wind_down = Some(Instant::now() + WIND_DOWN);
+                        if self.state.results > results {
+                            self.turn_ended(to, inbox);
                         }
                     }
                     Ok(Some(Line::TooLong(len))) => {
@@ -163,9 +187,33 @@ impl Session {
         }
     }
 
+    /// A `result` line ended a turn: the waiting messages become the next
+    /// user message, or, with none (or after a failed turn), stdin is closed
+    /// and the run winds down.
+    fn turn_ended(&mut self, to: &Report<'_>, inbox: &Inbox) {
+        let failed = self.state.result.as_ref().is_some_and(|r| r.is_error);
+        if let Some(input) = &self.input
+            && !failed
+        {
+            let messages = inbox.deliver(to.progress);
+            if !messages.is_empty() {
+                tracing::info!(
+                    count = messages.len(),
+                    "handing claude the owner's messages"
+                );
+                if input.send(user_message(&owner_message(&messages))).is_ok() {
+                    return;
+                }
+            }
+        }
+        self.input = None;
+        self.wind_down.get_or_insert(Instant::now() + WIND_DOWN);
+    }
+
     /// Stop the whole group (SIGTERM, then SIGKILL after `grace`) and collect
     /// what is left.
     pub(super) async fn stop(mut self, grace: Duration, cancelled: bool) -> Ended {
+        self.input = None;
         let status = self.group.terminate(grace).await;
         let exit = self.exit.or(status.ok());
         self.writer.abort();

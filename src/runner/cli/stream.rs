@@ -37,6 +37,11 @@ pub(super) struct StreamState {
     pub(super) last_text: Option<String>,
     /// The final `result` line, once it arrived.
     pub(super) result: Option<RunResult>,
+    /// How many `result` lines arrived: one per turn with streaming input.
+    pub(super) results: u32,
+    /// Tokens and turns of the results before the latest: the CLI reports them
+    /// per turn (its cost is the session's; `docs/claude-cli.md`).
+    earlier: Usage,
 }
 
 impl StreamState {
@@ -94,6 +99,10 @@ impl StreamState {
                         "claude reported permission denials"
                     );
                 }
+                if let Some(prev) = self.final_usage() {
+                    self.earlier = add(self.earlier, prev);
+                }
+                self.results += 1;
                 self.result = Some(r);
                 if let Some(usage) = self.final_usage() {
                     progress.usage(usage);
@@ -156,19 +165,34 @@ impl StreamState {
     /// The CLI's own final accounting, once the result line arrived.
     fn final_usage(&self) -> Option<Usage> {
         let r = self.result.as_ref()?;
-        Some(Usage {
+        let this = Usage {
             input_tokens: r.usage.input_tokens,
             output_tokens: r.usage.output_tokens,
             cache_creation_input_tokens: r.usage.cache_creation_input_tokens,
             cache_read_input_tokens: r.usage.cache_read_input_tokens,
             turns: r.num_turns,
             cost_usd: r.total_cost_usd,
-        })
+        };
+        Some(add(self.earlier, this))
     }
 
     /// The best accounting available now.
     pub(super) fn current_usage(&self) -> Usage {
         self.final_usage().unwrap_or_else(|| self.usage())
+    }
+}
+
+/// `earlier`'s tokens and turns plus `later`'s, with `later`'s cost when it
+/// has one (the CLI's cost is cumulative).
+fn add(earlier: Usage, later: Usage) -> Usage {
+    Usage {
+        input_tokens: earlier.input_tokens + later.input_tokens,
+        output_tokens: earlier.output_tokens + later.output_tokens,
+        cache_creation_input_tokens: earlier.cache_creation_input_tokens
+            + later.cache_creation_input_tokens,
+        cache_read_input_tokens: earlier.cache_read_input_tokens + later.cache_read_input_tokens,
+        turns: earlier.turns.saturating_add(later.turns),
+        cost_usd: later.cost_usd.or(earlier.cost_usd),
     }
 }
 
@@ -270,6 +294,26 @@ mod tests {
             seen.push(p);
         }
         (state, seen)
+    }
+
+    #[test]
+    fn each_turns_result_adds_its_tokens_and_turns_and_the_last_cost_counts() {
+        // As Claude Code 2.1.332 reports a second turn of streaming input: per-turn
+        // tokens and turns, the session's cost (docs/claude-cli.md).
+        let second = r#"{"type":"result","subtype":"success","is_error":false,"num_turns":1,"result":"two","session_id":"s","total_cost_usd":0.02,"usage":{"input_tokens":5,"output_tokens":7,"cache_creation_input_tokens":0,"cache_read_input_tokens":11}}"#;
+        let (first, _) = replay(SUCCESS);
+        let before = first.current_usage();
+        let (state, _) = replay(&format!("{SUCCESS}\n{second}\n"));
+        assert_eq!(state.results, 2);
+        let after = state.current_usage();
+        assert_eq!(after.turns, before.turns + 1);
+        assert_eq!(after.input_tokens, before.input_tokens + 5);
+        assert_eq!(after.output_tokens, before.output_tokens + 7);
+        assert_eq!(
+            after.cache_read_input_tokens,
+            before.cache_read_input_tokens + 11
+        );
+        assert_eq!(after.cost_usd, Some(0.02));
     }
 
     #[test]
