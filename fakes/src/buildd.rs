@@ -3,8 +3,8 @@
 //! It follows `shared/protocol/buildd-api.md`: Bearer keys (401/403 as the real
 //! server words them), the claim body (`runner` required, known fields only),
 //! worker updates with only documented fields and statuses, 409 with
-//! `abort: true` once a worker is terminal, 400 for `completed` without a PR on
-//! `pr_required` tasks. Everything it receives is recorded, and everything the
+//! `abort: true` once a worker is terminal, artifacts and the output-requirement
+//! gate on `completed` (`artifacts.rs`). Everything it receives is recorded, and everything the
 //! agent got wrong is listed in [`FakeBuildd::violations`] for tests to assert on.
 //! Faults (status codes, slow answers) can be queued per route.
 
@@ -22,11 +22,14 @@ use axum::routing::{get, patch, post};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+mod artifacts;
 mod claim;
 mod heartbeat;
 mod read;
 mod update;
 
+pub use artifacts::ArtifactState;
+use artifacts::{list_artifacts, post_artifact};
 use claim::{claim, is_terminal};
 use heartbeat::heartbeat;
 use read::read;
@@ -86,6 +89,8 @@ pub struct TaskSeed {
     /// Names a claim's `capabilities` must all include (checked only when the
     /// claim sends a non-empty list, as the server does).
     pub required_capabilities: Vec<String>,
+    /// The task's `outputSchema` (a JSON Schema for `structuredOutput`).
+    pub output_schema: Option<Value>,
 }
 
 /// One claim as the fake answered it, for tests that count claims.
@@ -151,6 +156,10 @@ pub struct TaskState {
     pub config_status: String,
     pub required_capabilities: Vec<String>,
     pub claims: u32,
+    /// The JSON Schema `structuredOutput` must follow (`outputSchema`).
+    pub output_schema: Option<Value>,
+    /// What `completed` snapshotted (`summary`, `prUrl`, `structuredOutput`…), as `task.result`.
+    pub result: Option<Value>,
 }
 
 #[cfg(test)]
@@ -175,6 +184,8 @@ impl TaskState {
             config_status: "unconfigured".into(),
             required_capabilities: Vec::new(),
             claims: 1,
+            output_schema: None,
+            result: None,
         }
     }
 }
@@ -209,6 +220,8 @@ struct Inner {
     /// The latest undelivered `POST …/instruct` message per worker (a newer one
     /// overwrites it); handed out on the worker's next successful update.
     instructions: HashMap<String, String>,
+    /// Artifacts created through `POST /api/workers/{id}/artifacts` (or the MCP fake).
+    artifacts: Vec<ArtifactState>,
 }
 
 type Shared = Arc<Mutex<Inner>>;
@@ -240,6 +253,7 @@ const WORKER_FIELDS: &[&str] = &[
     "milestones",
     "appendMilestones",
     "progress",
+    "structuredOutput",
 ];
 const STATUSES: &[&str] = &[
     "starting",
@@ -354,6 +368,8 @@ impl FakeBuildd {
             config_status: seed.config_status.unwrap_or_else(|| "unconfigured".into()),
             required_capabilities: seed.required_capabilities,
             claims: 0,
+            output_schema: seed.output_schema,
+            result: None,
         });
         id
     }
@@ -443,6 +459,10 @@ fn router(state: Shared) -> Router {
         .route("/api/workers/claim", post(claim))
         .route("/api/workers/heartbeat", post(heartbeat))
         .route("/api/workers/{id}", patch(update).get(read))
+        .route(
+            "/api/workers/{id}/artifacts",
+            post(post_artifact).get(list_artifacts),
+        )
         .route("/__fake/state", get(state_dump))
         .fallback(fallback)
         .with_state(state)
