@@ -178,6 +178,7 @@ mod tests {
             recent_actions: vec!["Running `ls`".into()],
             pr_url: None,
             model: None,
+            artifacts: Vec::new(),
         }
     }
 

@@ -11,6 +11,7 @@
 //! reaches it by itself, the link stops it when the server closes the worker,
 //! and the task timeout (which covers the checkout too) stops it here.
 
+pub mod deliverable;
 pub mod link;
 pub mod outcome;
 pub mod report;
@@ -157,9 +158,14 @@ pub async fn run(
             .append_milestones
             .append(&mut record.unsent_milestones);
     }
+    let artifacts: Vec<_> =
+        deliverable::ensure(&ctx.client, &ctx.redactor, ctx.retry, &task, &ending)
+            .await
+            .into_iter()
+            .collect();
     let (ending, reported) = reporter.deliver(ending).await;
     let model = ctx.runner.model_choice(&task.task);
-    let result = result(
+    let mut result = result(
         &task,
         ending,
         reported,
@@ -167,6 +173,7 @@ pub async fn run(
         started,
         model,
     );
+    result.artifacts = artifacts;
     info!(
         worker = %result.worker_id,
         status = result.status.as_str(),
@@ -564,5 +571,6 @@ fn result(
         recent_actions,
         pr_url: ending.pr_url,
         model,
+        artifacts: Vec::new(),
     }
 }

@@ -223,6 +223,8 @@ pub struct TaskResult {
     pub pr_url: Option<String>,
     /// The model the task ran on and why (`None` when the runner does not say).
     pub model: Option<crate::runner::choice::ModelChoice>,
+    /// Artifacts the agent posted for the task (the summary of an `artifact_required` one).
+    pub artifacts: Vec<super::deliverable::PostedArtifact>,
 }
 
 impl TaskResult {

@@ -24,6 +24,7 @@ mod claim_rules;
 mod cli_cloud;
 mod cli_runner;
 mod confined_work;
+mod deliverables;
 mod faults;
 mod git_flow;
 mod github_actions;
