@@ -11,13 +11,14 @@
 
 use tracing::{info, warn};
 
-use super::outcome::Ending;
+use super::outcome::{Ending, Work};
 use super::task::{ClaimedTask, TaskStatus};
 use crate::backoff::{Backoff, RetryPolicy};
 use crate::buildd::BuilddClient;
 use crate::buildd::types::NewArtifact;
 use crate::redact::Redactor;
 use crate::runner::prompt::OutputRequirement;
+use crate::runner::structured;
 
 /// Longest artifact title we send (the task's title, cut).
 const MAX_TITLE_CHARS: usize = 200;
@@ -96,6 +97,29 @@ pub async fn ensure(
         }
     }
     None
+}
+
+/// `work` as the report should see it: a finished run of a task with an
+/// output schema whose structured output is missing or invalid is a failure
+/// with the validation errors.
+pub fn check_structured(task: &ClaimedTask, work: Work) -> Work {
+    let Work::Finished(done) = &work else {
+        return work;
+    };
+    let Some(schema) = structured::schema_for(&task.task) else {
+        return work;
+    };
+    match structured::check(&schema, done.structured_output.as_ref()) {
+        Ok(()) => work,
+        Err(e) => {
+            warn!(worker = %task.worker_id, "{e}");
+            Work::Failed {
+                reason: e.to_string(),
+                usage: done.usage,
+                config_error: false,
+            }
+        }
+    }
 }
 
 #[cfg(test)]

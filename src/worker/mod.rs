@@ -117,6 +117,8 @@ pub async fn run(
 
     let deadline = ctx.task_timeout.map(Deadline::after);
     let (interrupted, work, prepared) = work(&ctx, &task, &mut link, &stop, deadline).await;
+    // An object that does not follow the task's schema never reaches the server.
+    let work = deliverable::check_structured(&task, work);
     let planning = TaskMode::of(&task.task) == TaskMode::Planning;
     let (interrupted, delivery) = match (&interrupted, &work, &prepared) {
         (None, Work::Finished(done), Some(p)) if !planning => {
@@ -434,6 +436,7 @@ fn work_from(
         Ok(Ok(done)) => Work::Finished(RunOutcome {
             summary: redact(&done.summary),
             usage: done.usage,
+            structured_output: done.structured_output.map(|v| redact_json(v, &redact)),
         }),
         Ok(Err(RunError::Cancelled { usage })) => Work::Cancelled { usage },
         Ok(Err(RunError::Unavailable { reason, usage })) => Work::GaveUp {
@@ -461,6 +464,23 @@ fn work_from(
             usage: Usage::default(),
             config_error: false,
         },
+    }
+}
+
+/// `value` with every string in it redacted (the model may have quoted a secret).
+fn redact_json(value: serde_json::Value, redact: &impl Fn(&str) -> String) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => Value::String(redact(&s)),
+        Value::Array(all) => {
+            Value::Array(all.into_iter().map(|v| redact_json(v, redact)).collect())
+        }
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (redact(&k), redact_json(v, redact)))
+                .collect(),
+        ),
+        other => other,
     }
 }
 

@@ -34,6 +34,7 @@ mod outbox;
 mod server_decides;
 mod server_errors;
 mod signals;
+mod structured_output;
 mod task_settings;
 mod tls;
 
