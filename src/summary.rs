@@ -182,6 +182,7 @@ mod tests {
             model: None,
             instructions_delivered: 0,
             instructions_undelivered: 0,
+            artifacts: Vec::new(),
         }
     }
 

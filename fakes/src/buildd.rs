@@ -3,8 +3,8 @@
 //! It follows `shared/protocol/buildd-api.md`: Bearer keys (401/403 as the real
 //! server words them), the claim body (`runner` required, known fields only),
 //! worker updates with only documented fields and statuses, 409 with
-//! `abort: true` once a worker is terminal, 400 for `completed` without a PR on
-//! `pr_required` tasks. Everything it receives is recorded, and everything the
+//! `abort: true` once a worker is terminal, artifacts and the output-requirement
+//! gate on `completed` (`artifacts.rs`). Everything it receives is recorded, and everything the
 //! agent got wrong is listed in [`FakeBuildd::violations`] for tests to assert on.
 //! Faults (status codes, slow answers) can be queued per route.
 
@@ -23,12 +23,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 mod account;
+mod artifacts;
 mod claim;
 mod heartbeat;
 mod instruct;
 mod read;
 mod update;
 
+pub use artifacts::ArtifactState;
+use artifacts::{list_artifacts, post_artifact};
 use claim::{claim, is_terminal};
 use heartbeat::heartbeat;
 use read::read;
@@ -90,6 +93,8 @@ pub struct TaskSeed {
     pub required_capabilities: Vec<String>,
     /// The mission the task belongs to (`missionId`): its notes come with every update.
     pub mission_id: Option<String>,
+    /// The task's `outputSchema` (a JSON Schema for `structuredOutput`).
+    pub output_schema: Option<Value>,
 }
 
 /// One claim as the fake answered it, for tests that count claims.
@@ -156,6 +161,10 @@ pub struct TaskState {
     pub required_capabilities: Vec<String>,
     pub claims: u32,
     pub mission_id: Option<String>,
+    /// The JSON Schema `structuredOutput` must follow (`outputSchema`).
+    pub output_schema: Option<Value>,
+    /// What `completed` snapshotted (`summary`, `prUrl`, `structuredOutput`…), as `task.result`.
+    pub result: Option<Value>,
 }
 
 #[cfg(test)]
@@ -181,6 +190,8 @@ impl TaskState {
             required_capabilities: Vec::new(),
             claims: 1,
             mission_id: None,
+            output_schema: None,
+            result: None,
         }
     }
 }
@@ -217,6 +228,8 @@ struct Inner {
     instructions: HashMap<String, String>,
     /// Mission notes by mission id, repeated in every non-terminal update's `instructions`.
     missions: HashMap<String, instruct::MissionNotes>,
+    /// Artifacts created through `POST /api/workers/{id}/artifacts` (or the MCP fake).
+    artifacts: Vec<ArtifactState>,
 }
 
 type Shared = Arc<Mutex<Inner>>;
@@ -248,6 +261,7 @@ const WORKER_FIELDS: &[&str] = &[
     "milestones",
     "appendMilestones",
     "progress",
+    "structuredOutput",
 ];
 const STATUSES: &[&str] = &[
     "starting",
@@ -363,6 +377,8 @@ impl FakeBuildd {
             required_capabilities: seed.required_capabilities,
             claims: 0,
             mission_id: seed.mission_id,
+            output_schema: seed.output_schema,
+            result: None,
         });
         id
     }
@@ -444,6 +460,10 @@ fn router(state: Shared) -> Router {
         .route("/api/workers/claim", post(claim))
         .route("/api/workers/heartbeat", post(heartbeat))
         .route("/api/workers/{id}", patch(update).get(read))
+        .route(
+            "/api/workers/{id}/artifacts",
+            post(post_artifact).get(list_artifacts),
+        )
         .route("/__fake/state", get(state_dump))
         .fallback(fallback)
         .with_state(state)

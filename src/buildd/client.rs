@@ -7,8 +7,8 @@ use reqwest::{StatusCode, header};
 use serde::de::DeserializeOwned;
 
 use super::types::{
-    ClaimRequest, ClaimResponse, ConflictBody, ErrorBody, Heartbeat, UpdateAck, WorkerRead,
-    WorkerUpdate,
+    ArtifactAck, ClaimRequest, ClaimResponse, ConflictBody, ErrorBody, Heartbeat, NewArtifact,
+    UpdateAck, WorkerRead, WorkerUpdate,
 };
 use crate::secret::Secret;
 
@@ -145,6 +145,28 @@ impl BuilddClient {
             .await
             .map_err(network)?;
         read_json::<UpdateAck>(resp).await
+    }
+
+    /// `POST /api/workers/{id}/artifacts`: a deliverable for the worker (an
+    /// `artifact_required` task completes once it has one).
+    pub async fn create_artifact(
+        &self,
+        worker_id: &str,
+        artifact: &NewArtifact,
+    ) -> Result<ArtifactAck, BuilddError> {
+        let resp = self
+            .http
+            .post(format!(
+                "{}/api/workers/{}/artifacts",
+                self.base,
+                path_segment(worker_id)
+            ))
+            .bearer_auth(self.key.expose())
+            .json(artifact)
+            .send()
+            .await
+            .map_err(network)?;
+        read_json::<ArtifactAck>(resp).await
     }
 
     /// `GET /api/workers/{id}`: the worker's status and its task's, as the

@@ -152,6 +152,9 @@ pub struct Task {
     pub status: Option<String>,
     #[serde(default)]
     pub output_requirement: Option<String>,
+    /// The JSON Schema the task's `structuredOutput` must follow (`null`: none).
+    #[serde(default)]
+    pub output_schema: Option<serde_json::Value>,
     #[serde(default)]
     pub required_capabilities: Vec<String>,
     #[serde(default)]
@@ -306,6 +309,9 @@ pub struct WorkerUpdate {
     pub pr_number: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub progress: Option<u8>,
+    /// The schema-validated result of a task with an output schema (`structuredOutput`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub structured_output: Option<serde_json::Value>,
     /// Timeline entries to add (`appendMilestones`); the server keeps every one.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub append_milestones: Vec<Milestone>,
@@ -348,6 +354,36 @@ pub struct UpdateAck {
     /// A warning on `completed` (e.g. commits but no PR on an `auto` task).
     #[serde(default)]
     pub output_warning: Option<String>,
+}
+
+/// Body of `POST /api/workers/{id}/artifacts` (the types the route accepts:
+/// `content`, `report`, `data`, `link`, `summary`, `file`).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct NewArtifact {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+    /// Upserts the workspace's artifact with this key instead of adding one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+/// The server's answer to a new artifact: `{"artifact": {"id", …}, "upserted"?}`.
+#[derive(Debug, Clone, Deserialize, Default, PartialEq)]
+#[serde(default)]
+pub struct ArtifactAck {
+    pub artifact: ArtifactRef,
+    pub upserted: bool,
+}
+
+/// The part of a stored artifact the agent keeps.
+#[derive(Debug, Clone, Deserialize, Default, PartialEq)]
+#[serde(default)]
+pub struct ArtifactRef {
+    pub id: String,
 }
 
 /// What the worker read (`GET /api/workers/{id}`) tells a running task: the

@@ -11,6 +11,7 @@ pub mod choice;
 pub mod cli;
 pub mod prompt;
 pub mod stream_json;
+pub mod structured;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -237,6 +238,9 @@ pub struct RunOutcome {
     pub summary: String,
     /// Final cumulative accounting.
     pub usage: Usage,
+    /// The JSON the model handed in for a task with an output schema (see
+    /// [`structured`]); the worker checks it before it is reported.
+    pub structured_output: Option<serde_json::Value>,
 }
 
 /// Why a runner did not finish the task.

@@ -104,6 +104,28 @@ const NOT_TASK_CONTEXT: &[&str] = &[
     "lastCommitSha",
 ];
 
+/// What the server requires before a task may complete (`task.outputRequirement`;
+/// missing or unknown ⇒ `auto`, which never blocks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputRequirement {
+    Auto,
+    PrRequired,
+    ArtifactRequired,
+    None,
+}
+
+impl OutputRequirement {
+    /// The requirement `task` carries.
+    pub fn of(task: &Task) -> Self {
+        match task.output_requirement.as_deref() {
+            Some("pr_required") => Self::PrRequired,
+            Some("artifact_required") => Self::ArtifactRequired,
+            Some("none") => Self::None,
+            _ => Self::Auto,
+        }
+    }
+}
+
 /// A repository file of instructions for agents, as read for the brief.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct RepoFile {
@@ -441,10 +463,34 @@ impl<'a> Brief<'a> {
                  what you leave in the working directory stays there.\n",
             ),
         }
+        self.requirement_section(out);
         out.push_str(
             "- End with a short summary of what you did and anything left undone; it becomes \
              the task's result.\n",
         );
+    }
+
+    /// The deliverable the server demands before it accepts `completed`
+    /// (`task.outputRequirement`), and how this agent meets it.
+    fn requirement_section(&self, out: &mut String) {
+        let opens_pr = self.git.is_some_and(|g| g.push && g.pull_request);
+        match OutputRequirement::of(self.task) {
+            OutputRequirement::PrRequired if opens_pr => out.push_str(
+                "- This task must end with a pull request: the server refuses to complete it \
+                 without one. Commit at least one change, so the agent has a pull request to \
+                 open; if you cannot, say why in your summary.\n",
+            ),
+            OutputRequirement::PrRequired => out.push_str(
+                "- This task requires a pull request, which this agent does not open here; \
+                 the server will refuse to complete it. Do the work and say so in your summary.\n",
+            ),
+            OutputRequirement::ArtifactRequired => out.push_str(
+                "- This task must leave a deliverable: a pull request or an artifact. When no \
+                 pull request comes of it, the agent posts your final summary as the task's \
+                 summary artifact, so make that summary complete: it is what the user reads.\n",
+            ),
+            OutputRequirement::Auto | OutputRequirement::None => {}
+        }
     }
 
     /// The workspace's commit convention, as sentences after "Commit your work".

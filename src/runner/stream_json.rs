@@ -184,6 +184,8 @@ pub struct RunResult {
     pub session_id: String,
     pub stop_reason: Option<String>,
     pub permission_denials: Vec<Value>,
+    /// The object a `--json-schema` run handed in, validated by the CLI.
+    pub structured_output: Option<Value>,
 }
 
 // Wire shapes for the lines whose interesting fields are nested.

@@ -11,6 +11,7 @@
 //! reaches it by itself, the link stops it when the server closes the worker,
 //! and the task timeout (which covers the checkout too) stops it here.
 
+pub mod deliverable;
 pub mod instructions;
 pub mod link;
 pub mod outcome;
@@ -117,6 +118,8 @@ pub async fn run(
 
     let deadline = ctx.task_timeout.map(Deadline::after);
     let (interrupted, work, prepared) = work(&ctx, &task, &mut link, &stop, deadline).await;
+    // An object that does not follow the task's schema never reaches the server.
+    let work = deliverable::check_structured(&task, work);
     let planning = TaskMode::of(&task.task) == TaskMode::Planning;
     let (interrupted, delivery) = match (&interrupted, &work, &prepared) {
         (None, Work::Finished(done), Some(p)) if !planning => {
@@ -165,6 +168,11 @@ pub async fn run(
             .append_milestones
             .append(&mut record.unsent_milestones);
     }
+    let artifacts: Vec<_> =
+        deliverable::ensure(&ctx.client, &ctx.redactor, ctx.retry, &task, &ending)
+            .await
+            .into_iter()
+            .collect();
     let (ending, reported) = reporter.deliver(ending).await;
     let model = ctx.runner.model_choice(&task.task);
     let late = reporter
@@ -180,6 +188,7 @@ pub async fn run(
     );
     result.instructions_delivered = record.instructions_received.saturating_sub(undelivered);
     result.instructions_undelivered = undelivered + late;
+    result.artifacts = artifacts;
     info!(
         worker = %result.worker_id,
         title = %link::one_line(&result.title, 80),
@@ -443,6 +452,7 @@ fn work_from(
         Ok(Ok(done)) => Work::Finished(RunOutcome {
             summary: redact(&done.summary),
             usage: done.usage,
+            structured_output: done.structured_output.map(|v| redact_json(v, &redact)),
         }),
         Ok(Err(RunError::Cancelled { usage })) => Work::Cancelled { usage },
         Ok(Err(RunError::Unavailable { reason, usage })) => Work::GaveUp {
@@ -470,6 +480,23 @@ fn work_from(
             usage: Usage::default(),
             config_error: false,
         },
+    }
+}
+
+/// `value` with every string in it redacted (the model may have quoted a secret).
+fn redact_json(value: serde_json::Value, redact: &impl Fn(&str) -> String) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => Value::String(redact(&s)),
+        Value::Array(all) => {
+            Value::Array(all.into_iter().map(|v| redact_json(v, redact)).collect())
+        }
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (redact(&k), redact_json(v, redact)))
+                .collect(),
+        ),
+        other => other,
     }
 }
 
@@ -582,5 +609,6 @@ fn result(
         model,
         instructions_delivered: 0,
         instructions_undelivered: 0,
+        artifacts: Vec::new(),
     }
 }

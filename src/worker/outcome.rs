@@ -213,6 +213,7 @@ fn finished(done: RunOutcome, delivery: Delivery) -> Ending {
         apply_git(&mut update, g);
     }
     apply_usage(&mut update, &done.usage);
+    update.structured_output = done.structured_output.clone();
     Ending {
         status: TaskStatus::Completed,
         update: Some(update),
@@ -282,6 +283,7 @@ mod tests {
         Work::Finished(RunOutcome {
             summary: summary.into(),
             usage: usage(3),
+            structured_output: None,
         })
     }
 

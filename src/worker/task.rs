@@ -228,6 +228,8 @@ pub struct TaskResult {
     /// Messages from the dashboard that never reached the model: still waiting
     /// when the run ended, or arrived with the final report (logged).
     pub instructions_undelivered: u32,
+    /// Artifacts the agent posted for the task (the summary of an `artifact_required` one).
+    pub artifacts: Vec<super::deliverable::PostedArtifact>,
 }
 
 impl TaskResult {

@@ -129,6 +129,7 @@ async fn until(what: &str, cond: impl Fn() -> bool) {
 
 fn done(summary: &str) -> Result<RunOutcome, RunError> {
     Ok(RunOutcome {
+        structured_output: None,
         summary: summary.into(),
         usage: Usage {
             turns: 2,
@@ -355,7 +356,12 @@ async fn a_planning_task_commits_nothing_it_left_in_the_tree() {
         Arc::new(|_, request, _, _| {
             Box::pin(async move {
                 std::fs::write(request.checkout.join("scratch.md"), "notes").unwrap();
-                done("1. do this\n2. then that")
+                done("1. do this\n2. then that").map(|mut d| {
+                    d.structured_output = Some(serde_json::json!({
+                        "plan": [{"ref": "a", "title": "Do this", "description": "d"}],
+                        "summary": "two steps", "missionComplete": false}));
+                    d
+                })
             })
         }),
         None,
@@ -377,6 +383,7 @@ async fn a_planning_task_commits_nothing_it_left_in_the_tree() {
     let w = &s.fake.workers()[0];
     assert!(!w.fields.contains_key("commitCount"), "{:?}", w.fields);
     assert!(!w.fields.contains_key("lastCommitSha"), "{:?}", w.fields);
+    assert_eq!(w.fields["structuredOutput"]["summary"], "two steps");
 }
 
 /// Every update the worker sent carries the cumulative `turns` (the server adds one for

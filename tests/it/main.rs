@@ -24,6 +24,7 @@ mod claim_rules;
 mod cli_cloud;
 mod cli_runner;
 mod confined_work;
+mod deliverables;
 mod doctor;
 mod faults;
 mod git_flow;
@@ -35,6 +36,7 @@ mod outbox;
 mod server_decides;
 mod server_errors;
 mod signals;
+mod structured_output;
 mod task_settings;
 mod tls;
 

@@ -98,16 +98,16 @@ fn update_inner(
     }
 
     let task_index = s.tasks.iter().position(|t| t.id == s.workers[wi].task_id);
+    let mut output_warning = None;
     if new_status.as_deref() == Some("completed")
         && let Some(ti) = task_index
     {
-        let has_pr = obj.contains_key("prUrl") || s.workers[wi].fields.contains_key("prUrl");
-        if s.tasks[ti].output_requirement == "pr_required" && !has_pr {
-            return (
-                StatusCode::BAD_REQUEST,
-                axum::Json(json!({"error":"This task requires a pull request before it can be completed","hint":"create_pr"})),
-            )
-                .into_response();
+        let requirement = s.tasks[ti].output_requirement.clone();
+        match artifacts::completion_check(s, wi, &requirement, &obj) {
+            artifacts::Completion::Refuse(body) => {
+                return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
+            }
+            artifacts::Completion::Accept(warning) => output_warning = warning,
         }
     }
 
@@ -142,6 +142,9 @@ fn update_inner(
     if let Some(text) = take_instructions(s, id, mission.as_deref(), new_status.as_deref()) {
         worker["instructions"] = Value::String(text);
     }
+    if let Some(warning) = output_warning {
+        worker["outputWarning"] = Value::String(warning);
+    }
     if let (Some(st), Some(ti)) = (new_status, task_index) {
         let deferred = obj
             .get("error")
@@ -150,7 +153,10 @@ fn update_inner(
         let t = &mut s.tasks[ti];
         match st.as_str() {
             "running" | "starting" if t.status == "assigned" => t.status = "in_progress".into(),
-            "completed" => t.status = "completed".into(),
+            "completed" => {
+                t.status = "completed".into();
+                t.result = Some(task_result(&obj));
+            }
             // A cancelled task is not re-queued, not even by its aborted worker's deferral.
             "failed" | "error" if t.status == "cancelled" => {}
             "failed" | "error" if deferred => t.status = "pending".into(),
@@ -159,6 +165,24 @@ fn update_inner(
         }
     }
     (StatusCode::OK, axum::Json(worker)).into_response()
+}
+
+/// The `task.result` snapshot `completed` writes (the fields the agent sent of it).
+fn task_result(obj: &serde_json::Map<String, Value>) -> Value {
+    const KEPT: &[&str] = &[
+        "summary",
+        "branch",
+        "lastCommitSha",
+        "commitCount",
+        "filesChanged",
+        "linesAdded",
+        "linesRemoved",
+        "prUrl",
+        "prNumber",
+        "structuredOutput",
+    ];
+    let kept = obj.iter().filter(|(k, _)| KEPT.contains(&k.as_str()));
+    Value::Object(kept.map(|(k, v)| (k.clone(), v.clone())).collect())
 }
 
 /// The 409 the real server answers for an update to a terminal worker.
@@ -246,6 +270,7 @@ fn check_update_fields(obj: &serde_json::Map<String, Value>) -> Result<(), Strin
             | "linesAdded" | "linesRemoved" | "prNumber" => v.is_u64(),
             "progress" => v.as_u64().is_some_and(|p| p <= 100),
             "milestones" => v.is_array(),
+            "structuredOutput" => v.is_object(),
             "appendMilestones" => v
                 .as_array()
                 .is_some_and(|all| !all.is_empty() && all.iter().all(is_milestone)),

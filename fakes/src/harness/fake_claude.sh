@@ -20,7 +20,8 @@
 #                quoting its OAuth token on stderr, SLOW waits a second first,
 #                FAIL replays the API-error run, WRITE writes out.txt, HOOK
 #                plants git hooks (as a hostile model might), lines
-#                `RUN: <command>` are run as in `commands`; anything else
+#                `RUN: <command>` are run as in `commands`, a line
+#                `STRUCTURED: <json>` is handed in as --json-schema output; anything else
 #                replays the successful run.
 # Command outputs are recorded in $records/calls/<pid>/command.<n>.*.
 # With --input-format stream-json (docs/claude-cli.md) stdin is JSON lines: the
@@ -247,6 +248,18 @@ prompt_has() {
     esac
 }
 
+# structured: the line `STRUCTURED: <json>` of the prompt is the model's result, which
+# (as the real CLI does) comes back as the result line's structured_output only
+# when the run was asked for it with --json-schema <schema>.
+structured() {
+    out=$(sed -n 's/^STRUCTURED: //p' "$call/stdin" | head -n 1)
+    grep -qx -- '--json-schema' "$call/args" || out=
+    init_line
+    printf '{"type":"result","subtype":"success","is_error":false,"num_turns":1,"result":"Handed in the result.","session_id":"fake","total_cost_usd":0,"usage":{"input_tokens":0,"output_tokens":0,"cache_creation_input_tokens":0,"cache_read_input_tokens":0}%s}\n' \
+        "${out:+,\"structured_output\":$out}"
+    exit 0
+}
+
 from_prompt() {
     prompt=$(cat "$call/stdin")
     if prompt_has HANG; then hang quiet; fi
@@ -260,6 +273,7 @@ from_prompt() {
         exit 1
     fi
     if prompt_has WRITE; then echo marker >out.txt; fi
+    if prompt_has "STRUCTURED: "; then structured; fi
     if prompt_has HOOK; then plant_hooks; fi
     if prompt_has "RUN: " && sed -n 's/^RUN: //p' "$call/stdin" >"$call/commands" &&
         [ -s "$call/commands" ]; then

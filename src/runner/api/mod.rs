@@ -23,6 +23,7 @@ mod history;
 mod request;
 mod session;
 pub mod settings;
+mod submit;
 mod tools;
 mod window;
 

@@ -15,6 +15,7 @@ use super::fallback::{Models, OVERLOAD_SWITCH_AFTER, SwitchReason};
 use super::history::Conversation;
 use super::request::{self, Parts, Prefix};
 use super::settings::{ModelPlan, TaskModels, task_models};
+use super::submit::Submission;
 use super::tools::{TaskTools, calls_in};
 use super::window::Window;
 use crate::anthropic::types::{ContentBlock, MessageResponse, StopReason};
@@ -103,9 +104,12 @@ impl Setup {
         log_plan(&primary, fallback.as_ref());
         let tools = task_tools(config, request)?;
         let brief = Brief::from_request(request);
+        let submission = Submission::for_task(request);
+        let mut definitions = tools.definitions();
+        definitions.extend(submission.as_ref().map(Submission::definition));
         let prefix = Prefix::new(
             brief.system_prompt(tools.toolbox().shell_limits()),
-            tools.definitions(),
+            definitions,
         );
         let first = vec![ContentBlock::text(brief.first_user_message())];
         Ok(Session {
@@ -123,6 +127,7 @@ impl Setup {
             limits,
             user_id: user_id(&request.worker_id),
             last_text: String::new(),
+            submission,
         })
     }
 }
@@ -185,6 +190,8 @@ pub struct Session<'a> {
     user_id: Option<String>,
     /// The most recent non-empty assistant text, for the summary.
     last_text: String,
+    /// The structured output the task needs, as the model hands it in.
+    submission: Option<Submission>,
 }
 
 /// What absorbing a reply leads to.
@@ -213,9 +220,15 @@ impl Session<'_> {
                 }));
             }
             if self.absorb(reply, cancel).await? == Next::Finished {
+                if let Some(reminder) = self.submission.as_mut().and_then(Submission::reminder) {
+                    self.conversation
+                        .push_user(vec![ContentBlock::text(reminder)]);
+                    continue;
+                }
                 return Ok(RunOutcome {
                     summary: self.last_text.clone(),
                     usage: self.usage(),
+                    structured_output: self.submission.as_ref().and_then(Submission::output),
                 });
             }
         }
@@ -452,11 +465,21 @@ impl Session<'_> {
         if calls.is_empty() {
             return self.after_stop(stop);
         }
-        let results = self
+        let (calls, submitted, give_up) = match self.submission.as_mut() {
+            Some(s) => s.answer(calls),
+            None => (calls, Vec::new(), false),
+        };
+        let mut results = self
             .tools
             .run(calls, &reply.malformed_tool_inputs, &self.progress, cancel)
             .await
             .ok_or_else(|| self.cancelled())?;
+        results.extend(submitted);
+        if give_up {
+            // Asked to fix it once and it is still invalid: the worker fails the task
+            // with the errors.
+            return Ok(Next::Finished);
+        }
         self.conversation.push_user(results);
         Ok(Next::Continue)
     }

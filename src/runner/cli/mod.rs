@@ -287,8 +287,13 @@ impl CliRunner {
         for (k, v) in &plan.env {
             env.set(k, v);
         }
+        let mut args = self.args_for(&plan);
+        // The CLI asks the model for it and puts it on the result line.
+        if let Some(schema) = crate::runner::structured::schema_for(&request.task) {
+            args.extend(["--json-schema".into(), schema.to_string().into()]);
+        }
         let spec = CommandSpec::new(&bin, &request.checkout)
-            .args(self.args_for(&plan))
+            .args(args)
             .envs(env.into_vec());
         let prompt = Brief::from_request(&request).cli_prompt();
         let confinement = confinement.as_deref().map(|c| c as &dyn Confinement);
@@ -366,6 +371,7 @@ impl CliRunner {
                     .or(state.last_text)
                     .unwrap_or_default();
                 Ok(RunOutcome {
+                    structured_output: r.structured_output,
                     summary: redactor.redact(&summary).into_owned(),
                     usage,
                 })

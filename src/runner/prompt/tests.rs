@@ -428,6 +428,30 @@ fn snapshot_task_with_repository_instructions() {
 }
 
 #[test]
+fn the_required_deliverable_is_stated() {
+    let with = |requirement: &str| {
+        let mut req = request();
+        req.task.output_requirement = Some(requirement.into());
+        req
+    };
+    let auto = Brief::from_request(&with("auto")).cli_prompt();
+    assert!(!auto.contains("deliverable") && !auto.contains("must end with a pull request"));
+    let pr = Brief::from_request(&with("pr_required")).cli_prompt();
+    assert!(pr.contains("must end with a pull request"), "{pr}");
+    let mut no_push = with("pr_required");
+    if let Some(g) = no_push.git.as_mut() {
+        g.push = false;
+    }
+    let no_push = Brief::from_request(&no_push).cli_prompt();
+    assert!(no_push.contains("does not open here"), "{no_push}");
+    let req = with("artifact_required");
+    insta::assert_snapshot!(
+        "artifact_required_cli_prompt",
+        Brief::from_request(&req).cli_prompt()
+    );
+}
+
+#[test]
 fn snapshot_task_without_a_repository() {
     let req = no_repository();
     insta::assert_snapshot!(
