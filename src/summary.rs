@@ -49,6 +49,7 @@ fn task_report(r: &TaskResult, redactor: &Redactor, server: &str) -> TaskReport 
         TaskStatus::Cancelled | TaskStatus::Aborted | TaskStatus::Deferred => {
             actions::TaskStatus::Cancelled
         }
+        TaskStatus::NeedsInput => actions::TaskStatus::NeedsInput,
     };
     TaskReport {
         task_id: r.task_id.clone(),
@@ -65,6 +66,15 @@ fn task_report(r: &TaskResult, redactor: &Redactor, server: &str) -> TaskReport 
         summary: r.summary.clone(),
         model: r.model.as_ref().and_then(|m| m.model.clone()),
         model_source: r.model.as_ref().map(|m| m.source.to_string()),
+        question: r.question.as_ref().map(|q| actions::AskedQuestion {
+            prompt: redactor.redact(&q.prompt).into_owned(),
+            options: q
+                .options
+                .iter()
+                .map(|o| redactor.redact(&o.label).into_owned())
+                .collect(),
+            respond_url: crate::buildd::respond_url(server, &r.task_id),
+        }),
     }
 }
 
@@ -96,6 +106,7 @@ pub fn task_log(r: &TaskResult, redactor: &Redactor) -> String {
         TaskStatus::Cancelled => "cancelled on the server",
         TaskStatus::Aborted => "closed by the server",
         TaskStatus::Deferred => "handed back to the server",
+        TaskStatus::NeedsInput => "waiting for the user's answer",
     };
     let mut out = group(&format!(
         "{} — {status}",
@@ -178,6 +189,7 @@ mod tests {
             recent_actions: vec!["Running `ls`".into()],
             pr_url: None,
             model: None,
+            question: None,
         }
     }
 

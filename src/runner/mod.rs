@@ -10,6 +10,7 @@ pub mod api;
 pub mod choice;
 pub mod cli;
 pub mod prompt;
+pub mod question;
 pub mod stream_json;
 
 use std::future::Future;
@@ -181,12 +182,15 @@ impl ProgressSink {
 }
 
 /// How a task ended when the runner finished its work.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct RunOutcome {
     /// What the task achieved, usually the model's final text.
     pub summary: String,
     /// Final cumulative accounting.
     pub usage: Usage,
+    /// The model stopped to ask the task's user this: the attempt ends with
+    /// `needs_input`, and the answer comes back as a new task.
+    pub question: Option<question::Question>,
 }
 
 /// Why a runner did not finish the task.

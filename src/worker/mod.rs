@@ -118,6 +118,11 @@ pub async fn run(
     let (interrupted, work, prepared) = work(&ctx, &task, &mut link, &stop, deadline).await;
     let planning = TaskMode::of(&task.task) == TaskMode::Planning;
     let (interrupted, delivery) = match (&interrupted, &work, &prepared) {
+        // A question ends the attempt: its work so far is pushed for the answer's task.
+        (None, Work::Finished(done), Some(p)) if !planning && done.question.is_some() => {
+            link.phase(SAVING);
+            (None, save_progress(&ctx, &task, p, &work, &shutdown).await)
+        }
         (None, Work::Finished(done), Some(p)) if !planning => {
             deliver(&ctx, &task, p, done, &link, &stop).await
         }
@@ -427,6 +432,8 @@ fn work_from(
         Ok(Ok(done)) => Work::Finished(RunOutcome {
             summary: redact(&done.summary),
             usage: done.usage,
+            // The model wrote it: the server and the job summary show it.
+            question: done.question.map(|q| q.map_text(redact)),
         }),
         Ok(Err(RunError::Cancelled { usage })) => Work::Cancelled { usage },
         Ok(Err(RunError::Unavailable { reason, usage })) => Work::GaveUp {
@@ -564,5 +571,6 @@ fn result(
         recent_actions,
         pr_url: ending.pr_url,
         model,
+        question: ending.question,
     }
 }

@@ -22,6 +22,7 @@ use crate::anthropic::{ApiError, Client};
 use crate::process::Confinement;
 use crate::runner::choice::{BUDGET_EXCEEDED, LocalLimits, ModelChoice, TaskLimits, task_limits};
 use crate::runner::prompt::Brief;
+use crate::runner::question::{self, ASK_USER_TOOL, InputPolicy, Question};
 use crate::runner::{Inbox, ProgressSink, RunError, RunOutcome, RunRequest, Usage};
 use crate::tools::{ToolConfig, Toolbox};
 
@@ -103,9 +104,13 @@ impl Setup {
         log_plan(&primary, fallback.as_ref());
         let tools = task_tools(config, request)?;
         let brief = Brief::from_request(request);
+        let mut definitions = tools.definitions();
+        definitions.push(question::ask_user_definition(InputPolicy::of(
+            &request.task,
+        )));
         let prefix = Prefix::new(
             brief.system_prompt(tools.toolbox().shell_limits()),
-            tools.definitions(),
+            definitions,
         );
         let first = vec![ContentBlock::text(brief.first_user_message())];
         Ok(Session {
@@ -192,6 +197,8 @@ pub struct Session<'a> {
 enum Next {
     Continue,
     Finished,
+    /// The model asked the task's user: the attempt ends here.
+    Asked(Question),
 }
 
 impl Session<'_> {
@@ -212,12 +219,16 @@ impl Session<'_> {
                     false => reason,
                 }));
             }
-            if self.absorb(reply, cancel).await? == Next::Finished {
-                return Ok(RunOutcome {
-                    summary: self.last_text.clone(),
-                    usage: self.usage(),
-                });
-            }
+            let question = match self.absorb(reply, cancel).await? {
+                Next::Continue => continue,
+                Next::Finished => None,
+                Next::Asked(q) => Some(q),
+            };
+            return Ok(RunOutcome {
+                summary: self.last_text.clone(),
+                usage: self.usage(),
+                question,
+            });
         }
     }
 
@@ -457,11 +468,40 @@ impl Session<'_> {
         if calls.is_empty() {
             return self.after_stop(stop);
         }
-        let results = self
+        let (asks, calls): (Vec<_>, Vec<_>) =
+            calls.into_iter().partition(|c| c.name == ASK_USER_TOOL);
+        // The reply's other calls still run: what the model did before asking is kept.
+        let mut results = self
             .tools
             .run(calls, &reply.malformed_tool_inputs, &self.progress, cancel)
             .await
             .ok_or_else(|| self.cancelled())?;
+        let mut asked = None;
+        for call in asks {
+            let parsed = match reply.malformed_tool_inputs.contains(&call.id) {
+                true => Err("the input was cut off or was not a JSON object".to_string()),
+                false => question::from_ask_user(&call.input),
+            };
+            match parsed {
+                Ok(q) if asked.is_none() => asked = Some(q),
+                Ok(_) => results.push(ContentBlock::ToolResult {
+                    tool_use_id: call.id,
+                    content: "Only the first question of a reply is asked.".into(),
+                    is_error: true,
+                    cache_control: None,
+                }),
+                Err(why) => results.push(ContentBlock::ToolResult {
+                    tool_use_id: call.id,
+                    content: format!("The question was not asked: {why}. Send it again."),
+                    is_error: true,
+                    cache_control: None,
+                }),
+            }
+        }
+        if let Some(q) = asked {
+            tracing::info!("the model asked the task's user a question; the attempt ends");
+            return Ok(Next::Asked(q));
+        }
         self.conversation.push_user(results);
         Ok(Next::Continue)
     }

@@ -364,6 +364,7 @@ impl CliRunner {
                 Ok(RunOutcome {
                     summary: redactor.redact(&summary).into_owned(),
                     usage,
+                    question: None,
                 })
             }
             // The CLI retried the Messages API itself; still overloaded, rate-limited or
