@@ -25,11 +25,13 @@ use serde_json::{Value, json};
 mod claim;
 mod heartbeat;
 mod read;
+mod respond;
 mod update;
 
 use claim::{claim, is_terminal};
 use heartbeat::heartbeat;
 use read::read;
+use respond::respond;
 use update::update;
 
 /// The key every fake accepts unless told otherwise.
@@ -151,6 +153,8 @@ pub struct TaskState {
     pub config_status: String,
     pub required_capabilities: Vec<String>,
     pub claims: u32,
+    /// The task this one continues (`/respond` sets it).
+    pub parent_task_id: Option<String>,
 }
 
 #[cfg(test)]
@@ -175,6 +179,7 @@ impl TaskState {
             config_status: "unconfigured".into(),
             required_capabilities: Vec::new(),
             claims: 1,
+            parent_task_id: None,
         }
     }
 }
@@ -240,6 +245,7 @@ const WORKER_FIELDS: &[&str] = &[
     "milestones",
     "appendMilestones",
     "progress",
+    "waitingFor",
 ];
 const STATUSES: &[&str] = &[
     "starting",
@@ -354,6 +360,7 @@ impl FakeBuildd {
             config_status: seed.config_status.unwrap_or_else(|| "unconfigured".into()),
             required_capabilities: seed.required_capabilities,
             claims: 0,
+            parent_task_id: None,
         });
         id
     }
@@ -443,6 +450,7 @@ fn router(state: Shared) -> Router {
         .route("/api/workers/claim", post(claim))
         .route("/api/workers/heartbeat", post(heartbeat))
         .route("/api/workers/{id}", patch(update).get(read))
+        .route("/api/workers/{id}/respond", post(respond))
         .route("/__fake/state", get(state_dump))
         .fallback(fallback)
         .with_state(state)

@@ -304,7 +304,7 @@ fn task_json(t: &TaskState) -> Value {
         "id": t.id, "workspaceId": t.workspace_id, "title": t.title, "description": t.description,
         "context": t.context, "priority": t.priority, "mode": t.mode, "status": t.status,
         "runnerPreference": "any", "requiredCapabilities": t.required_capabilities, "outputRequirement": t.output_requirement,
-        "externalUrl": t.external_url, "result": null, "createdAt": "2026-11-26T00:00:00.000Z",
+        "externalUrl": t.external_url, "parentTaskId": t.parent_task_id, "result": null, "createdAt": "2026-11-26T00:00:00.000Z",
         "workspace": { "id": t.workspace_id, "name": t.workspace_id.trim_start_matches("ws_"), "repo": t.repo,
             "localPath": null, "gitConfig": t.git_config, "configStatus": t.config_status }
     })

@@ -122,6 +122,12 @@ impl Session {
                 line = self.lines.next_line() => match line {
                     Ok(Some(Line::Complete(line))) => {
                         self.state.handle_line(&line, to);
+                        // The model asked its user: nothing it does next counts (the
+                        // CLI would wait for an answer, or go on without one).
+                        if self.state.question.is_some() {
+                            tracing::info!("claude asked the task's user a question; stopping it");
+                            return false;
+                        }
                         if self.state.result.is_some() && self.wind_down.is_none() {
                             self.wind_down = Some(Instant::now() + WIND_DOWN);
                         }
