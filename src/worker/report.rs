@@ -45,8 +45,7 @@ impl Reporter<'_> {
         };
         self.journal.terminal(update);
         if let Some(waiting) = &update.waiting_for {
-            self.waiting_input(waiting.clone(), update.current_action.clone())
-                .await;
+            self.waiting_input(waiting.clone(), update).await;
         }
         let (ending, delivered) = self.send(ending).await;
         if delivered {
@@ -61,11 +60,16 @@ impl Reporter<'_> {
     /// server notifies the user with a link to answer. Best effort, once: the
     /// terminal `needs_input` report that follows carries the same `waitingFor`,
     /// which is what `/respond` needs.
-    async fn waiting_input(&self, waiting_for: WaitingFor, action: Option<String>) {
+    async fn waiting_input(&self, waiting_for: WaitingFor, terminal: &WorkerUpdate) {
+        // The server counts a turn for an update without `turns`: send the real count.
         let update = WorkerUpdate {
             status: Some(WorkerStatus::WaitingInput),
-            current_action: action,
+            current_action: terminal.current_action.clone(),
             waiting_for: Some(waiting_for),
+            turns: terminal.turns,
+            cost_usd: terminal.cost_usd,
+            input_tokens: terminal.input_tokens,
+            output_tokens: terminal.output_tokens,
             ..WorkerUpdate::default()
         };
         if let Err(e) = self.client.update_worker(self.worker_id, &update).await {

@@ -30,6 +30,7 @@ mod github_actions;
 mod hostile;
 mod install_script;
 mod outbox;
+mod questions;
 mod server_decides;
 mod server_errors;
 mod signals;

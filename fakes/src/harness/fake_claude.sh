@@ -21,7 +21,8 @@
 #                FAIL replays the API-error run, WRITE writes out.txt, HOOK
 #                plants git hooks (as a hostile model might), ASK_USER replays the
 #                real CLI asking the user (AskUserQuestion) and waits for the
-#                answer it will never get, as the real CLI does, lines
+#                answer it will never get, as the real CLI does (unless the
+#                brief already has the user's answer), lines
 #                `RUN: <command>` are run as in `commands`; anything else
 #                replays the successful run.
 # Command outputs are recorded in $records/calls/<pid>/command.<n>.*.
@@ -155,7 +156,7 @@ from_prompt() {
     fi
     if prompt_has WRITE; then echo marker >out.txt; fi
     if prompt_has HOOK; then plant_hooks; fi
-    if prompt_has ASK_USER; then
+    if prompt_has ASK_USER && ! prompt_has "## The user's answer"; then
         replay ask-user-question.jsonl
         hang quiet
     fi
