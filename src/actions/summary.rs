@@ -683,6 +683,36 @@ mod tests {
     }
 
     #[test]
+    fn a_question_shows_with_its_answers_and_where_to_answer() {
+        let mut asked = task("tsk_9", "Pick a DB", TaskStatus::NeedsInput);
+        asked.error = Some("needs_input: Which DB?".into());
+        asked.question = Some(super::super::AskedQuestion {
+            prompt: "Which DB? <script>".into(),
+            options: vec!["Postgres".into(), "SQLite".into()],
+            respond_url: "https://buildd.dev/app/tasks/tsk_9/respond".into(),
+        });
+        let report = RunReport {
+            tasks: vec![asked],
+            ..RunReport::default()
+        };
+        let md = render_summary(&report);
+        assert!(md.contains("❓ needs input"), "{md}");
+        assert!(md.contains("**1** waiting for an answer"), "{md}");
+        assert!(md.contains("### Questions asked"), "{md}");
+        assert!(
+            md.contains("Which DB? <script>\n  - Postgres\n  - SQLite\n\nAnswer at https://buildd.dev/app/tasks/tsk_9/respond"),
+            "{md}"
+        );
+        assert!(
+            !md.contains("### Failed or cancelled"),
+            "waiting is not a failure: {md}"
+        );
+        let json = super::super::outputs::result_json(&report);
+        assert!(json.contains("\"status\":\"needs_input\""), "{json}");
+        assert!(json.contains("\"respond_url\":\"https://buildd.dev/app/tasks/tsk_9/respond\""));
+    }
+
+    #[test]
     fn code_fences_outgrow_backtick_runs() {
         assert_eq!(code_block("a"), "```text\na\n```\n");
         assert_eq!(code_block("x ````` y"), "``````text\nx ````` y\n``````\n");
