@@ -196,3 +196,27 @@ fn the_clis_ask_user_question_ends_the_task_and_the_answer_continues_its_branch(
     );
     assert!(server.violations().is_empty(), "{:?}", server.violations());
 }
+
+#[test]
+fn a_malformed_question_is_sent_back_to_the_model_and_the_task_goes_on() {
+    let script = Script {
+        api_key: ANTHROPIC_KEY.into(),
+        steps: vec![
+            reply(vec![
+                json!({"type":"tool_use","id":"toolu_bad","name":"ask_user",
+                "input":{"question": "  ", "choices": ["a"]}}),
+            ]),
+            Step::text("Decided alone.", Default::default()),
+        ],
+    };
+    let env = Env::new(AGENT)
+        .with_model(script)
+        .with_task("Decide something");
+    let out = env.api_agent(["--once"]).run();
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let w = env.server().workers().remove(0);
+    assert_eq!(statuses(&w), ["running", "completed"]);
+    let sent = env.model().requests()[1].body["messages"].to_string();
+    assert!(sent.contains("The question was not asked"), "{sent}");
+    assert!(sent.contains("unexpected field `choices`"), "{sent}");
+}
