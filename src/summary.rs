@@ -133,6 +133,11 @@ pub fn task_log(r: &TaskResult, redactor: &Redactor) -> String {
     if let Some(e) = &r.error {
         out.push_str(&clean(&format!("error: {e}\n")));
     }
+    if let Some(q) = &r.question {
+        for o in &q.options {
+            out.push_str(&clean(&format!("  option: {}\n", o.label)));
+        }
+    }
     out.push_str(&endgroup());
     match r.status {
         TaskStatus::Failed => out.push_str(&error(
