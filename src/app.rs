@@ -319,6 +319,7 @@ fn log_totals(record: &RunRecord) {
         cancelled = count(TaskStatus::Cancelled),
         aborted = count(TaskStatus::Aborted),
         handed_back = count(TaskStatus::Deferred),
+        needs_input = count(TaskStatus::NeedsInput),
         cost_usd = crate::worker::round4(cost),
         "done"
     );

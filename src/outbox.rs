@@ -266,6 +266,29 @@ mod tests {
     }
 
     #[test]
+    fn a_needs_input_report_keeps_its_waiting_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let ob = Outbox::open(dir.path()).unwrap();
+        let mut update = failed("needs_input: Which DB?");
+        update.waiting_for = Some(crate::buildd::types::WaitingFor {
+            kind: "question".into(),
+            prompt: "Which DB?".into(),
+            options: vec![crate::buildd::types::WaitingForOption {
+                label: "pg".into(),
+                description: None,
+            }],
+        });
+        ob.write(EntryKind::Terminal, "http://s", "wkr_1", "tsk_1", &update)
+            .unwrap();
+        let pending = ob.pending("http://s", |_, _| panic!("nothing is corrupt"));
+        assert_eq!(
+            pending[0].update["waitingFor"],
+            serde_json::json!({"type": "question", "prompt": "Which DB?", "options": [{"label": "pg"}]}),
+            "/respond needs it on the failed worker"
+        );
+    }
+
+    #[test]
     fn corrupt_entries_are_set_aside_not_fatal() {
         let dir = tempfile::tempdir().unwrap();
         let ob = Outbox::open(dir.path()).unwrap();

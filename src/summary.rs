@@ -49,6 +49,7 @@ fn task_report(r: &TaskResult, redactor: &Redactor, server: &str) -> TaskReport 
         TaskStatus::Cancelled | TaskStatus::Aborted | TaskStatus::Deferred => {
             actions::TaskStatus::Cancelled
         }
+        TaskStatus::NeedsInput => actions::TaskStatus::NeedsInput,
     };
     TaskReport {
         task_id: r.task_id.clone(),
@@ -67,6 +68,15 @@ fn task_report(r: &TaskResult, redactor: &Redactor, server: &str) -> TaskReport 
         model_source: r.model.as_ref().map(|m| m.source.to_string()),
         instructions_delivered: r.instructions_delivered,
         instructions_undelivered: r.instructions_undelivered,
+        question: r.question.as_ref().map(|q| actions::AskedQuestion {
+            prompt: redactor.redact(&q.prompt).into_owned(),
+            options: q
+                .options
+                .iter()
+                .map(|o| redactor.redact(&o.label).into_owned())
+                .collect(),
+            respond_url: crate::buildd::respond_url(server, &r.task_id),
+        }),
     }
 }
 
@@ -98,6 +108,7 @@ pub fn task_log(r: &TaskResult, redactor: &Redactor) -> String {
         TaskStatus::Cancelled => "cancelled on the server",
         TaskStatus::Aborted => "closed by the server",
         TaskStatus::Deferred => "handed back to the server",
+        TaskStatus::NeedsInput => "waiting for the user's answer",
     };
     let mut out = group(&format!(
         "{} — {status}",
@@ -123,6 +134,11 @@ pub fn task_log(r: &TaskResult, redactor: &Redactor) -> String {
     }
     if let Some(e) = &r.error {
         out.push_str(&clean(&format!("error: {e}\n")));
+    }
+    if let Some(q) = &r.question {
+        for o in &q.options {
+            out.push_str(&clean(&format!("  option: {}\n", o.label)));
+        }
     }
     out.push_str(&endgroup());
     match r.status {
@@ -183,6 +199,7 @@ mod tests {
             instructions_delivered: 0,
             instructions_undelivered: 0,
             artifacts: Vec::new(),
+            question: None,
         }
     }
 

@@ -28,6 +28,7 @@ mod claim;
 mod heartbeat;
 mod instruct;
 mod read;
+mod respond;
 mod update;
 
 pub use artifacts::ArtifactState;
@@ -35,6 +36,7 @@ use artifacts::{list_artifacts, post_artifact};
 use claim::{claim, is_terminal};
 use heartbeat::heartbeat;
 use read::read;
+use respond::respond;
 use update::update;
 
 /// The key every fake accepts unless told otherwise.
@@ -165,6 +167,8 @@ pub struct TaskState {
     pub output_schema: Option<Value>,
     /// What `completed` snapshotted (`summary`, `prUrl`, `structuredOutput`…), as `task.result`.
     pub result: Option<Value>,
+    /// The task this one continues (`/respond` sets it).
+    pub parent_task_id: Option<String>,
 }
 
 #[cfg(test)]
@@ -192,6 +196,7 @@ impl TaskState {
             mission_id: None,
             output_schema: None,
             result: None,
+            parent_task_id: None,
         }
     }
 }
@@ -262,6 +267,7 @@ const WORKER_FIELDS: &[&str] = &[
     "appendMilestones",
     "progress",
     "structuredOutput",
+    "waitingFor",
 ];
 const STATUSES: &[&str] = &[
     "starting",
@@ -379,6 +385,7 @@ impl FakeBuildd {
             mission_id: seed.mission_id,
             output_schema: seed.output_schema,
             result: None,
+            parent_task_id: None,
         });
         id
     }
@@ -464,6 +471,7 @@ fn router(state: Shared) -> Router {
             "/api/workers/{id}/artifacts",
             post(post_artifact).get(list_artifacts),
         )
+        .route("/api/workers/{id}/respond", post(respond))
         .route("/__fake/state", get(state_dump))
         .fallback(fallback)
         .with_state(state)

@@ -27,6 +27,8 @@ pub enum TaskStatus {
     Completed,
     Failed,
     Cancelled,
+    /// The model asked the task's user a question; the answer comes as a new task.
+    NeedsInput,
 }
 
 impl TaskStatus {
@@ -36,6 +38,7 @@ impl TaskStatus {
             TaskStatus::Completed => "completed",
             TaskStatus::Failed => "failed",
             TaskStatus::Cancelled => "cancelled",
+            TaskStatus::NeedsInput => "needs_input",
         }
     }
 }
@@ -67,6 +70,19 @@ pub struct TaskReport {
     pub instructions_delivered: u32,
     /// Messages from the dashboard that never reached the model (too late).
     pub instructions_undelivered: u32,
+    /// The question the model asked the task's user, and where they answer it.
+    pub question: Option<AskedQuestion>,
+}
+
+/// A question a task ended with (status [`TaskStatus::NeedsInput`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AskedQuestion {
+    /// The question (from the model: untrusted).
+    pub prompt: String,
+    /// The answers it offered.
+    pub options: Vec<String>,
+    /// `<server>/app/tasks/<taskId>/respond`.
+    pub respond_url: String,
 }
 
 /// Everything one invocation of the agent did, for the summary and outputs.
@@ -233,6 +249,7 @@ pub(crate) mod fixtures {
             model_source: Some("the server's choice (context.model sonnet)".into()),
             instructions_delivered: 0,
             instructions_undelivered: 0,
+            question: None,
         }
     }
 

@@ -140,6 +140,9 @@ struct JsonTask<'a> {
     model: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     model_source: Option<String>,
+    /// Where the task's user answers the question it ended with (`needs_input`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    respond_url: Option<&'a str>,
 }
 
 /// The report as compact JSON. Summaries are left out and errors and titles
@@ -191,6 +194,7 @@ pub fn result_json(report: &RunReport) -> String {
                     .error
                     .as_deref()
                     .map(|e| truncate_chars(e, JSON_ERROR_CHARS)),
+                respond_url: t.question.as_ref().map(|q| q.respond_url.as_str()),
             })
             .collect(),
     };

@@ -125,6 +125,10 @@ fn headline(report: &RunReport) -> String {
     if cancelled > 0 {
         parts.push(format!("**{cancelled}** cancelled"));
     }
+    let asked = report.count(TaskStatus::NeedsInput);
+    if asked > 0 {
+        parts.push(format!("**{asked}** waiting for an answer"));
+    }
     let (total, complete) = report.total_cost();
     let any_known = report.tasks.iter().any(|t| t.cost_usd.is_some());
     let cost = match (complete, any_known) {
@@ -203,6 +207,7 @@ fn status(s: TaskStatus) -> &'static str {
         TaskStatus::Completed => "✅ completed",
         TaskStatus::Failed => "❌ failed",
         TaskStatus::Cancelled => "⏹️ cancelled",
+        TaskStatus::NeedsInput => "❓ needs input",
     }
 }
 
@@ -223,8 +228,16 @@ fn render_details(report: &RunReport, budget: usize) -> String {
         .tasks
         .iter()
         .filter(|t| t.status != TaskStatus::Completed || t.error.is_some())
+        .filter(|t| t.question.is_none())
         .map(|t| (t, t.error.as_deref().unwrap_or("(no reason given)")))
         .collect();
+    let questions: Vec<(&TaskReport, String)> = report
+        .tasks
+        .iter()
+        .filter_map(|t| Some((t, question_text(t.question.as_ref()?))))
+        .collect();
+    let questions: Vec<(&TaskReport, &str)> =
+        questions.iter().map(|(t, q)| (*t, q.as_str())).collect();
     let summaries: Vec<(&TaskReport, &str)> = report
         .tasks
         .iter()
@@ -235,6 +248,7 @@ fn render_details(report: &RunReport, budget: usize) -> String {
     let mut out = String::new();
     let mut omitted = 0;
     for (heading, entries) in [
+        ("### Questions asked\n\n", questions),
         ("### Failed or cancelled\n\n", failures),
         ("### Summaries\n\n", summaries),
     ] {
@@ -269,6 +283,17 @@ fn render_details(report: &RunReport, budget: usize) -> String {
         );
     }
     out
+}
+
+/// A question for its `<details>` block: the question, the answers offered,
+/// and where the user answers (a URL we built from the server's address).
+fn question_text(q: &super::AskedQuestion) -> String {
+    let mut text = q.prompt.clone();
+    for option in &q.options {
+        let _ = write!(text, "\n  - {option}");
+    }
+    let _ = write!(text, "\n\nAnswer at {}", q.respond_url);
+    text
 }
 
 /// One `<details>` block no longer than `max` bytes, shortening `text` as
@@ -671,6 +696,36 @@ mod tests {
             proptest::prop_assert_eq!(html.matches("<details>").count(), 4);
             proptest::prop_assert_eq!(html.matches("</details>").count(), 4);
         }
+    }
+
+    #[test]
+    fn a_question_shows_with_its_answers_and_where_to_answer() {
+        let mut asked = task("tsk_9", "Pick a DB", TaskStatus::NeedsInput);
+        asked.error = Some("needs_input: Which DB?".into());
+        asked.question = Some(super::super::AskedQuestion {
+            prompt: "Which DB? <script>".into(),
+            options: vec!["Postgres".into(), "SQLite".into()],
+            respond_url: "https://buildd.dev/app/tasks/tsk_9/respond".into(),
+        });
+        let report = RunReport {
+            tasks: vec![asked],
+            ..RunReport::default()
+        };
+        let md = render_summary(&report);
+        assert!(md.contains("❓ needs input"), "{md}");
+        assert!(md.contains("**1** waiting for an answer"), "{md}");
+        assert!(md.contains("### Questions asked"), "{md}");
+        assert!(
+            md.contains("Which DB? <script>\n  - Postgres\n  - SQLite\n\nAnswer at https://buildd.dev/app/tasks/tsk_9/respond"),
+            "{md}"
+        );
+        assert!(
+            !md.contains("### Failed or cancelled"),
+            "waiting is not a failure: {md}"
+        );
+        let json = super::super::outputs::result_json(&report);
+        assert!(json.contains("\"status\":\"needs_input\""), "{json}");
+        assert!(json.contains("\"respond_url\":\"https://buildd.dev/app/tasks/tsk_9/respond\""));
     }
 
     #[test]

@@ -11,3 +11,8 @@ pub use client::{BuilddClient, BuilddError};
 pub fn task_url(server: &str, task_id: &str) -> String {
     format!("{}/app/tasks/{}", server.trim_end_matches('/'), task_id)
 }
+
+/// Where the task's user answers the question it asked.
+pub fn respond_url(server: &str, task_id: &str) -> String {
+    format!("{}/respond", task_url(server, task_id))
+}

@@ -315,6 +315,30 @@ pub struct WorkerUpdate {
     /// Timeline entries to add (`appendMilestones`); the server keeps every one.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub append_milestones: Vec<Milestone>,
+    /// What the worker waits for (a question to the task's user); sent with
+    /// `waiting_input` and again with the `needs_input` failure, which keeps it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting_for: Option<WaitingFor>,
+}
+
+/// `waitingFor` on a worker update: `{type: "question", prompt, options?}`
+/// (buildd-api.md, "Questions to the user").
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct WaitingFor {
+    /// Always `question` from this agent.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub prompt: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub options: Vec<WaitingForOption>,
+}
+
+/// One answer offered with a question.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct WaitingForOption {
+    pub label: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
 }
 
 /// One entry of a worker's timeline, as `{type: "status", label, ts}` (buildd-api.md,

@@ -10,6 +10,7 @@ pub mod api;
 pub mod choice;
 pub mod cli;
 pub mod prompt;
+pub mod question;
 pub mod stream_json;
 pub mod structured;
 
@@ -232,7 +233,7 @@ impl ProgressSink {
 }
 
 /// How a task ended when the runner finished its work.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct RunOutcome {
     /// What the task achieved, usually the model's final text.
     pub summary: String,
@@ -241,6 +242,9 @@ pub struct RunOutcome {
     /// The JSON the model handed in for a task with an output schema (see
     /// [`structured`]); the worker checks it before it is reported.
     pub structured_output: Option<serde_json::Value>,
+    /// The model stopped to ask the task's user this: the attempt ends with
+    /// `needs_input`, and the answer comes back as a new task.
+    pub question: Option<question::Question>,
 }
 
 /// Why a runner did not finish the task.

@@ -27,6 +27,7 @@ use std::path::Path;
 use std::sync::LazyLock;
 use std::time::Duration;
 
+use super::question::{ASK_USER_TOOL, CLI_ASK_TOOL, InputPolicy};
 use super::{GitContext, RunRequest};
 use crate::buildd::types::{GitConfig, Task};
 use crate::tools::shell::Limits;
@@ -102,6 +103,9 @@ const NOT_TASK_CONTEXT: &[&str] = &[
     "failureContext",
     "resumeBranch",
     "lastCommitSha",
+    "inputPolicy",
+    "userInput",
+    "previousAttempt",
 ];
 
 /// What the server requires before a task may complete (`task.outputRequirement`;
@@ -217,10 +221,12 @@ impl<'a> Brief<'a> {
         self.task_section(&mut out);
         self.where_section(&mut out);
         self.previous_attempt_section(&mut out);
+        self.answer_section(&mut out);
         self.instructions_section(&mut out, audience);
         if let Audience::ApiRunner(shell) = audience {
             shell_section(&mut out, shell);
         }
+        self.asking_section(&mut out, audience);
         self.finish_section(&mut out);
         out
     }
@@ -229,13 +235,13 @@ impl<'a> Brief<'a> {
         let _ = write!(
             out,
             "You are working unattended on a task from buildd, a task queue for AI coding \
-             agents. Nobody will answer questions: decide, act, and explain your decisions. \
+             agents. Nobody answers while you work: decide, act, and explain your decisions. \
              Today is {}.\n\n",
             one_line(self.today)
         );
         // Name only the blocks this brief has, with who wrote them.
         let mut fences = vec![("<task>", "the task's author")];
-        if self.previous_failure().is_some() {
+        if self.previous_failure().is_some() || self.answer().is_some() {
             fences.push(("<previous_attempt>", "the report of an earlier attempt"));
         }
         if self.workspace_instructions().is_some() {
@@ -403,6 +409,66 @@ impl<'a> Brief<'a> {
             }
             None => out.push_str("\n\n"),
         }
+    }
+
+    /// The question an earlier attempt asked and the user's answer, on a task
+    /// `/respond` created (`context.userInput`, `context.previousAttempt`).
+    fn answer(&self) -> Option<(String, String)> {
+        let ctx = self.task.context.as_ref()?;
+        let answer = ctx.get("userInput")?.as_str()?.trim();
+        let question = ctx
+            .get("previousAttempt")
+            .and_then(|p| p.get("question"))
+            .and_then(|q| q.as_str())
+            .unwrap_or("(not recorded)")
+            .trim();
+        (!answer.is_empty()).then(|| (question.to_string(), answer.to_string()))
+    }
+
+    fn answer_section(&self, out: &mut String) {
+        let Some((question, answer)) = self.answer() else {
+            return;
+        };
+        out.push_str(
+            "## The user's answer\nAn earlier attempt of this task stopped to ask the task's \
+             user a question; this attempt continues its work with the answer.",
+        );
+        match self.git {
+            Some(git) if git.resumed => out.push_str(
+                " Its commits are on the branch you are on: build on them, do not start over.",
+            ),
+            Some(_) => out.push_str(
+                " Its branch could not be continued, so this attempt starts afresh; the task \
+                 says what was done.",
+            ),
+            None => {}
+        }
+        let _ = write!(
+            out,
+            "\n<previous_attempt>\nQuestion: {}\n\nAnswer: {}\n</previous_attempt>\n\n",
+            defuse(&question),
+            defuse(&answer)
+        );
+    }
+
+    /// How freely to ask the task's user (`context.inputPolicy`), and what asking does.
+    fn asking_section(&self, out: &mut String, audience: Audience) {
+        let tool = match audience {
+            Audience::ApiRunner(_) => ASK_USER_TOOL,
+            Audience::ClaudeCli => CLI_ASK_TOOL,
+        };
+        let saved = match (self.mode, self.git) {
+            (TaskMode::Execution, Some(_)) => " your work so far is committed and pushed, and",
+            _ => "",
+        };
+        let _ = write!(
+            out,
+            "## Asking the task's user\n{} To ask, call the `{tool}` tool with one question \
+             (and the answers you see, if any); a question in your final message is not seen. \
+             Asking ends this attempt:{saved} the answer comes back as a new task that continues \
+             from here.\n\n",
+            InputPolicy::of(self.task).when_to_ask()
+        );
     }
 
     fn instructions_section(&self, out: &mut String, audience: Audience) {

@@ -155,6 +155,7 @@ mod tests {
             usage: Usage::default(),
             pr_url: pr_url.map(str::to_string),
             config_error: false,
+            question: None,
         }
     }
 

@@ -122,6 +122,11 @@ pub async fn run(
     let work = deliverable::check_structured(&task, work);
     let planning = TaskMode::of(&task.task) == TaskMode::Planning;
     let (interrupted, delivery) = match (&interrupted, &work, &prepared) {
+        // A question ends the attempt: its work so far is pushed for the answer's task.
+        (None, Work::Finished(done), Some(p)) if !planning && done.question.is_some() => {
+            link.phase(SAVING);
+            (None, save_progress(&ctx, &task, p, &work, &shutdown).await)
+        }
         (None, Work::Finished(done), Some(p)) if !planning => {
             deliver(&ctx, &task, p, done, &link, &stop).await
         }
@@ -453,6 +458,8 @@ fn work_from(
             summary: redact(&done.summary),
             usage: done.usage,
             structured_output: done.structured_output.map(|v| redact_json(v, &redact)),
+            // The model wrote it: the server and the job summary show it.
+            question: done.question.map(|q| q.map_text(redact)),
         }),
         Ok(Err(RunError::Cancelled { usage })) => Work::Cancelled { usage },
         Ok(Err(RunError::Unavailable { reason, usage })) => Work::GaveUp {
@@ -610,5 +617,6 @@ fn result(
         instructions_delivered: 0,
         instructions_undelivered: 0,
         artifacts: Vec::new(),
+        question: ending.question,
     }
 }

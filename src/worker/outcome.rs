@@ -11,8 +11,10 @@
 //! [`DEFERRED_PREFIX`], which the server reads as "not a failure, queue it
 //! again" (any other `failed` fails the task for good).
 
+use crate::buildd::types::{WaitingFor, WaitingForOption};
 use crate::buildd::types::{WorkerStatus, WorkerUpdate};
 use crate::git::GitOutcome;
+use crate::runner::question::Question;
 use crate::runner::{RunOutcome, Usage};
 use crate::shutdown::StopReason;
 
@@ -108,6 +110,8 @@ pub struct Ending {
     pub usage: Usage,
     pub pr_url: Option<String>,
     pub config_error: bool,
+    /// The question the model asked (the task ends `needs_input`).
+    pub question: Option<Question>,
 }
 
 /// Decide how a task ended. `stop` is the stop that interrupted a phase (not
@@ -139,7 +143,10 @@ pub fn outcome(stop: Option<StopReason>, work: Work, delivery: Option<Delivery>)
             config_error,
             ..failed(TaskStatus::Failed, reason, usage)
         },
-        (None, Work::Finished(done)) => finished(done, delivery.unwrap_or(Delivery::NotNeeded)),
+        (None, Work::Finished(mut done)) => match done.question.take() {
+            Some(question) => needs_input(question, done.usage, delivery),
+            None => finished(done, delivery.unwrap_or(Delivery::NotNeeded)),
+        },
     }
 }
 
@@ -153,6 +160,7 @@ fn by_server(status: TaskStatus, why: String, usage: Usage) -> Ending {
         usage,
         pr_url: None,
         config_error: false,
+        question: None,
     }
 }
 
@@ -178,6 +186,53 @@ fn deferred(reason: &str, usage: Usage, saved: Option<Delivery>) -> Ending {
         apply_git(update, g);
     }
     ending
+}
+
+/// The start of the error that tells the server the task waits for its user's answer.
+pub const NEEDS_INPUT_PREFIX: &str = "needs_input: ";
+
+/// The model asked the task's user: `failed` with a `needs_input:` error and
+/// `waitingFor` (which the server keeps on the failed worker, so `/respond`
+/// works), with the branch's state when the work so far was pushed, so the
+/// answer's task continues from it.
+fn needs_input(question: Question, usage: Usage, saved: Option<Delivery>) -> Ending {
+    let mut ending = failed(
+        TaskStatus::NeedsInput,
+        format!("{NEEDS_INPUT_PREFIX}{}", question.prompt),
+        usage,
+    );
+    if let Some(update) = ending.update.as_mut() {
+        update.waiting_for = Some(waiting_for(&question));
+        update
+            .append_milestones
+            .push(crate::buildd::types::Milestone::status(
+                question.milestone(),
+            ));
+        if let Some(Delivery::Delivered(g)) =
+            saved.filter(|d| matches!(d, Delivery::Delivered(g) if g.pushed))
+        {
+            apply_git(update, g);
+        }
+        update.current_action = Some("Needs input".into());
+    }
+    ending.question = Some(question);
+    ending
+}
+
+/// The server's `waitingFor` for `question`.
+pub fn waiting_for(question: &Question) -> WaitingFor {
+    WaitingFor {
+        kind: "question".into(),
+        prompt: bounded(&question.prompt),
+        options: question
+            .options
+            .iter()
+            .map(|o| WaitingForOption {
+                label: o.label.clone(),
+                description: o.description.clone(),
+            })
+            .collect(),
+    }
 }
 
 /// The server refused `completed` (the task needs a PR or an artifact): the
@@ -222,6 +277,7 @@ fn finished(done: RunOutcome, delivery: Delivery) -> Ending {
         usage: done.usage,
         pr_url,
         config_error: false,
+        question: None,
     }
 }
 
@@ -241,6 +297,7 @@ fn failed(status: TaskStatus, reason: String, usage: Usage) -> Ending {
         usage,
         pr_url: None,
         config_error: false,
+        question: None,
     }
 }
 
@@ -284,6 +341,7 @@ mod tests {
             summary: summary.into(),
             usage: usage(3),
             structured_output: None,
+            question: None,
         })
     }
 
@@ -424,6 +482,43 @@ mod tests {
         assert_eq!(u.status, Some(WorkerStatus::Failed));
         assert_eq!(u.error.as_deref(), Some("needs a PR"));
         assert_eq!(u.turns, Some(3));
+    }
+
+    #[test]
+    fn a_question_ends_the_task_as_needs_input_with_its_waiting_for_and_branch() {
+        let question = crate::runner::question::from_ask_user(
+            &serde_json::json!({"question": "Which DB?", "options": ["pg"]}),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let asked = Work::Finished(RunOutcome {
+            summary: "half done".into(),
+            usage: usage(2),
+            question: Some(question.clone()),
+            ..Default::default()
+        });
+        let saved = GitOutcome {
+            branch: "buildd/x".into(),
+            commit_count: 1,
+            last_commit_sha: Some("abc".into()),
+            pushed: true,
+            ..GitOutcome::default()
+        };
+        let e = outcome(None, asked, Some(Delivery::Delivered(saved)));
+        assert_eq!(e.status, TaskStatus::NeedsInput);
+        assert_eq!(e.question, Some(question));
+        let u = e.update.unwrap();
+        assert_eq!(u.status, Some(WorkerStatus::Failed));
+        assert_eq!(u.error.as_deref(), Some("needs_input: Which DB?"));
+        assert_eq!(u.current_action.as_deref(), Some("Needs input"));
+        let w = u.waiting_for.unwrap();
+        assert_eq!(
+            (w.kind.as_str(), w.prompt.as_str()),
+            ("question", "Which DB?")
+        );
+        assert_eq!(w.options[0].label, "pg");
+        assert_eq!(u.branch.as_deref(), Some("buildd/x"));
+        assert_eq!((u.commit_count, u.turns), (Some(1), Some(2)));
+        assert_eq!(u.append_milestones[0].label, "Question: Which DB?");
     }
 
     #[test]

@@ -17,7 +17,7 @@ use super::link::Journal;
 use super::outcome::{Ending, bounded, refused_completion};
 use crate::backoff::RetryPolicy;
 use crate::backoff::{Backoff, round_ms};
-use crate::buildd::types::WorkerStatus;
+use crate::buildd::types::{WaitingFor, WorkerStatus, WorkerUpdate};
 use crate::buildd::{BuilddClient, BuilddError};
 use crate::redact::Redactor;
 use crate::shutdown::Shutdown;
@@ -47,6 +47,9 @@ impl Reporter<'_> {
             return (ending, true);
         };
         self.journal.terminal(update);
+        if let Some(waiting) = &update.waiting_for {
+            self.waiting_input(waiting.clone(), update).await;
+        }
         let (ending, delivered) = self.send(ending).await;
         if delivered {
             self.journal.forget();
@@ -54,6 +57,28 @@ impl Reporter<'_> {
             warn!(worker = %self.worker_id, "the final report is kept in {} and will be sent on the next start", dir.display());
         }
         (ending, delivered)
+    }
+
+    /// Tell the server the worker waits for its user (`waiting_input`): the
+    /// server notifies the user with a link to answer. Best effort, once: the
+    /// terminal `needs_input` report that follows carries the same `waitingFor`,
+    /// which is what `/respond` needs.
+    async fn waiting_input(&self, waiting_for: WaitingFor, terminal: &WorkerUpdate) {
+        // The server counts a turn for an update without `turns`: send the real count.
+        let update = WorkerUpdate {
+            status: Some(WorkerStatus::WaitingInput),
+            current_action: terminal.current_action.clone(),
+            waiting_for: Some(waiting_for),
+            turns: terminal.turns,
+            cost_usd: terminal.cost_usd,
+            input_tokens: terminal.input_tokens,
+            output_tokens: terminal.output_tokens,
+            ..WorkerUpdate::default()
+        };
+        if let Err(e) = self.client.update_worker(self.worker_id, &update).await {
+            warn!(worker = %self.worker_id, "could not mark the worker waiting for input: {}",
+                self.redactor.redact(&e.to_string()));
+        }
     }
 
     async fn send(&self, mut ending: Ending) -> (Ending, bool) {

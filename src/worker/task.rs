@@ -56,13 +56,15 @@ pub struct ClaimedTask {
     pub branch: String,
     /// The repository the claim names (`owner/name` or a git URL), if any.
     pub repo: Option<String>,
-    /// What fresh work starts from: `context.baseBranch`, else the workspace's
-    /// `gitConfig.defaultBranch` (else, later, the remote's default branch).
+    /// What fresh work starts from: the workspace's `gitConfig.defaultBranch`
+    /// (else, later, the remote's default branch).
     pub base_branch: Option<String>,
     /// The workspace's pull request base (`targetBranch`, else `defaultBranch`) and
     /// commit style, for [`crate::git::Git::prepare`].
     pub workspace_git: WorkspaceGit,
-    /// `context.resumeBranch`: a retry continues from this branch.
+    /// `context.resumeBranch`, else `context.baseBranch` (its legacy form, which
+    /// `/respond` sets to the branch of the attempt that asked): the task
+    /// continues from this branch when the remote has it.
     pub resume_branch: Option<String>,
     /// The task as the server sent it (for the runner's brief).
     pub task: Task,
@@ -133,9 +135,9 @@ impl ClaimedTask {
             task_id,
             branch,
             repo,
-            base_branch: context("baseBranch").or(default_branch),
+            base_branch: default_branch,
             workspace_git,
-            resume_branch: context("resumeBranch"),
+            resume_branch: context("resumeBranch").or_else(|| context("baseBranch")),
             server_api_key: w.server_api_key,
             server_oauth_token: w.server_oauth_token,
             task: w.task,
@@ -187,6 +189,11 @@ pub enum TaskStatus {
     /// for reasons of its own): reported `failed` with a `Deferred:` error, so
     /// the server queues the task again.
     Deferred,
+    /// The model asked the task's user a question: reported `failed` with a
+    /// `needs_input:` error and `waitingFor`, so the user's answer (`/respond`)
+    /// creates a new task that continues from the branch. Waiting by design,
+    /// not a failure of the agent (exit code 0).
+    NeedsInput,
 }
 
 impl TaskStatus {
@@ -198,6 +205,7 @@ impl TaskStatus {
             TaskStatus::Cancelled => "cancelled",
             TaskStatus::Aborted => "aborted",
             TaskStatus::Deferred => "handed back",
+            TaskStatus::NeedsInput => "needs input",
         }
     }
 }
@@ -230,12 +238,14 @@ pub struct TaskResult {
     pub instructions_undelivered: u32,
     /// Artifacts the agent posted for the task (the summary of an `artifact_required` one).
     pub artifacts: Vec<super::deliverable::PostedArtifact>,
+    /// The question the model asked the task's user (status [`TaskStatus::NeedsInput`]).
+    pub question: Option<crate::runner::question::Question>,
 }
 
 impl TaskResult {
     /// Whether the result counts as a failure for the exit code.
     pub fn is_failure(&self) -> bool {
-        self.status != TaskStatus::Completed
+        !matches!(self.status, TaskStatus::Completed | TaskStatus::NeedsInput)
     }
 }
 
@@ -289,8 +299,15 @@ mod tests {
         assert_eq!(t.worker_id.as_str(), "wkr_1");
         assert_eq!(t.branch, "buildd/tsk_1");
         assert_eq!(t.repo.as_deref(), Some("acme/web"));
-        assert_eq!(t.base_branch.as_deref(), Some("main"));
-        assert_eq!(t.resume_branch, None);
+        assert_eq!(
+            t.base_branch, None,
+            "baseBranch is not the base of fresh work"
+        );
+        assert_eq!(
+            t.resume_branch.as_deref(),
+            Some("main"),
+            "baseBranch is resumeBranch's legacy form"
+        );
         assert_eq!(t.workspace_git, WorkspaceGit::default());
         let ws = ClaimedTask::from_claim(claim(serde_json::json!({
             "id": "wkr_1", "taskId": "tsk_1",

@@ -135,6 +135,7 @@ fn done(summary: &str) -> Result<RunOutcome, RunError> {
             turns: 2,
             ..Usage::default()
         },
+        question: None,
     })
 }
 

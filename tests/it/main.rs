@@ -33,6 +33,7 @@ mod hostile;
 mod install_script;
 mod instructions;
 mod outbox;
+mod questions;
 mod server_decides;
 mod server_errors;
 mod signals;

@@ -305,7 +305,7 @@ fn task_json(t: &TaskState) -> Value {
         "context": t.context, "priority": t.priority, "mode": t.mode, "status": t.status,
         "runnerPreference": "any", "requiredCapabilities": t.required_capabilities, "outputRequirement": t.output_requirement,
         "outputSchema": t.output_schema,
-        "externalUrl": t.external_url, "missionId": t.mission_id, "result": null, "createdAt": "2026-11-26T00:00:00.000Z",
+        "externalUrl": t.external_url, "missionId": t.mission_id, "parentTaskId": t.parent_task_id, "result": null, "createdAt": "2026-11-26T00:00:00.000Z",
         "workspace": { "id": t.workspace_id, "name": t.workspace_id.trim_start_matches("ws_"), "repo": t.repo,
             "localPath": null, "gitConfig": t.git_config, "configStatus": t.config_status }
     })

@@ -131,6 +131,10 @@ fn update_inner(
             }
         }
     }
+    // As the real route: a worker that runs again is no longer waiting.
+    if new_status.as_deref() == Some("running") && !obj.contains_key("waitingFor") {
+        w.fields.insert("waitingFor".into(), Value::Null);
+    }
     if let Some(st) = &new_status {
         w.status = st.clone();
         if is_terminal(st) {
@@ -274,6 +278,7 @@ fn check_update_fields(obj: &serde_json::Map<String, Value>) -> Result<(), Strin
             "appendMilestones" => v
                 .as_array()
                 .is_some_and(|all| !all.is_empty() && all.iter().all(is_milestone)),
+            "waitingFor" => v.is_null() || is_waiting_for(v),
             _ => true,
         };
         if !ok {
@@ -286,7 +291,41 @@ fn check_update_fields(obj: &serde_json::Map<String, Value>) -> Result<(), Strin
     {
         return Err("a failed status needs an error reason".into());
     }
+    // The real route stores whatever it is sent, but its notification and `/respond`
+    // read `waitingFor.prompt`, and its own runner always sends one: a `waiting_input`
+    // without it would leave the user nothing to answer.
+    if obj.get("status").and_then(Value::as_str) == Some("waiting_input")
+        && !obj.get("waitingFor").is_some_and(is_waiting_for)
+    {
+        return Err("waiting_input needs a waitingFor {type, prompt, options?}".into());
+    }
     Ok(())
+}
+
+/// `waitingFor` as the server's type says: `{type: question|permission|confirmation,
+/// prompt, options?: (string | {label, description?, recommended?})[]}`.
+fn is_waiting_for(v: &Value) -> bool {
+    let Some(obj) = v.as_object() else {
+        return false;
+    };
+    let known = obj
+        .keys()
+        .all(|k| matches!(k.as_str(), "type" | "prompt" | "options"));
+    let kind = obj.get("type").and_then(Value::as_str);
+    let option = |o: &Value| {
+        o.is_string()
+            || o.get("label").is_some_and(Value::is_string)
+                && o.get("description").is_none_or(Value::is_string)
+    };
+    known
+        && matches!(kind, Some("question" | "permission" | "confirmation"))
+        && obj
+            .get("prompt")
+            .and_then(Value::as_str)
+            .is_some_and(|p| !p.trim().is_empty())
+        && obj
+            .get("options")
+            .is_none_or(|o| o.as_array().is_some_and(|all| all.iter().all(option)))
 }
 
 /// One timeline entry as the doc describes it: `{type, label, ts}` with a known type.
@@ -334,6 +373,30 @@ mod tests {
         assert!(check_update_fields(typo.as_object().unwrap()).is_err());
         let failed_without_reason = json!({"status":"failed"});
         assert!(check_update_fields(failed_without_reason.as_object().unwrap()).is_err());
+    }
+
+    #[test]
+    fn waiting_input_needs_a_waiting_for_of_the_servers_shape() {
+        let ok = json!({"status":"waiting_input","currentAction":"Question",
+            "waitingFor":{"type":"question","prompt":"Which DB?",
+                          "options":["pg",{"label":"sqlite","description":"local"}]}});
+        assert!(check_update_fields(ok.as_object().unwrap()).is_ok());
+        for bad in [
+            json!({"status":"waiting_input"}),
+            json!({"status":"waiting_input","waitingFor":{"type":"question"}}),
+            json!({"status":"waiting_input","waitingFor":{"type":"quiz","prompt":"x"}}),
+            json!({"status":"waiting_input","waitingFor":{"type":"question","prompt":"x","options":[1]}}),
+            json!({"status":"waiting_input","waitingFor":{"type":"question","prompt":"x","why":1}}),
+            json!({"waitingFor":"x"}),
+        ] {
+            assert!(
+                check_update_fields(bad.as_object().unwrap()).is_err(),
+                "{bad}"
+            );
+        }
+        let kept = json!({"status":"failed","error":"needs_input: x",
+            "waitingFor":{"type":"question","prompt":"x"}});
+        assert!(check_update_fields(kept.as_object().unwrap()).is_ok());
     }
 
     /// A fake with one claimed task: the state and the worker's id.

@@ -19,7 +19,10 @@
 #                init line: a task that prints nothing), CRASH exits 3
 #                quoting its OAuth token on stderr, SLOW waits a second first,
 #                FAIL replays the API-error run, WRITE writes out.txt, HOOK
-#                plants git hooks (as a hostile model might), lines
+#                plants git hooks (as a hostile model might), ASK_USER replays the
+#                real CLI asking the user (AskUserQuestion) and waits for the
+#                answer it will never get, as the real CLI does (unless the
+#                brief already has the user's answer), lines
 #                `RUN: <command>` are run as in `commands`, a line
 #                `STRUCTURED: <json>` is handed in as --json-schema output; anything else
 #                replays the successful run.
@@ -275,6 +278,10 @@ from_prompt() {
     if prompt_has WRITE; then echo marker >out.txt; fi
     if prompt_has "STRUCTURED: "; then structured; fi
     if prompt_has HOOK; then plant_hooks; fi
+    if prompt_has ASK_USER && ! prompt_has "## The user's answer"; then
+        replay ask-user-question.jsonl
+        hang quiet
+    fi
     if prompt_has "RUN: " && sed -n 's/^RUN: //p' "$call/stdin" >"$call/commands" &&
         [ -s "$call/commands" ]; then
         init_line

@@ -16,13 +16,14 @@ use super::history::Conversation;
 use super::request::{self, Parts, Prefix};
 use super::settings::{ModelPlan, TaskModels, task_models};
 use super::submit::Submission;
-use super::tools::{TaskTools, calls_in};
+use super::tools::{TaskTools, ToolCall, calls_in};
 use super::window::Window;
 use crate::anthropic::types::{ContentBlock, MessageResponse, StopReason};
 use crate::anthropic::{ApiError, Client};
 use crate::process::Confinement;
 use crate::runner::choice::{BUDGET_EXCEEDED, LocalLimits, ModelChoice, TaskLimits, task_limits};
 use crate::runner::prompt::Brief;
+use crate::runner::question::{self, ASK_USER_TOOL, InputPolicy, Question};
 use crate::runner::{Inbox, ProgressSink, RunError, RunOutcome, RunRequest, Usage};
 use crate::tools::{ToolConfig, Toolbox};
 
@@ -107,6 +108,9 @@ impl Setup {
         let submission = Submission::for_task(request);
         let mut definitions = tools.definitions();
         definitions.extend(submission.as_ref().map(Submission::definition));
+        definitions.push(question::ask_user_definition(InputPolicy::of(
+            &request.task,
+        )));
         let prefix = Prefix::new(
             brief.system_prompt(tools.toolbox().shell_limits()),
             definitions,
@@ -199,6 +203,8 @@ pub struct Session<'a> {
 enum Next {
     Continue,
     Finished,
+    /// The model asked the task's user: the attempt ends here.
+    Asked(Question),
 }
 
 impl Session<'_> {
@@ -219,18 +225,25 @@ impl Session<'_> {
                     false => reason,
                 }));
             }
-            if self.absorb(reply, cancel).await? == Next::Finished {
-                if let Some(reminder) = self.submission.as_mut().and_then(Submission::reminder) {
-                    self.conversation
-                        .push_user(vec![ContentBlock::text(reminder)]);
-                    continue;
+            let question = match self.absorb(reply, cancel).await? {
+                Next::Continue => continue,
+                Next::Finished => {
+                    if let Some(reminder) = self.submission.as_mut().and_then(Submission::reminder)
+                    {
+                        self.conversation
+                            .push_user(vec![ContentBlock::text(reminder)]);
+                        continue;
+                    }
+                    None
                 }
-                return Ok(RunOutcome {
-                    summary: self.last_text.clone(),
-                    usage: self.usage(),
-                    structured_output: self.submission.as_ref().and_then(Submission::output),
-                });
-            }
+                Next::Asked(q) => Some(q),
+            };
+            return Ok(RunOutcome {
+                summary: self.last_text.clone(),
+                usage: self.usage(),
+                structured_output: self.submission.as_ref().and_then(Submission::output),
+                question,
+            });
         }
     }
 
@@ -469,6 +482,9 @@ impl Session<'_> {
             Some(s) => s.answer(calls),
             None => (calls, Vec::new(), false),
         };
+        let (asks, calls): (Vec<_>, Vec<_>) =
+            calls.into_iter().partition(|c| c.name == ASK_USER_TOOL);
+        // The reply's other calls still run: what the model did before asking is kept.
         let mut results = self
             .tools
             .run(calls, &reply.malformed_tool_inputs, &self.progress, cancel)
@@ -479,6 +495,10 @@ impl Session<'_> {
             // Asked to fix it once and it is still invalid: the worker fails the task
             // with the errors.
             return Ok(Next::Finished);
+        }
+        if let Some(q) = take_question(asks, &reply.malformed_tool_inputs, &mut results) {
+            tracing::info!("the model asked the task's user a question; the attempt ends");
+            return Ok(Next::Asked(q));
         }
         self.conversation.push_user(results);
         Ok(Next::Continue)
@@ -516,4 +536,35 @@ impl Session<'_> {
             }
         }
     }
+}
+
+/// The first well-formed `ask_user` call of a reply; every other one gets an error result
+/// (a malformed question goes back to the model to send again).
+fn take_question(
+    asks: Vec<ToolCall>,
+    malformed: &[String],
+    results: &mut Vec<ContentBlock>,
+) -> Option<question::Question> {
+    let mut asked = None;
+    for call in asks {
+        let parsed = match malformed.contains(&call.id) {
+            true => Err("the input was cut off or was not a JSON object".to_string()),
+            false => question::from_ask_user(&call.input),
+        };
+        let refusal = match parsed {
+            Ok(q) if asked.is_none() => {
+                asked = Some(q);
+                continue;
+            }
+            Ok(_) => "Only the first question of a reply is asked.".to_string(),
+            Err(why) => format!("The question was not asked: {why}. Send it again."),
+        };
+        results.push(ContentBlock::ToolResult {
+            tool_use_id: call.id,
+            content: refusal,
+            is_error: true,
+            cache_control: None,
+        });
+    }
+    asked
 }

@@ -351,6 +351,16 @@ impl CliRunner {
             stderr,
         } = ended;
         let usage = state.current_usage();
+        // A question ends the attempt, whatever the CLI did after it.
+        if let Some(question) = state.question.take().filter(|_| !cancelled) {
+            let summary = state.last_text.take().unwrap_or_default();
+            return Ok(RunOutcome {
+                summary: redactor.redact(&summary).into_owned(),
+                usage,
+                question: Some(question),
+                ..Default::default()
+            });
+        }
         // A result that arrived before the cancellation is still the result.
         if cancelled && state.result.is_none() {
             tracing::info!("claude run cancelled");
@@ -374,6 +384,7 @@ impl CliRunner {
                     structured_output: r.structured_output,
                     summary: redactor.redact(&summary).into_owned(),
                     usage,
+                    question: None,
                 })
             }
             // The CLI retried the Messages API itself; still overloaded, rate-limited or

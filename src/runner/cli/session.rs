@@ -146,6 +146,12 @@ impl Session {
                     Ok(Some(Line::Complete(line))) => {
                         let results = self.state.results;
                         self.state.handle_line(&line, to);
+                        // The model asked its user: nothing it does next counts (the
+                        // CLI would wait for an answer, or go on without one).
+                        if self.state.question.is_some() {
+                            tracing::info!("claude asked the task's user a question; stopping it");
+                            return false;
+                        }
                         if self.state.results > results {
                             self.turn_ended(to, inbox);
                         }

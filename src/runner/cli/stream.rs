@@ -7,6 +7,7 @@ use std::path::Path;
 
 use crate::redact::Redactor;
 use crate::runner::choice::{BUDGET_EXCEEDED, TaskLimits};
+use crate::runner::question::{CLI_ASK_TOOL, Question, from_ask_user_question};
 use crate::runner::stream_json::{
     self, AssistantMessage, ContentBlock, Event, RunResult, TokenUsage,
 };
@@ -42,6 +43,9 @@ pub(super) struct StreamState {
     /// Tokens and turns of the results before the latest: the CLI reports them
     /// per turn (its cost is the session's; `docs/claude-cli.md`).
     earlier: Usage,
+    /// The first question the model asked the user (`AskUserQuestion`): the
+    /// run stops there, and the attempt ends with it.
+    pub(super) question: Option<Question>,
 }
 
 impl StreamState {
@@ -130,6 +134,21 @@ impl StreamState {
         }
         for block in &msg.content {
             match block {
+                // A subagent's question is not the task's: only the main session asks.
+                ContentBlock::ToolUse { name, input, .. }
+                    if name == CLI_ASK_TOOL
+                        && msg.parent_tool_use_id.is_none()
+                        && self.question.is_none() =>
+                {
+                    match from_ask_user_question(input) {
+                        Some(q) => {
+                            let q = q.map_text(|t| to.redactor.redact(t).into_owned());
+                            to.progress.action(to.redactor.redact(&q.milestone()));
+                            self.question = Some(q);
+                        }
+                        None => tracing::warn!("claude asked the user a question with no text"),
+                    }
+                }
                 ContentBlock::ToolUse { name, input, .. } => {
                     let action = describe_tool_use(name, input, to.checkout);
                     to.progress.action(to.redactor.redact(&action));
@@ -276,6 +295,25 @@ mod tests {
         include_str!("../../../tests/fixtures/claude-cli/connection-refused.jsonl");
     const CACHED: &str =
         include_str!("../../../tests/fixtures/claude-cli/success-cache-tokens.jsonl");
+    /// The real CLI 2.1.332 with `--input-format stream-json --permission-prompt-tool
+    /// stdio` (the mode that offers `AskUserQuestion`): the tool call, then the
+    /// permission request it waits on.
+    const ASKED: &str = include_str!("../../../tests/fixtures/claude-cli/ask-user-question.jsonl");
+
+    #[test]
+    fn the_clis_question_is_taken_from_the_stream() {
+        let (state, seen) = replay(ASKED);
+        let q = state.question.unwrap_or_else(|| panic!("no question"));
+        assert_eq!(q.prompt, "Which database should I use?");
+        assert_eq!(q.header.as_deref(), Some("Database"));
+        let labels: Vec<&str> = q.options.iter().map(|o| o.label.as_str()).collect();
+        assert_eq!(labels, ["Postgres", "SQLite"]);
+        assert!(
+            seen.contains(&Progress::Action("Question: Database".into())),
+            "{seen:?}"
+        );
+        assert!(state.result.is_none());
+    }
 
     fn replay(fixture: &str) -> (StreamState, Vec<Progress>) {
         let (sink, mut rx) = ProgressSink::channel();
