@@ -77,6 +77,19 @@ fn task_report(r: &TaskResult, redactor: &Redactor, server: &str) -> TaskReport 
                 .collect(),
             respond_url: crate::buildd::respond_url(server, &r.task_id),
         }),
+        artifacts: r
+            .artifacts
+            .iter()
+            .map(|a| {
+                redactor
+                    .redact(&format!("{}: {}", a.kind, a.title))
+                    .into_owned()
+            })
+            .collect(),
+        structured_headline: r
+            .structured_headline
+            .as_deref()
+            .map(|h| redactor.redact(h).into_owned()),
     }
 }
 
@@ -199,6 +212,7 @@ mod tests {
             instructions_delivered: 0,
             instructions_undelivered: 0,
             artifacts: Vec::new(),
+            structured_headline: None,
             question: None,
         }
     }

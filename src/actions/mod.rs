@@ -11,8 +11,10 @@
 //! an env map instead of touching the process environment.
 
 mod claim_notes;
+
 pub mod commands;
 pub mod dispatch;
+mod notes;
 pub mod outputs;
 pub mod summary;
 
@@ -72,6 +74,10 @@ pub struct TaskReport {
     pub instructions_undelivered: u32,
     /// The question the model asked the task's user, and where they answer it.
     pub question: Option<AskedQuestion>,
+    /// Artifacts posted for the task (`<type>: <title>`).
+    pub artifacts: Vec<String>,
+    /// The structured output's headline (a plan's task count and summary).
+    pub structured_headline: Option<String>,
 }
 
 /// A question a task ended with (status [`TaskStatus::NeedsInput`]).
@@ -250,6 +256,8 @@ pub(crate) mod fixtures {
             instructions_delivered: 0,
             instructions_undelivered: 0,
             question: None,
+            artifacts: Vec::new(),
+            structured_headline: None,
         }
     }
 

@@ -617,6 +617,11 @@ fn result(
         instructions_delivered: 0,
         instructions_undelivered: 0,
         artifacts: Vec::new(),
+        structured_headline: ending
+            .update
+            .as_ref()
+            .and_then(|u| u.structured_output.as_ref())
+            .map(crate::runner::structured::headline),
         question: ending.question,
     }
 }

@@ -238,6 +238,9 @@ pub struct TaskResult {
     pub instructions_undelivered: u32,
     /// Artifacts the agent posted for the task (the summary of an `artifact_required` one).
     pub artifacts: Vec<super::deliverable::PostedArtifact>,
+    /// The headline of the structured output the task completed with (a plan's task count
+    /// and summary, else its first keys).
+    pub structured_headline: Option<String>,
     /// The question the model asked the task's user (status [`TaskStatus::NeedsInput`]).
     pub question: Option<crate::runner::question::Question>,
 }

@@ -1,0 +1,45 @@
+//! The second line of a task's row in the job summary: what else the task did besides its
+//! status and numbers (dashboard messages, artifacts, structured output), one short
+//! clause each. Every piece is escaped for a table cell and bounded.
+
+use std::fmt::Write;
+
+use super::TaskReport;
+use super::outputs::truncate_chars;
+use super::summary::cell_text;
+
+/// Longest artifact title or structured-output headline shown in a row.
+const NOTE_CHARS: usize = 120;
+
+/// ` · 2 instructions delivered · artifact summary: Fix it · 3 planned tasks: …` (empty:
+/// nothing to say).
+pub(super) fn row_notes(t: &TaskReport) -> String {
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
+    let mut note = String::new();
+    if t.instructions_delivered > 0 {
+        let n = t.instructions_delivered as usize;
+        let _ = write!(note, " · {n} instruction{} delivered", plural(n));
+    }
+    if t.instructions_undelivered > 0 {
+        let n = t.instructions_undelivered as usize;
+        let _ = write!(note, " · {n} instruction{} too late", plural(n));
+    }
+    match t.artifacts.as_slice() {
+        [] => {}
+        [one] => {
+            let _ = write!(note, " · artifact {}", bounded(one));
+        }
+        many => {
+            let _ = write!(note, " · {} artifacts", many.len());
+        }
+    }
+    if let Some(headline) = &t.structured_headline {
+        let _ = write!(note, " · {}", bounded(headline));
+    }
+    note
+}
+
+fn bounded(text: &str) -> String {
+    let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    cell_text(&truncate_chars(&one_line, NOTE_CHARS))
+}
