@@ -24,11 +24,14 @@ use serde_json::{Value, json};
 
 mod claim;
 mod heartbeat;
+mod mcp;
 mod read;
 mod update;
 
 use claim::{claim, is_terminal};
 use heartbeat::heartbeat;
+pub use mcp::McpCall;
+use mcp::{McpState, mcp_get, mcp_post};
 use read::read;
 use update::update;
 
@@ -209,6 +212,8 @@ struct Inner {
     /// The latest undelivered `POST …/instruct` message per worker (a newer one
     /// overwrites it); handed out on the worker's next successful update.
     instructions: HashMap<String, String>,
+    /// The MCP endpoint's calls, knowledge base and sensitive workspaces.
+    mcp: McpState,
 }
 
 type Shared = Arc<Mutex<Inner>>;
@@ -395,6 +400,24 @@ impl FakeBuildd {
             .insert(worker_id.into(), message.into());
     }
 
+    /// Every `tools/call` the MCP endpoint received, in order.
+    pub fn mcp_calls(&self) -> Vec<McpCall> {
+        lock(&self.state).mcp.calls.clone()
+    }
+
+    /// Mark a workspace `dataClass: sensitive`: its MCP endpoint lists only `buildd`.
+    pub fn set_sensitive(&self, workspace_id: &str) {
+        lock(&self.state).mcp.sensitive.insert(workspace_id.into());
+    }
+
+    /// Put a memory in the knowledge base `recall` searches.
+    pub fn add_memory(&self, kind: &str, title: &str, content: &str) {
+        lock(&self.state)
+            .mcp
+            .memories
+            .push(json!({"type": kind, "title": title, "content": content}));
+    }
+
     /// Every request received, in order.
     pub fn requests(&self) -> Vec<Recorded> {
         lock(&self.state).requests.clone()
@@ -443,6 +466,7 @@ fn router(state: Shared) -> Router {
         .route("/api/workers/claim", post(claim))
         .route("/api/workers/heartbeat", post(heartbeat))
         .route("/api/workers/{id}", patch(update).get(read))
+        .route("/api/mcp", post(mcp_post).get(mcp_get))
         .route("/__fake/state", get(state_dump))
         .fallback(fallback)
         .with_state(state)
