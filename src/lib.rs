@@ -12,6 +12,7 @@ pub mod error;
 pub mod git;
 pub mod http;
 pub mod logging;
+pub mod mcp;
 pub mod outbox;
 pub mod process;
 pub mod redact;
