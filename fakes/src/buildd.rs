@@ -410,6 +410,11 @@ impl FakeBuildd {
         lock(&self.state).mcp.sensitive.insert(workspace_id.into());
     }
 
+    /// Answer `/api/mcp` with 404, as a server without the MCP route.
+    pub fn disable_mcp(&self) {
+        lock(&self.state).mcp.disabled = true;
+    }
+
     /// Put a memory in the knowledge base `recall` searches.
     pub fn add_memory(&self, kind: &str, title: &str, content: &str) {
         lock(&self.state)

@@ -98,6 +98,11 @@ impl BuilddClient {
         })
     }
 
+    /// This server's MCP endpoint scoped to one task, with this client's key.
+    pub fn mcp_endpoint(&self, workspace: &str, worker: &str) -> crate::mcp::McpEndpoint {
+        crate::mcp::McpEndpoint::buildd(&self.base, workspace, worker, self.key.clone())
+    }
+
     /// `POST /api/workers/claim`.
     pub async fn claim(&self, request: &ClaimRequest) -> Result<ClaimResponse, BuilddError> {
         let resp = self

@@ -55,6 +55,36 @@ impl McpEndpoint {
     }
 }
 
+/// Which MCP servers tasks get (decided by `config`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct McpSettings {
+    /// Give the model the buildd server's endpoint (`--no-buildd-mcp` turns it off).
+    pub buildd: bool,
+    /// The operator's own HTTP servers (`--mcp-config`).
+    pub operator: Vec<McpEndpoint>,
+}
+
+impl Default for McpSettings {
+    fn default() -> Self {
+        Self {
+            buildd: true,
+            operator: Vec::new(),
+        }
+    }
+}
+
+impl McpSettings {
+    /// The task's servers: the buildd server's scoped endpoint (when enabled and the task
+    /// names its workspace), then the operator's.
+    pub fn for_task(&self, buildd: Option<McpEndpoint>) -> Vec<McpEndpoint> {
+        let buildd = buildd.filter(|_| self.buildd);
+        buildd
+            .into_iter()
+            .chain(self.operator.iter().cloned())
+            .collect()
+    }
+}
+
 /// Why an MCP server could not be used. Messages never carry the bearer key.
 #[derive(Debug, thiserror::Error)]
 pub enum McpError {

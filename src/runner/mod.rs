@@ -51,6 +51,9 @@ pub struct RunRequest {
     /// How the model's commands are confined (`None`: not at all, e.g. in
     /// library tests; `--sandbox off` is a plan that confines nothing).
     pub sandbox: Option<SandboxPlan>,
+    /// The MCP servers the task's model may use: the buildd server's endpoint scoped to
+    /// this task (unless disabled) and the operator's own.
+    pub mcp: Vec<crate::mcp::McpEndpoint>,
 }
 
 /// The task's confinement, before it is prepared: the agent's sandbox
@@ -181,12 +184,16 @@ impl ProgressSink {
 }
 
 /// How a task ended when the runner finished its work.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct RunOutcome {
     /// What the task achieved, usually the model's final text.
     pub summary: String,
     /// Final cumulative accounting.
     pub usage: Usage,
+    /// A pull request the model opened through the server's `create_pr`.
+    pub pr_url: Option<String>,
+    /// The `structuredOutput` the model gave with `complete_task`.
+    pub structured_output: Option<serde_json::Value>,
 }
 
 /// Why a runner did not finish the task.

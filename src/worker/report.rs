@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use tracing::{error, info, warn};
 
+use super::TaskStatus;
 use super::link::Journal;
 use super::outcome::{Ending, bounded, refused_completion};
 use crate::backoff::RetryPolicy;
@@ -23,6 +24,22 @@ use crate::shutdown::Shutdown;
 
 /// How long a final report may keep retrying once the agent is stopping.
 const REPORT_DEADLINE_WHEN_STOPPING: Duration = Duration::from_secs(3);
+
+/// A 409 `actualStatus: "completed"`: the model completed the worker itself (the CLI
+/// runner's `claude` calling the server's `complete_task`), so the task is done, whatever
+/// the agent was about to say.
+fn completed_by_the_model(mut ending: Ending, e: &BuilddError) -> Ending {
+    let BuilddError::Conflict(body) = e else {
+        return ending;
+    };
+    if body.actual_status.as_deref() == Some("completed") && ending.status != TaskStatus::Completed
+    {
+        info!("the model completed the task through buildd's complete_task");
+        ending.status = TaskStatus::Completed;
+        ending.error = None;
+    }
+    ending
+}
 
 /// What the report needs from the worker.
 pub struct Reporter<'a> {
@@ -81,7 +98,7 @@ impl Reporter<'_> {
             match err {
                 e if e.is_worker_closed() => {
                     info!(worker = %self.worker_id, "server had already closed the worker: {}", self.redactor.redact(&e.to_string()));
-                    return (ending, true);
+                    return (completed_by_the_model(ending, &e), true);
                 }
                 BuilddError::Rejected { message, hint, .. }
                     if update.status == Some(WorkerStatus::Completed) =>

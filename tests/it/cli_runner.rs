@@ -83,6 +83,7 @@ fn request(checkout: PathBuf) -> RunRequest {
         inbox: Default::default(),
         today: "2026-12-01".into(),
         sandbox: None,
+        mcp: Vec::new(),
     }
 }
 

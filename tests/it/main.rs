@@ -29,6 +29,7 @@ mod git_flow;
 mod github_actions;
 mod hostile;
 mod install_script;
+mod mcp;
 mod outbox;
 mod server_decides;
 mod server_errors;

@@ -36,6 +36,8 @@ pub(super) struct McpState {
     pub memories: Vec<Value>,
     pub sensitive: std::collections::HashSet<String>,
     pub next_pr: u64,
+    /// Answer 404, as a server without the route.
+    pub disabled: bool,
 }
 
 const PROTOCOL_VERSIONS: &[&str] = &["2025-06-18", "2025-03-26", "2024-11-05"];
@@ -58,6 +60,10 @@ pub(super) async fn mcp_post(
 ) -> Response {
     let mut s = lock(&state);
     let v = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    if s.mcp.disabled {
+        record(&mut s, &Method::POST, "/api/mcp", &headers, &v, 404);
+        return err(StatusCode::NOT_FOUND, "Not found");
+    }
     let resp = mcp_inner(&mut s, &uri, &headers, &v);
     record(
         &mut s,

@@ -13,6 +13,7 @@ use super::accounts::{Accounts, prompt_size};
 use super::cache::CachePolicy;
 use super::fallback::{Models, OVERLOAD_SWITCH_AFTER, SwitchReason};
 use super::history::Conversation;
+use super::mcp::{McpTools, ModelCompletion};
 use super::request::{self, Parts, Prefix};
 use super::settings::{ModelPlan, TaskModels, task_models};
 use super::tools::{TaskTools, calls_in};
@@ -77,6 +78,7 @@ impl Setup {
         config: &'a ApiRunnerConfig,
         request: &RunRequest,
         client: Client,
+        mcp: McpTools,
         progress: ProgressSink,
     ) -> Result<Session<'a>, RunError> {
         let choice = self.choice();
@@ -101,7 +103,7 @@ impl Setup {
             progress.milestone(format!("Model: {}", choice.line()));
         }
         log_plan(&primary, fallback.as_ref());
-        let tools = task_tools(config, request)?;
+        let tools = task_tools(config, request)?.with_mcp(mcp);
         let brief = Brief::from_request(request);
         let prefix = Prefix::new(
             brief.system_prompt(tools.toolbox().shell_limits()),
@@ -123,6 +125,8 @@ impl Setup {
             limits,
             user_id: user_id(&request.worker_id),
             last_text: String::new(),
+            completion: None,
+            pr_url: None,
         })
     }
 }
@@ -185,6 +189,10 @@ pub struct Session<'a> {
     user_id: Option<String>,
     /// The most recent non-empty assistant text, for the summary.
     last_text: String,
+    /// The model's `complete_task`, which ended the session.
+    completion: Option<ModelCompletion>,
+    /// The newest pull request the model opened with `create_pr`.
+    pr_url: Option<String>,
 }
 
 /// What absorbing a reply leads to.
@@ -213,12 +221,23 @@ impl Session<'_> {
                 }));
             }
             if self.absorb(reply, cancel).await? == Next::Finished {
-                return Ok(RunOutcome {
-                    summary: self.last_text.clone(),
-                    usage: self.usage(),
-                });
+                return self.finish();
             }
         }
+    }
+
+    /// The outcome: the model's `complete_task` when it sent one, else its last text.
+    fn finish(&mut self) -> Result<RunOutcome, RunError> {
+        let done = self.completion.take().unwrap_or_default();
+        if let Some(reason) = done.error {
+            return Err(self.failed(reason));
+        }
+        Ok(RunOutcome {
+            summary: done.summary.unwrap_or_else(|| self.last_text.clone()),
+            usage: self.usage(),
+            pr_url: self.pr_url.clone(),
+            structured_output: done.structured_output,
+        })
     }
 
     fn usage(&self) -> Usage {
@@ -457,12 +476,21 @@ impl Session<'_> {
         if calls.is_empty() {
             return self.after_stop(stop);
         }
-        let results = self
+        let turn = self
             .tools
             .run(calls, &reply.malformed_tool_inputs, &self.progress, cancel)
             .await
             .ok_or_else(|| self.cancelled())?;
-        self.conversation.push_user(results);
+        if let Some(url) = turn.pr_urls.last() {
+            tracing::info!(pr = %url, "the model opened a pull request through buildd");
+            self.pr_url = Some(url.clone());
+        }
+        self.conversation.push_user(turn.results);
+        if turn.completion.is_some() {
+            // The model's final answer: nothing is sent back for it.
+            self.completion = turn.completion;
+            return Ok(Next::Finished);
+        }
         Ok(Next::Continue)
     }
 

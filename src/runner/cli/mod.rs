@@ -22,6 +22,7 @@ mod credentials;
 mod describe;
 mod lines;
 mod locate;
+mod mcp;
 mod session;
 pub mod settings;
 mod stream;
@@ -280,11 +281,20 @@ impl CliRunner {
             }
             None => None,
         };
+        let temp = confinement.as_ref().and_then(|c| c.temp_dir());
+        let mcp_config = mcp::McpConfigFile::write(&request.mcp, temp).map_err(|e| {
+            fail(
+                format!("could not write the MCP config: {e}"),
+                Usage::default(),
+            )
+        })?;
         for (k, v) in &plan.env {
             env.set(k, v);
         }
+        let mut args = self.args_for(&plan);
+        args.extend(mcp_config.iter().flat_map(mcp::McpConfigFile::args));
         let spec = CommandSpec::new(&bin, &request.checkout)
-            .args(self.args_for(&plan))
+            .args(args)
             .envs(env.into_vec());
         let prompt = Brief::from_request(&request).cli_prompt();
         let confinement = confinement.as_deref().map(|c| c as &dyn Confinement);
@@ -294,6 +304,7 @@ impl CliRunner {
                 Usage::default(),
             )
         })?;
+        session.remove_after_start(mcp_config);
 
         let report = Report {
             checkout: &request.checkout,
@@ -364,6 +375,7 @@ impl CliRunner {
                 Ok(RunOutcome {
                     summary: redactor.redact(&summary).into_owned(),
                     usage,
+                    ..RunOutcome::default()
                 })
             }
             // The CLI retried the Messages API itself; still overloaded, rate-limited or
@@ -526,6 +538,7 @@ pub(super) mod tests {
             inbox: Default::default(),
             today: "2026-12-01".into(),
             sandbox: None,
+            mcp: Vec::new(),
         }
     }
 

@@ -44,6 +44,8 @@ pub(super) struct Session {
     tail: Tail,
     /// What the stream said so far.
     state: StreamState,
+    /// The `--mcp-config` file, removed at the first line (`claude` has read it by then).
+    mcp_config: Option<super::mcp::McpConfigFile>,
     /// Whether the leader has exited (and with what).
     leader_done: bool,
     exit: Option<ExitStatus>,
@@ -105,10 +107,17 @@ impl Session {
             stderr_reader,
             tail,
             state: StreamState::default(),
+            mcp_config: None,
             leader_done: false,
             exit: None,
             wind_down: None,
         })
+    }
+
+    /// Remove `file` once `claude` prints its first line (and at the latest when the
+    /// session ends).
+    pub(super) fn remove_after_start(&mut self, file: Option<super::mcp::McpConfigFile>) {
+        self.mcp_config = file;
     }
 
     /// Follow the output until the run is over; returns whether it was
@@ -121,6 +130,9 @@ impl Session {
                 _ = cancel.cancelled() => return true,
                 line = self.lines.next_line() => match line {
                     Ok(Some(Line::Complete(line))) => {
+                        if let Some(file) = self.mcp_config.take() {
+                            file.remove();
+                        }
                         self.state.handle_line(&line, to);
                         if self.state.result.is_some() && self.wind_down.is_none() {
                             self.wind_down = Some(Instant::now() + WIND_DOWN);
