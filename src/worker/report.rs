@@ -131,3 +131,41 @@ impl Reporter<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::buildd::types::ConflictBody;
+
+    fn failed() -> Ending {
+        Ending {
+            status: TaskStatus::Failed,
+            update: None,
+            error: Some("claude exited 1".into()),
+            summary: None,
+            usage: Default::default(),
+            pr_url: None,
+            config_error: false,
+        }
+    }
+
+    fn conflict(actual: &str) -> BuilddError {
+        BuilddError::Conflict(ConflictBody {
+            error: "Worker already completed".into(),
+            abort: true,
+            reason: None,
+            actual_status: Some(actual.into()),
+        })
+    }
+
+    #[test]
+    fn a_409_completed_is_the_models_completion_and_other_closes_are_not() {
+        let done = completed_by_the_model(failed(), &conflict("completed"));
+        assert_eq!(done.status, TaskStatus::Completed);
+        assert_eq!(done.error, None);
+        let closed = completed_by_the_model(failed(), &conflict("failed"));
+        assert_eq!(closed.status, TaskStatus::Failed);
+        let gone = completed_by_the_model(failed(), &BuilddError::NotFound("x".into()));
+        assert_eq!(gone.status, TaskStatus::Failed);
+    }
+}
