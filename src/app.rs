@@ -188,6 +188,7 @@ async fn run_inner(config: &Config, redactor: &Redactor) -> Result<u8, AppError>
         outbox,
         server: config.server.clone(),
         sandbox: Some(config.sandbox.clone()),
+        mcp: config.mcp.clone(),
     };
     let capabilities = detect_capabilities(config);
     let mut scheduler = Scheduler::new(

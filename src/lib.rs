@@ -14,6 +14,7 @@ pub mod git;
 pub mod http;
 pub mod live;
 pub mod logging;
+pub mod mcp;
 pub mod outbox;
 pub mod process;
 pub mod redact;

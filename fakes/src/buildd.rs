@@ -27,6 +27,7 @@ mod artifacts;
 mod claim;
 mod heartbeat;
 mod instruct;
+mod mcp;
 mod read;
 mod respond;
 mod update;
@@ -35,6 +36,8 @@ pub use artifacts::ArtifactState;
 use artifacts::{list_artifacts, post_artifact};
 use claim::{claim, is_terminal};
 use heartbeat::heartbeat;
+pub use mcp::McpCall;
+use mcp::{McpState, mcp_get, mcp_post};
 use read::read;
 use respond::respond;
 use update::update;
@@ -235,6 +238,8 @@ struct Inner {
     missions: HashMap<String, instruct::MissionNotes>,
     /// Artifacts created through `POST /api/workers/{id}/artifacts` (or the MCP fake).
     artifacts: Vec<ArtifactState>,
+    /// The MCP endpoint's calls, knowledge base and sensitive workspaces.
+    mcp: McpState,
 }
 
 type Shared = Arc<Mutex<Inner>>;
@@ -418,6 +423,29 @@ impl FakeBuildd {
         }
     }
 
+    /// Every `tools/call` the MCP endpoint received, in order.
+    pub fn mcp_calls(&self) -> Vec<McpCall> {
+        lock(&self.state).mcp.calls.clone()
+    }
+
+    /// Mark a workspace `dataClass: sensitive`: its MCP endpoint lists only `buildd`.
+    pub fn set_sensitive(&self, workspace_id: &str) {
+        lock(&self.state).mcp.sensitive.insert(workspace_id.into());
+    }
+
+    /// Answer `/api/mcp` with 404, as a server without the MCP route.
+    pub fn disable_mcp(&self) {
+        lock(&self.state).mcp.disabled = true;
+    }
+
+    /// Put a memory in the knowledge base `recall` searches.
+    pub fn add_memory(&self, kind: &str, title: &str, content: &str) {
+        lock(&self.state)
+            .mcp
+            .memories
+            .push(json!({"type": kind, "title": title, "content": content}));
+    }
+
     /// Every request received, in order.
     pub fn requests(&self) -> Vec<Recorded> {
         lock(&self.state).requests.clone()
@@ -472,6 +500,7 @@ fn router(state: Shared) -> Router {
             post(post_artifact).get(list_artifacts),
         )
         .route("/api/workers/{id}/respond", post(respond))
+        .route("/api/mcp", post(mcp_post).get(mcp_get))
         .route("/__fake/state", get(state_dump))
         .fallback(fallback)
         .with_state(state)

@@ -98,6 +98,11 @@ impl BuilddClient {
         })
     }
 
+    /// This server's MCP endpoint scoped to one task, with this client's key.
+    pub fn mcp_endpoint(&self, workspace: &str, worker: &str) -> crate::mcp::McpEndpoint {
+        crate::mcp::McpEndpoint::buildd(&self.base, workspace, worker, self.key.clone())
+    }
+
     /// `POST /api/workers/claim`.
     pub async fn claim(&self, request: &ClaimRequest) -> Result<ClaimResponse, BuilddError> {
         let resp = self
@@ -167,6 +172,27 @@ impl BuilddClient {
             .await
             .map_err(network)?;
         read_json::<ArtifactAck>(resp).await
+    }
+
+    /// `GET /api/workers/{id}/artifacts`: how many artifacts the worker has (the
+    /// model may have made one through the MCP tools).
+    pub async fn artifact_count(&self, worker_id: &str) -> Result<usize, BuilddError> {
+        let resp = self
+            .http
+            .get(format!(
+                "{}/api/workers/{}/artifacts",
+                self.base,
+                path_segment(worker_id)
+            ))
+            .bearer_auth(self.key.expose())
+            .send()
+            .await
+            .map_err(network)?;
+        let list: serde_json::Value = read_json(resp).await?;
+        Ok(list
+            .get("artifacts")
+            .and_then(serde_json::Value::as_array)
+            .map_or(0, Vec::len))
     }
 
     /// `GET /api/workers/{id}`: the worker's status and its task's, as the

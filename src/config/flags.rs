@@ -189,6 +189,10 @@ pub struct Cli {
     #[arg(long, env = "BUILDD_NO_PR", value_parser = clap::builder::FalseyValueParser::new())]
     pub no_pr: bool,
 
+    /// Do not give the model the buildd server's MCP tools (create_pr, recall, learn, …)
+    #[arg(long, env = "BUILDD_NO_BUILDD_MCP", value_parser = clap::builder::FalseyValueParser::new())]
+    pub no_buildd_mcp: bool,
+
     /// Author and committer of task commits [default: buildd-agent <buildd-agent@users.noreply.github.com>]
     #[arg(long, env = "BUILDD_GIT_AUTHOR", value_name = "NAME <EMAIL>", value_parser = parse_author)]
     pub git_author: Option<crate::git::Author>,

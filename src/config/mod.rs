@@ -144,6 +144,8 @@ pub struct Config {
     pub sandbox: SandboxSettings,
     /// The values of the secret environment variables that are set (for the redactor).
     pub env_secrets: Vec<String>,
+    /// Which MCP servers the model gets.
+    pub mcp: crate::mcp::McpSettings,
 }
 
 impl Config {
@@ -219,6 +221,10 @@ impl Config {
             git,
             sandbox: confinement,
             env_secrets,
+            mcp: crate::mcp::McpSettings {
+                buildd: !cli.no_buildd_mcp,
+                ..Default::default()
+            },
         })
     }
 }

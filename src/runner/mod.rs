@@ -53,6 +53,9 @@ pub struct RunRequest {
     /// How the model's commands are confined (`None`: not at all, e.g. in
     /// library tests; `--sandbox off` is a plan that confines nothing).
     pub sandbox: Option<SandboxPlan>,
+    /// The MCP servers the task's model may use: the buildd server's endpoint scoped to
+    /// this task (unless disabled) and the operator's own.
+    pub mcp: Vec<crate::mcp::McpEndpoint>,
 }
 
 /// The task's confinement, before it is prepared: the agent's sandbox
@@ -240,11 +243,13 @@ pub struct RunOutcome {
     /// Final cumulative accounting.
     pub usage: Usage,
     /// The JSON the model handed in for a task with an output schema (see
-    /// [`structured`]); the worker checks it before it is reported.
+    /// [`structured`], or with `complete_task`); the worker checks it before it is reported.
     pub structured_output: Option<serde_json::Value>,
     /// The model stopped to ask the task's user this: the attempt ends with
     /// `needs_input`, and the answer comes back as a new task.
     pub question: Option<question::Question>,
+    /// A pull request the model opened through the server's `create_pr`.
+    pub pr_url: Option<String>,
 }
 
 /// Why a runner did not finish the task.

@@ -76,6 +76,13 @@ pub async fn ensure(
 ) -> Option<PostedArtifact> {
     let artifact = needed(task, ending)?;
     let worker = task.worker_id.as_str();
+    // The model may have made its own (MCP `create_artifact`): that is the deliverable.
+    if let Ok(n) = client.artifact_count(worker).await
+        && n > 0
+    {
+        info!(worker = %worker, artifacts = n, "the task already has an artifact; posting no summary");
+        return None;
+    }
     let mut backoff = Backoff::new(retry.base_delay, retry.max_delay);
     for attempt in 1..=ATTEMPTS {
         match client.create_artifact(worker, &artifact).await {

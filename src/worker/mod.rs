@@ -76,6 +76,8 @@ pub struct WorkerContext {
     pub server: String,
     /// How the model's commands are confined (`None`: not at all).
     pub sandbox: Option<SandboxSettings>,
+    /// Which MCP servers the model gets.
+    pub mcp: crate::mcp::McpSettings,
 }
 
 /// Run one claimed task to its end. `stop` is this task's own stop (a child of
@@ -312,6 +314,7 @@ async fn work(
         inbox: link.inbox(),
         today: today(),
         sandbox,
+        mcp: mcp_servers(ctx, task),
     };
     for secret in [&task.server_api_key, &task.server_oauth_token]
         .into_iter()
@@ -333,6 +336,16 @@ async fn work(
 /// The task's confinement plan: the defaults, the checkout and its git
 /// metadata (read now, before the model can rewrite its `.git` file), the
 /// operator's extra paths and the egress setting.
+/// The task's MCP servers; the server's endpoint needs the task's workspace.
+fn mcp_servers(ctx: &WorkerContext, task: &ClaimedTask) -> Vec<crate::mcp::McpEndpoint> {
+    let workspace = task.task.workspace_id.as_deref().filter(|w| !w.is_empty());
+    if ctx.mcp.buildd && workspace.is_none() {
+        tracing::info!("the task names no workspace: the model gets no buildd MCP tools");
+    }
+    let buildd = workspace.map(|w| ctx.client.mcp_endpoint(w, &task.worker_id.to_string()));
+    ctx.mcp.for_task(buildd)
+}
+
 fn sandbox_plan(ctx: &WorkerContext, checkout: &Path) -> Result<Option<SandboxPlan>, String> {
     let Some(settings) = &ctx.sandbox else {
         return Ok(None);
@@ -460,6 +473,7 @@ fn work_from(
             structured_output: done.structured_output.map(|v| redact_json(v, &redact)),
             // The model wrote it: the server and the job summary show it.
             question: done.question.map(|q| q.map_text(redact)),
+            pr_url: done.pr_url,
         }),
         Ok(Err(RunError::Cancelled { usage })) => Work::Cancelled { usage },
         Ok(Err(RunError::Unavailable { reason, usage })) => Work::GaveUp {

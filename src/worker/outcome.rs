@@ -267,6 +267,12 @@ fn finished(done: RunOutcome, delivery: Delivery) -> Ending {
     if let Some(g) = git {
         apply_git(&mut update, g);
     }
+    // A PR the model opened through the server's `create_pr` (which recorded it on the
+    // worker already): said again, so the report and the job summary name it.
+    let pr_url = pr_url.or(done.pr_url);
+    if update.pr_url.is_none() {
+        update.pr_url = pr_url.clone();
+    }
     apply_usage(&mut update, &done.usage);
     update.structured_output = done.structured_output.clone();
     Ending {
@@ -340,8 +346,7 @@ mod tests {
         Work::Finished(RunOutcome {
             summary: summary.into(),
             usage: usage(3),
-            structured_output: None,
-            question: None,
+            ..RunOutcome::default()
         })
     }
 

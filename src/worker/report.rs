@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use tracing::{error, info, warn};
 
+use super::TaskStatus;
 use super::link::Journal;
 use super::outcome::{Ending, bounded, refused_completion};
 use crate::backoff::RetryPolicy;
@@ -24,6 +25,22 @@ use crate::shutdown::Shutdown;
 
 /// How long a final report may keep retrying once the agent is stopping.
 const REPORT_DEADLINE_WHEN_STOPPING: Duration = Duration::from_secs(3);
+
+/// A 409 `actualStatus: "completed"`: the model completed the worker itself (the CLI
+/// runner's `claude` calling the server's `complete_task`), so the task is done, whatever
+/// the agent was about to say.
+fn completed_by_the_model(mut ending: Ending, e: &BuilddError) -> Ending {
+    let BuilddError::Conflict(body) = e else {
+        return ending;
+    };
+    if body.actual_status.as_deref() == Some("completed") && ending.status != TaskStatus::Completed
+    {
+        info!("the model completed the task through buildd's complete_task");
+        ending.status = TaskStatus::Completed;
+        ending.error = None;
+    }
+    ending
+}
 
 /// What the report needs from the worker.
 pub struct Reporter<'a> {
@@ -110,7 +127,7 @@ impl Reporter<'_> {
             match err {
                 e if e.is_worker_closed() => {
                     info!(worker = %self.worker_id, "server had already closed the worker: {}", self.redactor.redact(&e.to_string()));
-                    return (ending, true);
+                    return (completed_by_the_model(ending, &e), true);
                 }
                 BuilddError::Rejected { message, hint, .. }
                     if update.status == Some(WorkerStatus::Completed) =>
@@ -141,5 +158,44 @@ impl Reporter<'_> {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::buildd::types::ConflictBody;
+
+    fn failed() -> Ending {
+        Ending {
+            status: TaskStatus::Failed,
+            update: None,
+            error: Some("claude exited 1".into()),
+            summary: None,
+            usage: Default::default(),
+            pr_url: None,
+            config_error: false,
+            question: None,
+        }
+    }
+
+    fn conflict(actual: &str) -> BuilddError {
+        BuilddError::Conflict(ConflictBody {
+            error: "Worker already completed".into(),
+            abort: true,
+            reason: None,
+            actual_status: Some(actual.into()),
+        })
+    }
+
+    #[test]
+    fn a_409_completed_is_the_models_completion_and_other_closes_are_not() {
+        let done = completed_by_the_model(failed(), &conflict("completed"));
+        assert_eq!(done.status, TaskStatus::Completed);
+        assert_eq!(done.error, None);
+        let closed = completed_by_the_model(failed(), &conflict("failed"));
+        assert_eq!(closed.status, TaskStatus::Failed);
+        let gone = completed_by_the_model(failed(), &BuilddError::NotFound("x".into()));
+        assert_eq!(gone.status, TaskStatus::Failed);
     }
 }

@@ -84,6 +84,7 @@ fn setup(script: Script, task_timeout: Option<Duration>) -> Setup {
         outbox: Some(Outbox::open(&dir.path().join("state")).unwrap()),
         server: fake.url(),
         sandbox: None,
+        mcp: Default::default(),
     };
     Setup {
         fake,
@@ -135,7 +136,7 @@ fn done(summary: &str) -> Result<RunOutcome, RunError> {
             turns: 2,
             ..Usage::default()
         },
-        question: None,
+        ..RunOutcome::default()
     })
 }
 

@@ -70,6 +70,7 @@ impl Setup {
             inbox: Default::default(),
             today: "2026-12-01".into(),
             sandbox: None,
+            mcp: Vec::new(),
         }
     }
 

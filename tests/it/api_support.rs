@@ -121,6 +121,7 @@ impl Rig {
             inbox: Default::default(),
             today: "2026-12-01".into(),
             sandbox: None,
+            mcp: Vec::new(),
         }
     }
 

@@ -194,6 +194,7 @@ async fn real_cli_completes_a_task_on_bedrock() {
         inbox: Default::default(),
         today: "2026-12-01".into(),
         sandbox: None,
+        mcp: Vec::new(),
     };
     let (sink, _rx) = ProgressSink::channel();
     let result = runner
@@ -301,6 +302,7 @@ async fn real_cli_completes_a_task_on_vertex() {
         inbox: Default::default(),
         today: "2026-12-01".into(),
         sandbox: None,
+        mcp: Vec::new(),
     };
     let (sink, _rx) = ProgressSink::channel();
     let result = runner

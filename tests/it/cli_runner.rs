@@ -83,6 +83,7 @@ fn request(checkout: PathBuf) -> RunRequest {
         inbox: Default::default(),
         today: "2026-12-01".into(),
         sandbox: None,
+        mcp: Vec::new(),
     }
 }
 
@@ -152,6 +153,8 @@ async fn success_reports_summary_usage_and_progress() {
             "--verbose",
             "--permission-mode",
             "bypassPermissions",
+            "--permission-prompt-tool",
+            "stdio",
             "--max-turns",
             "12",
             "--model",

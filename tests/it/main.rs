@@ -32,6 +32,7 @@ mod github_actions;
 mod hostile;
 mod install_script;
 mod instructions;
+mod mcp;
 mod outbox;
 mod questions;
 mod server_decides;

@@ -48,6 +48,13 @@ pwd >"$call/cwd"
 env >"$call/env"
 : >"$call/args"
 for a in "$@"; do printf '%s\n' "$a" >>"$call/args"; done
+# The --mcp-config file as the real CLI reads it at start (the agent removes it after the
+# first line).
+prev=
+for a in "$@"; do
+    if [ "$prev" = --mcp-config ] && [ -f "$a" ]; then cp "$a" "$call/mcp-config"; fi
+    prev=$a
+done
 
 # refuse VIOLATION MESSAGE: the real CLI's refusal, and the agent's mistake.
 refuse() {

@@ -20,6 +20,7 @@ mod accounts;
 mod cache;
 mod fallback;
 mod history;
+mod mcp;
 mod request;
 mod session;
 pub mod settings;
@@ -233,8 +234,9 @@ impl Runner for ApiRunner {
         Box::pin(async move {
             let setup = session::Setup::new(&self.config, &request);
             let client = self.client_for(&request, setup.give_up()).await?;
+            let mcp = mcp::McpTools::connect(&request.mcp, &progress, &cancel).await;
             setup
-                .start(&self.config, &request, client, progress)?
+                .start(&self.config, &request, client, mcp, progress)?
                 .run(&cancel)
                 .await
         })
@@ -259,6 +261,7 @@ mod tests {
             inbox: Default::default(),
             today: "2026-12-01".into(),
             sandbox: None,
+            mcp: Vec::new(),
         }
     }
 

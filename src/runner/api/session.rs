@@ -13,6 +13,7 @@ use super::accounts::{Accounts, prompt_size};
 use super::cache::CachePolicy;
 use super::fallback::{Models, OVERLOAD_SWITCH_AFTER, SwitchReason};
 use super::history::Conversation;
+use super::mcp::{McpTools, ModelCompletion};
 use super::request::{self, Parts, Prefix};
 use super::settings::{ModelPlan, TaskModels, task_models};
 use super::submit::Submission;
@@ -79,6 +80,7 @@ impl Setup {
         config: &'a ApiRunnerConfig,
         request: &RunRequest,
         client: Client,
+        mcp: McpTools,
         progress: ProgressSink,
     ) -> Result<Session<'a>, RunError> {
         let choice = self.choice();
@@ -103,7 +105,7 @@ impl Setup {
             progress.milestone(format!("Model: {}", choice.line()));
         }
         log_plan(&primary, fallback.as_ref());
-        let tools = task_tools(config, request)?;
+        let tools = task_tools(config, request)?.with_mcp(mcp);
         let brief = Brief::from_request(request);
         let submission = Submission::for_task(request);
         let mut definitions = tools.definitions();
@@ -132,6 +134,8 @@ impl Setup {
             user_id: user_id(&request.worker_id),
             last_text: String::new(),
             submission,
+            completion: None,
+            pr_url: None,
         })
     }
 }
@@ -196,6 +200,10 @@ pub struct Session<'a> {
     last_text: String,
     /// The structured output the task needs, as the model hands it in.
     submission: Option<Submission>,
+    /// The model's `complete_task`, which ended the session.
+    completion: Option<ModelCompletion>,
+    /// The newest pull request the model opened with `create_pr`.
+    pr_url: Option<String>,
 }
 
 /// What absorbing a reply leads to.
@@ -228,8 +236,7 @@ impl Session<'_> {
             let question = match self.absorb(reply, cancel).await? {
                 Next::Continue => continue,
                 Next::Finished => {
-                    if let Some(reminder) = self.submission.as_mut().and_then(Submission::reminder)
-                    {
+                    if let Some(reminder) = self.reminder() {
                         self.conversation
                             .push_user(vec![ContentBlock::text(reminder)]);
                         continue;
@@ -238,13 +245,39 @@ impl Session<'_> {
                 }
                 Next::Asked(q) => Some(q),
             };
-            return Ok(RunOutcome {
-                summary: self.last_text.clone(),
-                usage: self.usage(),
-                structured_output: self.submission.as_ref().and_then(Submission::output),
-                question,
-            });
+            return self.finish(question);
         }
+    }
+
+    /// The outcome: the model's `complete_task` when it sent one, else its last text.
+    /// The reminder to hand in the structured output the task still lacks (once), unless
+    /// the model's `complete_task` carried one.
+    fn reminder(&mut self) -> Option<&'static str> {
+        if self
+            .completion
+            .as_ref()
+            .is_some_and(|c| c.structured_output.is_some())
+        {
+            return None;
+        }
+        self.submission.as_mut().and_then(Submission::reminder)
+    }
+
+    fn finish(&mut self, question: Option<Question>) -> Result<RunOutcome, RunError> {
+        let done = self.completion.take().unwrap_or_default();
+        if let Some(reason) = done.error {
+            return Err(self.failed(reason));
+        }
+        // What `submit_result` took (checked against the schema there) wins over an
+        // object `complete_task` carried; the worker validates whichever it gets.
+        let submitted = self.submission.as_ref().and_then(Submission::output);
+        Ok(RunOutcome {
+            summary: done.summary.unwrap_or_else(|| self.last_text.clone()),
+            usage: self.usage(),
+            pr_url: self.pr_url.clone(),
+            structured_output: submitted.or(done.structured_output),
+            question,
+        })
     }
 
     fn usage(&self) -> Usage {
@@ -485,12 +518,17 @@ impl Session<'_> {
         let (asks, calls): (Vec<_>, Vec<_>) =
             calls.into_iter().partition(|c| c.name == ASK_USER_TOOL);
         // The reply's other calls still run: what the model did before asking is kept.
-        let mut results = self
+        let turn = self
             .tools
             .run(calls, &reply.malformed_tool_inputs, &self.progress, cancel)
             .await
             .ok_or_else(|| self.cancelled())?;
+        let mut results = turn.results;
         results.extend(submitted);
+        if let Some(url) = turn.pr_urls.last() {
+            tracing::info!(pr = %url, "the model opened a pull request through buildd");
+            self.pr_url = Some(url.clone());
+        }
         if give_up {
             // Asked to fix it once and it is still invalid: the worker fails the task
             // with the errors.
@@ -501,6 +539,11 @@ impl Session<'_> {
             return Ok(Next::Asked(q));
         }
         self.conversation.push_user(results);
+        if turn.completion.is_some() {
+            // The model's final answer: nothing is sent back for it.
+            self.completion = turn.completion;
+            return Ok(Next::Finished);
+        }
         Ok(Next::Continue)
     }
 

@@ -2,10 +2,15 @@
 //! in order, each answered by one `tool_result`, all in one user turn (the API requires
 //! every `tool_use` of a turn to be answered at the start of the next). Output is
 //! redacted before it can reach the model provider; a call whose input arrived cut off is
-//! answered, never run.
+//! answered, never run. A call of an MCP server's tool (`mcp__…`) goes to that server, or
+//! is reconciled with the agent's own reporting (`mcp.rs`).
+
+use std::sync::Arc;
 
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
+
+use super::mcp::{self, McpTools, ModelCompletion, Reconciled};
 
 use crate::anthropic::types::ContentBlock;
 use crate::redact::Redactor;
@@ -42,22 +47,49 @@ pub fn calls_in(content: &[ContentBlock]) -> Vec<ToolCall> {
 const NOT_RUN: &str = "This tool call was not run: its input was cut off (output token limit) \
      or was not a JSON object. Send it again, splitting large content into smaller steps.";
 
+/// What a call after a `complete_task` in the same turn is told.
+const AFTER_COMPLETION: &str =
+    "This tool call was not run: complete_task ended the task earlier in this turn.";
+
 /// The task's tools and what stands between them and the model.
 #[derive(Debug, Clone)]
 pub struct TaskTools {
     toolbox: Toolbox,
     redactor: Redactor,
+    mcp: Arc<McpTools>,
+}
+
+/// One turn's tool results, and what they decided beyond them.
+#[derive(Debug, Default)]
+pub struct ToolTurn {
+    pub results: Vec<ContentBlock>,
+    /// The model called `buildd` `complete_task`: the session ends with it.
+    pub completion: Option<ModelCompletion>,
+    /// Pull requests a forwarded `create_pr` opened.
+    pub pr_urls: Vec<String>,
 }
 
 impl TaskTools {
     /// `toolbox`, its output redacted with `redactor`.
     pub fn new(toolbox: Toolbox, redactor: Redactor) -> Self {
-        Self { toolbox, redactor }
+        Self {
+            toolbox,
+            redactor,
+            mcp: Arc::default(),
+        }
     }
 
-    /// The tools' definitions for the request.
+    /// With the tools of the task's MCP servers.
+    pub fn with_mcp(mut self, mcp: McpTools) -> Self {
+        self.mcp = Arc::new(mcp);
+        self
+    }
+
+    /// The tools' definitions for the request: ours, then the MCP servers'.
     pub fn definitions(&self) -> Vec<Value> {
-        self.toolbox.definitions()
+        let mut d = self.toolbox.definitions();
+        d.extend(self.mcp.definitions());
+        d
     }
 
     /// The toolbox (for the shell's limits in the brief).
@@ -72,15 +104,26 @@ impl TaskTools {
         malformed: &[String],
         progress: &ProgressSink,
         cancel: &CancellationToken,
-    ) -> Option<Vec<ContentBlock>> {
-        let mut results = Vec::with_capacity(calls.len());
+    ) -> Option<ToolTurn> {
+        let mut turn = ToolTurn::default();
         for call in calls {
             if cancel.is_cancelled() {
                 return None;
             }
             if malformed.contains(&call.id) {
                 // Running a call with a half-received input could do real damage.
-                results.push(tool_result(call.id, NOT_RUN.into(), true));
+                turn.results
+                    .push(tool_result(call.id, NOT_RUN.into(), true));
+                continue;
+            }
+            if turn.completion.is_some() {
+                turn.results
+                    .push(tool_result(call.id, AFTER_COMPLETION.into(), true));
+                continue;
+            }
+            if self.mcp.find(&call.name).is_some() {
+                let block = self.mcp_call(call, &mut turn, progress, cancel).await?;
+                turn.results.push(block);
                 continue;
             }
             progress.action(Toolbox::describe(&call.name, &call.input));
@@ -94,9 +137,63 @@ impl TaskTools {
             } else {
                 content
             };
-            results.push(tool_result(call.id, content, out.is_error));
+            turn.results
+                .push(tool_result(call.id, content, out.is_error));
         }
-        (!cancel.is_cancelled()).then_some(results)
+        (!cancel.is_cancelled()).then_some(turn)
+    }
+
+    /// One MCP tool call: reconciled, or sent to its server; `None` when `cancel` fired.
+    async fn mcp_call(
+        &self,
+        call: ToolCall,
+        turn: &mut ToolTurn,
+        progress: &ProgressSink,
+        cancel: &CancellationToken,
+    ) -> Option<ContentBlock> {
+        let (session, tool) = self.mcp.find(&call.name)?;
+        match mcp::reconcile(session.name(), &tool, &call.input) {
+            Reconciled::Complete(done) => {
+                turn.completion = Some(done);
+                let text = "Recorded. The agent reports the task's result to buildd when                             this session ends; stop here.";
+                return Some(tool_result(call.id, text.into(), false));
+            }
+            Reconciled::Progress {
+                progress: pct,
+                message,
+            } => {
+                if let Some(m) = &message {
+                    progress.milestone(m.clone());
+                    progress.action(m.clone());
+                }
+                let text = mcp::progress_answer(pct, message.as_deref());
+                return Some(tool_result(call.id, text, false));
+            }
+            Reconciled::Forward => {}
+        }
+        progress.action(format!("MCP: {}", call.name));
+        let opens_pr = call.input.get("action").and_then(Value::as_str) == Some("create_pr");
+        let answer = tokio::select! {
+            a = session.call(&tool, call.input) => a,
+            _ = cancel.cancelled() => return None,
+        };
+        let (text, is_error) = match answer {
+            Ok(r) => (r.text, r.is_error),
+            Err(e) => (e.to_string(), true),
+        };
+        let text = self.redactor.redact(&text).into_owned();
+        if opens_pr
+            && !is_error
+            && let Some(url) = mcp::pr_url_in(&text)
+        {
+            turn.pr_urls.push(url);
+        }
+        let text = if text.is_empty() {
+            "(no output)".into()
+        } else {
+            mcp::bounded(&text)
+        };
+        Some(tool_result(call.id, text, is_error))
     }
 }
 

@@ -24,6 +24,7 @@ mod credentials;
 mod describe;
 mod lines;
 mod locate;
+mod mcp;
 mod session;
 pub mod settings;
 mod stream;
@@ -196,6 +197,10 @@ impl CliRunner {
             "--verbose",
             "--permission-mode",
             "bypassPermissions",
+            // Offers the model `AskUserQuestion` (plain `-p` leaves it out; the runner stops
+            // the CLI at the call). Under bypassPermissions no other tool asks (2.1.332).
+            "--permission-prompt-tool",
+            "stdio",
         ]
         .into_iter()
         .map(OsString::from)
@@ -284,6 +289,13 @@ impl CliRunner {
             }
             None => None,
         };
+        let temp = confinement.as_ref().and_then(|c| c.temp_dir());
+        let mcp_config = mcp::McpConfigFile::write(&request.mcp, temp).map_err(|e| {
+            fail(
+                format!("could not write the MCP config: {e}"),
+                Usage::default(),
+            )
+        })?;
         for (k, v) in &plan.env {
             env.set(k, v);
         }
@@ -292,6 +304,7 @@ impl CliRunner {
         if let Some(schema) = crate::runner::structured::schema_for(&request.task) {
             args.extend(["--json-schema".into(), schema.to_string().into()]);
         }
+        args.extend(mcp_config.iter().flat_map(mcp::McpConfigFile::args));
         let spec = CommandSpec::new(&bin, &request.checkout)
             .args(args)
             .envs(env.into_vec());
@@ -303,6 +316,7 @@ impl CliRunner {
                 Usage::default(),
             )
         })?;
+        session.remove_after_start(mcp_config);
 
         let report = Report {
             checkout: &request.checkout,
@@ -384,7 +398,7 @@ impl CliRunner {
                     structured_output: r.structured_output,
                     summary: redactor.redact(&summary).into_owned(),
                     usage,
-                    question: None,
+                    ..RunOutcome::default()
                 })
             }
             // The CLI retried the Messages API itself; still overloaded, rate-limited or
@@ -547,6 +561,7 @@ pub(super) mod tests {
             inbox: Default::default(),
             today: "2026-12-01".into(),
             sandbox: None,
+            mcp: Vec::new(),
         }
     }
 
@@ -647,13 +662,15 @@ pub(super) mod tests {
                 "--verbose",
                 "--permission-mode",
                 "bypassPermissions",
+                "--permission-prompt-tool",
+                "stdio",
                 "--max-turns",
                 "7"
             ]
         );
         config.model = Some("claude-opus-4-8".into());
         let args = CliRunner::new(config).args();
-        assert_eq!(&args[10..], ["--model", "claude-opus-4-8"]);
+        assert_eq!(&args[12..], ["--model", "claude-opus-4-8"]);
     }
 
     #[test]

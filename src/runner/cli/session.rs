@@ -53,6 +53,8 @@ pub(super) struct Session {
     tail: Tail,
     /// What the stream said so far.
     state: StreamState,
+    /// The `--mcp-config` file, removed at the first line (`claude` has read it by then).
+    mcp_config: Option<super::mcp::McpConfigFile>,
     /// Whether the leader has exited (and with what).
     leader_done: bool,
     exit: Option<ExitStatus>,
@@ -122,10 +124,17 @@ impl Session {
             stderr_reader,
             tail,
             state: StreamState::default(),
+            mcp_config: None,
             leader_done: false,
             exit: None,
             wind_down: None,
         })
+    }
+
+    /// Remove `file` once `claude` prints its first line (and at the latest when the
+    /// session ends).
+    pub(super) fn remove_after_start(&mut self, file: Option<super::mcp::McpConfigFile>) {
+        self.mcp_config = file;
     }
 
     /// Follow the output until the run is over, handing the model what
@@ -144,6 +153,9 @@ impl Session {
                 _ = cancel.cancelled() => return true,
                 line = self.lines.next_line() => match line {
                     Ok(Some(Line::Complete(line))) => {
+                        if let Some(file) = self.mcp_config.take() {
+                            file.remove();
+                        }
                         let results = self.state.results;
                         self.state.handle_line(&line, to);
                         // The model asked its user: nothing it does next counts (the

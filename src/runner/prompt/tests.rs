@@ -50,6 +50,7 @@ fn request() -> RunRequest {
         inbox: Default::default(),
         today: "2026-12-01".into(),
         sandbox: None,
+        mcp: Vec::new(),
     }
 }
 
@@ -156,6 +157,7 @@ fn system_prompt_names_the_task_and_where_to_work() {
         inbox: Default::default(),
         today: "2026-12-01".into(),
         sandbox: None,
+        mcp: Vec::new(),
     };
     let p = Brief::from_request(&request).system_prompt(&shell());
     for needle in [
