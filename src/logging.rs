@@ -78,7 +78,8 @@ pub fn init(format: LogFormat, redactor: Redactor, actions: bool, env: &HashMap<
             }
             // The platform verifier logs every refused certificate at ERROR; the
             // agent's own warning already carries the same reason.
-            _ => EnvFilter::new("info,rustls_platform_verifier=off"),
+            // rmcp logs each session's set-up (the server's whole instructions) at INFO.
+            _ => EnvFilter::new("info,rustls_platform_verifier=off,rmcp=warn"),
         },
     };
     let writer = RedactingStderr { redactor };
