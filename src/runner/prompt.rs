@@ -152,6 +152,10 @@ pub struct Brief<'a> {
     git_config: GitConfig,
     agents_md: Option<RepoFile>,
     claude_md: Option<RepoFile>,
+    /// The model has the buildd server's MCP tools (`mcp__buildd__*`).
+    server_tools: bool,
+    /// The task ends with a structured result (an `outputSchema`, or planning).
+    structured: bool,
 }
 
 impl<'a> Brief<'a> {
@@ -172,6 +176,8 @@ impl<'a> Brief<'a> {
             false => None,
         };
         Self {
+            server_tools: !request.mcp.is_empty(),
+            structured: crate::runner::structured::schema_for(&request.task).is_some(),
             task: &request.task,
             checkout: &request.checkout,
             branch: &request.branch,
@@ -227,8 +233,48 @@ impl<'a> Brief<'a> {
             shell_section(&mut out, shell);
         }
         self.asking_section(&mut out, audience);
-        self.finish_section(&mut out);
+        self.server_tools_section(&mut out);
+        self.finish_section(&mut out, audience);
         out
+    }
+
+    /// What the server's tools are for here: the team's knowledge, before and after. The
+    /// agent reports progress and the result itself.
+    fn server_tools_section(&self, out: &mut String) {
+        if !self.server_tools {
+            return;
+        }
+        out.push_str(
+            "## The buildd tools
+             You also have the buildd server's tools (`mcp__buildd__buildd`, \
+             `mcp__buildd__recall`, `mcp__buildd__learn`). Before you start, `recall` what the \
+             team knows about this area (query: the task's title); when you are done, `learn` \
+             the gotchas, patterns and decisions the next agent should know. This agent reports \
+             progress and the result to buildd itself: you need neither `update_progress` nor \
+             `complete_task`.\n\n",
+        );
+    }
+
+    /// How the structured result is handed in, for the runner at hand.
+    fn structured_line(&self, out: &mut String, audience: Audience) {
+        if !self.structured {
+            return;
+        }
+        let how = match audience {
+            Audience::ApiRunner(_) => format!(
+                "call the `{}` tool once with the object; it is checked against the task's \
+                 schema and any errors come back for you to fix",
+                crate::runner::structured::SUBMIT_TOOL
+            ),
+            Audience::ClaudeCli => "call the `StructuredOutput` tool with the object when you \
+                 are done"
+                .to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "- This task ends with a structured result that follows a JSON schema: {how}. \
+             Free text is not read for it."
+        );
     }
 
     fn intro(&self, out: &mut String, audience: Audience) {
@@ -504,16 +550,18 @@ impl<'a> Brief<'a> {
         out.push('\n');
     }
 
-    fn finish_section(&self, out: &mut String) {
+    fn finish_section(&self, out: &mut String, audience: Audience) {
         out.push_str("## How to finish\n");
         if self.mode == TaskMode::Planning {
             out.push_str(
                 "- This is a planning task: investigate (read, search, run commands that change \
                  nothing) and write a plan. Do not edit, create or delete files, and make no \
                  commits: nothing of a planning task is committed or pushed.\n\
-                 - Your final answer is the plan: the steps in order, the files each one \
-                 touches, what is still open. It becomes the task's result.\n",
+                 - The plan is the task's result: the tasks in order (each with what it \
+                 changes and what it depends on), a summary, and whether the mission is \
+                 complete. buildd creates a task from each entry of the plan.\n",
             );
+            self.structured_line(out, audience);
             return;
         }
         out.push_str("- Make the change in the working directory and run the project's checks.\n");
@@ -530,6 +578,7 @@ impl<'a> Brief<'a> {
             ),
         }
         self.requirement_section(out);
+        self.structured_line(out, audience);
         out.push_str(
             "- End with a short summary of what you did and anything left undone; it becomes \
              the task's result.\n",

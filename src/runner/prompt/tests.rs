@@ -531,3 +531,31 @@ fn the_answer_to_an_earlier_question_is_in_the_brief_and_fenced() {
     );
     insta::assert_snapshot!("answered_cli_prompt", p);
 }
+
+#[test]
+fn the_servers_tools_are_introduced_only_when_the_model_has_them() {
+    let mut req = request();
+    let without = Brief::from_request(&req).cli_prompt();
+    assert!(!without.contains("## The buildd tools"), "{without}");
+    req.mcp = vec![crate::mcp::McpEndpoint::buildd(
+        "https://buildd.example",
+        "ws_1",
+        "wkr_1",
+        crate::secret::Secret::new("bld_key"),
+    )];
+    let with = Brief::from_request(&req).cli_prompt();
+    assert!(with.contains("## The buildd tools"), "{with}");
+    assert!(with.contains("`recall` what the team knows"), "{with}");
+    assert!(with.contains("neither `update_progress` nor `complete_task`"));
+    assert!(!with.contains("bld_key"), "the key is not the model's");
+}
+
+#[test]
+fn a_task_with_an_output_schema_says_how_to_hand_the_result_in() {
+    let mut req = request();
+    req.task.output_schema = Some(serde_json::json!({"type": "object"}));
+    let api = Brief::from_request(&req).system_prompt(&shell());
+    assert!(api.contains("call the `submit_result` tool once"), "{api}");
+    let cli = Brief::from_request(&req).cli_prompt();
+    assert!(cli.contains("call the `StructuredOutput` tool"), "{cli}");
+}
