@@ -358,6 +358,7 @@ impl ServerLink {
         self.journal.active(&self.latest);
         match self.client.update_worker(&self.worker_id, &update).await {
             Ok(ack) => self.take_ack(ack),
+            Err(e) if completed_on_server(&e) => self.completed_on_server(),
             Err(e) if e.is_worker_closed() => self.closed_by_server(e.to_string()),
             Err(e) => {
                 debug!(worker = %self.worker_id, "progress update failed: {}",
@@ -377,7 +378,9 @@ impl ServerLink {
     async fn read_worker(&mut self) {
         match self.client.read_worker(&self.worker_id).await {
             Ok(read) => {
-                if let Some(status) = read.closed_status() {
+                if read.closed_status() == Some("completed") {
+                    self.completed_on_server();
+                } else if let Some(status) = read.closed_status() {
                     let why = format!("the server reports the worker as {status}");
                     self.stop_by_server(StopReason::ServerClosed(why));
                 } else if let Some(status) = read.task_ended() {
@@ -389,6 +392,19 @@ impl ServerLink {
             Err(e) => debug!(worker = %self.worker_id, "worker read failed: {}",
                 self.redactor.redact(&e.to_string())),
         }
+    }
+
+    /// The worker was completed on the server while the task ran: the model called the
+    /// server's `complete_task` (the CLI runner's `claude` reaches the MCP tools
+    /// directly). That is the model's final word, not a stop: the run finishes, its work
+    /// is pushed, and the final report's 409 `actualStatus: "completed"` counts as done.
+    /// Nothing more is sent meanwhile (every update would be refused).
+    fn completed_on_server(&mut self) {
+        if !self.closed {
+            info!(worker = %self.worker_id,
+                "the worker was completed on the server (the model's complete_task): letting the run finish");
+        }
+        self.closed = true;
     }
 
     fn closed_by_server(&mut self, why: String) {
@@ -464,6 +480,11 @@ pub fn truncate_chars(text: &str, max: usize) -> String {
         Some((i, _)) => format!("{}…", &text[..i]),
         None => text.to_string(),
     }
+}
+
+/// A 409 that says the worker is `completed` (see [`ServerLink::completed_on_server`]).
+fn completed_on_server(e: &BuilddError) -> bool {
+    matches!(e, BuilddError::Conflict(body) if body.actual_status.as_deref() == Some("completed"))
 }
 
 #[cfg(test)]

@@ -231,6 +231,35 @@ async fn a_worker_the_server_closes_mid_run_stops_and_reports_nothing() {
 }
 
 #[tokio::test]
+async fn a_worker_the_model_completes_through_buildd_finishes_its_run_as_completed() {
+    let s = setup(
+        Arc::new(move |fake, request, _, cancel| {
+            Box::pin(async move {
+                // What the server does when the model calls `complete_task` over MCP.
+                fake.close_worker(&request.worker_id, "completed");
+                let reads = || {
+                    fake.requests()
+                        .iter()
+                        .filter(|r| {
+                            r.method == "GET" && r.path.ends_with(request.worker_id.as_str())
+                        })
+                        .count()
+                };
+                let seen = reads();
+                until("the link read the worker back", || reads() > seen + 1).await;
+                assert!(!cancel.is_cancelled(), "the run is not stopped");
+                done("Finished, and told buildd so.")
+            })
+        }),
+        None,
+    );
+    let r = run_one(&s, seed("Completed by the model")).await;
+    assert_eq!(r.status, TaskStatus::Completed, "{:?}", r.error);
+    assert!(r.reported);
+    assert!(s.fake.violations().is_empty(), "{:?}", s.fake.violations());
+}
+
+#[tokio::test]
 async fn the_task_timeout_covers_a_hanging_checkout() {
     // A "git server" that accepts connections and never answers.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
