@@ -93,6 +93,8 @@ pub enum ConfigError {
     WorkDir(#[source] std::io::Error),
     #[error(transparent)]
     Sandbox(crate::process::sandbox::SandboxError),
+    #[error(transparent)]
+    Mcp(#[from] super::mcp::McpConfigError),
     /// The cloud or gateway variables describe no usable Messages API endpoint.
     #[error("cannot tell where the api runner should send requests")]
     Endpoint(#[source] crate::anthropic::EndpointError),
@@ -131,6 +133,12 @@ impl Hint for ConfigError {
         Some(match self {
             ConfigError::ClaudeNotFound { hint, .. } => return hint.clone(),
             ConfigError::Sandbox(e) => return e.hint(),
+            ConfigError::Mcp(_) => {
+                "fix --mcp-config (BUILDD_MCP_CONFIG): `{\"mcpServers\": {\"<name>\": \
+                 {\"type\": \"http\", \"url\": \"https://…\", \"headers\": {\"Authorization\": \
+                 \"Bearer ${TOKEN}\"}}}}`"
+                    .into()
+            }
             ConfigError::MissingServer { where_ } => where_.hint().into(),
             ConfigError::MissingApiKey { actions: true, .. } => {
                 "set the action's `api-key` input from a repository secret, e.g. \

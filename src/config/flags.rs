@@ -189,6 +189,10 @@ pub struct Cli {
     #[arg(long, env = "BUILDD_NO_PR", value_parser = clap::builder::FalseyValueParser::new())]
     pub no_pr: bool,
 
+    /// More MCP servers for the model, in Claude Code's .mcp.json format (HTTP servers)
+    #[arg(long, env = "BUILDD_MCP_CONFIG", value_name = "FILE")]
+    pub mcp_config: Option<PathBuf>,
+
     /// Do not give the model the buildd server's MCP tools (create_pr, recall, learn, …)
     #[arg(long, env = "BUILDD_NO_BUILDD_MCP", value_parser = clap::builder::FalseyValueParser::new())]
     pub no_buildd_mcp: bool,

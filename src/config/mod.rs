@@ -15,6 +15,7 @@ mod error;
 pub mod file;
 pub mod flags;
 mod git;
+pub mod mcp;
 pub mod runner;
 mod sandbox;
 
@@ -179,9 +180,15 @@ impl Config {
             &env,
         );
         let confinement = sandbox::resolve(&cli, &git.work_dir, &env)?;
+        let (operator, mcp_secrets) = match &cli.mcp_config {
+            Some(path) => mcp::load(path, &env)?,
+            None => Default::default(),
+        };
+        // The operator's MCP tokens are secrets too: the redactor learns them with the rest.
         let env_secrets = SECRET_ENV_VARS
             .iter()
             .filter_map(|var| env.get(*var).cloned())
+            .chain(mcp_secrets)
             .collect();
 
         Ok(Config {
@@ -223,7 +230,7 @@ impl Config {
             env_secrets,
             mcp: crate::mcp::McpSettings {
                 buildd: !cli.no_buildd_mcp,
-                ..Default::default()
+                operator,
             },
         })
     }

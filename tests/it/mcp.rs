@@ -262,3 +262,99 @@ fn an_artifact_the_model_makes_through_mcp_is_the_deliverable_of_an_artifact_req
         "{result}"
     );
 }
+
+/// An operator's `.mcp.json` naming one HTTP server `team` (the fake's endpoint, scoped to
+/// the first worker it will create) whose token comes from `TEAM_TOKEN`, and a stdio one.
+fn operator_config(env: &Env) -> std::path::PathBuf {
+    let path = env.path("team.mcp.json");
+    let config = json!({"mcpServers": {
+        "team": {
+            "type": "http",
+            "url": format!("{}/api/mcp?workspace=ws_default&worker=wkr_0001", env.server().url()),
+            "headers": {"Authorization": "Bearer ${TEAM_TOKEN}"}
+        },
+        "local": {"command": "npx", "args": ["some-mcp-server"]}
+    }});
+    std::fs::write(&path, config.to_string()).unwrap();
+    path
+}
+
+#[test]
+fn an_operators_mcp_server_reaches_the_api_runners_model() {
+    let steps = vec![
+        tool_use("toolu_team", "mcp__team__recall", json!({"query":"flaky"})),
+        Step::text("Checked.", Default::default()),
+    ];
+    let env = Env::new(AGENT)
+        .with_model(script(steps))
+        .with_task("Ask the team's server");
+    env.server()
+        .add_memory("gotcha", "Flaky test", "test_io is flaky under load");
+    let config = operator_config(&env);
+    let out = env
+        .api_agent(["--once", "--no-buildd-mcp", "--mcp-config"])
+        .arg(&config)
+        .env("TEAM_TOKEN", DEFAULT_KEY)
+        .run();
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let names = tool_names(env.model());
+    assert!(names.iter().any(|n| n == "mcp__team__recall"), "{names:?}");
+    assert!(
+        !names.iter().any(|n| n.starts_with("mcp__buildd__")),
+        "{names:?}"
+    );
+    let result = tool_result(env.model(), "toolu_team").expect("answered");
+    assert!(
+        result["content"].to_string().contains("test_io is flaky"),
+        "{result}"
+    );
+    // The stdio server is skipped, by name; the token is never printed.
+    assert!(
+        out.stderr.contains("skipping MCP server `local`"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains(DEFAULT_KEY) && !out.stdout.contains(DEFAULT_KEY));
+}
+
+#[test]
+fn an_operators_mcp_server_is_in_the_cli_runners_config_and_a_bad_file_exits_two() {
+    let env = Env::new(AGENT).with_task("Say hello");
+    let config = operator_config(&env);
+    let out = env
+        .agent(["--once", "--mcp-config"])
+        .arg(&config)
+        .env("TEAM_TOKEN", "tok_team_secret")
+        .run();
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let call = env.claude().only_call();
+    assert!(
+        call.args
+            .windows(2)
+            .any(|w| w[0] == "--allowedTools" && w[1] == "mcp__team__*"),
+        "{:?}",
+        call.args
+    );
+    assert!(!call.args.iter().any(|a| a.contains("tok_team_secret")));
+    let seen: Value = serde_json::from_str(&env.claude().recorded("mcp-config").concat()).unwrap();
+    assert_eq!(
+        seen["mcpServers"]["team"]["headers"]["Authorization"],
+        "Bearer tok_team_secret"
+    );
+    assert!(
+        seen["mcpServers"]["buildd"].is_object(),
+        "the server's own stays"
+    );
+
+    // An unset variable is a configuration error, before anything is claimed.
+    let env = Env::new(AGENT).with_task("Say hello");
+    let config = operator_config(&env);
+    let out = env.agent(["--once", "--mcp-config"]).arg(&config).run();
+    assert_eq!(out.code(), 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("${TEAM_TOKEN} is not set"),
+        "{}",
+        out.stderr
+    );
+    assert!(env.server().claims().is_empty());
+}
