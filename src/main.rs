@@ -36,31 +36,7 @@ fn main() -> ExitCode {
     // SAFETY: no thread has started yet (the runtime is built below, and
     // neither clap nor the config file reader start any).
     unsafe { protect::remove_env_vars(SECRET_ENV_VARS.iter().copied()) };
-    let redactor = Redactor::new();
-    if on_actions {
-        // Masks go out before anything else is printed, and for every secret
-        // learned later (keys a claim hands over) as it is learned.
-        redactor.on_new_secret(std::sync::Arc::new(|secret| {
-            use std::io::Write;
-            let mut out = std::io::stdout().lock();
-            let _ = out.write_all(buildd_agent::actions::commands::add_mask(secret).as_bytes());
-            let _ = out.flush();
-        }));
-        for var in SECRET_ENV_VARS {
-            if let Some(v) = env.get(*var) {
-                redactor.add(v);
-            }
-        }
-    }
-    if let Some(key) = &cli.api_key {
-        redactor.add(key);
-    }
-    // The config file's key is a secret the agent knows even when a flag or the environment
-    // overrides it: a command that prints the file (one not confined, under --sandbox off or
-    // on a kernel without Landlock) must not hand it to the model.
-    if let Some(key) = config_file_key(&env) {
-        redactor.add(&key);
-    }
+    let redactor = early_redactor(&cli, &env, on_actions);
     buildd_agent::logging::init(cli.log_format, redactor.clone(), on_actions, &env);
     buildd_agent::live::enable(
         cli.log_format == buildd_agent::logging::LogFormat::Pretty && cli.command.is_none(),
@@ -97,6 +73,36 @@ fn main() -> ExitCode {
     // a blocking read that ignored cancellation.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     ExitCode::from(code)
+}
+
+/// The redactor, knowing every secret the agent holds before anything is printed.
+fn early_redactor(cli: &Cli, env: &HashMap<String, String>, on_actions: bool) -> Redactor {
+    let redactor = Redactor::new();
+    if on_actions {
+        // Masks go out before anything else is printed, and for every secret
+        // learned later (keys a claim hands over) as it is learned.
+        redactor.on_new_secret(std::sync::Arc::new(|secret| {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(buildd_agent::actions::commands::add_mask(secret).as_bytes());
+            let _ = out.flush();
+        }));
+        for var in SECRET_ENV_VARS {
+            if let Some(v) = env.get(*var) {
+                redactor.add(v);
+            }
+        }
+    }
+    if let Some(key) = &cli.api_key {
+        redactor.add(key);
+    }
+    // The config file's key is a secret the agent knows even when a flag or the environment
+    // overrides it: a command that prints the file (one not confined, under --sandbox off or
+    // on a kernel without Landlock) must not hand it to the model.
+    if let Some(key) = config_file_key(env) {
+        redactor.add(&key);
+    }
+    redactor
 }
 
 /// The `apiKey` of the config file, if it has one; any problem with the file is

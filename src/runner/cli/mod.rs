@@ -274,19 +274,11 @@ impl CliRunner {
             is_root,
             self.config.cloud,
         );
-        // One sandbox for `claude` and everything it starts: the model's
-        // commands run as its children.
         let confinement = match &request.sandbox {
-            Some(plan) => {
-                let sandbox = confine(plan, &bin, api_port, &cloud_files)
-                    .map_err(|e| fail(e.to_string(), Usage::default()))??;
-                if let Some(dir) = private_config_dir(&sandbox)
-                    .map_err(|e| fail(e.to_string(), Usage::default()))?
-                {
-                    env.set("CLAUDE_CONFIG_DIR", dir.as_os_str());
-                }
-                Some(sandbox)
-            }
+            Some(plan) => Some(
+                confine_with_config_dir(plan, &bin, api_port, &cloud_files, &mut env)
+                    .map_err(|e| fail(e.to_string(), Usage::default()))??,
+            ),
             None => None,
         };
         let temp = confinement.as_ref().and_then(|c| c.temp_dir());
@@ -454,6 +446,25 @@ fn confine(
 /// sandbox, removed with it): without one the CLI rewrites `~/.claude.json`
 /// by rename, which needs all of `$HOME` writable, and anything in the
 /// operator's own config would be readable by the model's commands.
+/// One sandbox for `claude` and everything it starts (the model's commands run as its
+/// children), with the CLI's config dir inside the task's private temp dir.
+fn confine_with_config_dir(
+    plan: &SandboxPlan,
+    bin: &Path,
+    api_port: u16,
+    cloud_files: &[PathBuf],
+    env: &mut ChildEnv,
+) -> std::io::Result<Result<Arc<TaskSandbox>, RunError>> {
+    let sandbox = match confine(plan, bin, api_port, cloud_files)? {
+        Ok(s) => s,
+        Err(e) => return Ok(Err(e)),
+    };
+    if let Some(dir) = private_config_dir(&sandbox)? {
+        env.set("CLAUDE_CONFIG_DIR", dir.as_os_str());
+    }
+    Ok(Ok(sandbox))
+}
+
 fn private_config_dir(sandbox: &TaskSandbox) -> std::io::Result<Option<PathBuf>> {
     let Some(temp) = sandbox.temp_dir() else {
         return Ok(None);
