@@ -137,19 +137,8 @@ impl BuilddClient {
         worker_id: &str,
         update: &WorkerUpdate,
     ) -> Result<UpdateAck, BuilddError> {
-        let resp = self
-            .http
-            .patch(format!(
-                "{}/api/workers/{}",
-                self.base,
-                path_segment(worker_id)
-            ))
-            .bearer_auth(self.key.expose())
-            .json(update)
-            .send()
-            .await
-            .map_err(network)?;
-        read_json::<UpdateAck>(resp).await
+        let url = self.worker_url(worker_id, "");
+        self.send(self.http.patch(url).json(update)).await
     }
 
     /// `POST /api/workers/{id}/artifacts`: a deliverable for the worker (an
@@ -159,40 +148,48 @@ impl BuilddClient {
         worker_id: &str,
         artifact: &NewArtifact,
     ) -> Result<ArtifactAck, BuilddError> {
-        let resp = self
-            .http
-            .post(format!(
-                "{}/api/workers/{}/artifacts",
-                self.base,
-                path_segment(worker_id)
-            ))
-            .bearer_auth(self.key.expose())
-            .json(artifact)
-            .send()
-            .await
-            .map_err(network)?;
-        read_json::<ArtifactAck>(resp).await
+        let url = self.worker_url(worker_id, "/artifacts");
+        self.send(self.http.post(url).json(artifact)).await
     }
 
     /// `GET /api/workers/{id}/artifacts`: how many artifacts the worker has (the
     /// model may have made one through the MCP tools).
     pub async fn artifact_count(&self, worker_id: &str) -> Result<usize, BuilddError> {
-        let resp = self
-            .http
-            .get(format!(
-                "{}/api/workers/{}/artifacts",
-                self.base,
-                path_segment(worker_id)
-            ))
-            .bearer_auth(self.key.expose())
-            .send()
-            .await
-            .map_err(network)?;
-        let list: serde_json::Value = read_json(resp).await?;
+        let url = self.worker_url(worker_id, "/artifacts");
+        let list: serde_json::Value = self.send(self.http.get(url)).await?;
         Ok(list
             .get("artifacts")
             .and_then(serde_json::Value::as_array)
             .map_or(0, Vec::len))
+    }
+
+    /// `GET /api/accounts/me`: the account behind the key (read-only; not in buildd-api.md,
+    /// from the server's route). `doctor` checks the key with it without claiming.
+    pub async fn account(&self) -> Result<serde_json::Value, BuilddError> {
+        let url = format!("{}/api/accounts/me", self.base);
+        self.send(self.http.get(url)).await
+    }
+
+    /// `<base>/api/workers/<id><suffix>`, the id escaped as one path segment.
+    fn worker_url(&self, worker_id: &str, suffix: &str) -> String {
+        format!(
+            "{}/api/workers/{}{suffix}",
+            self.base,
+            path_segment(worker_id)
+        )
+    }
+
+    /// Send `request` with the key and read its JSON answer.
+    async fn send<T: DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<T, BuilddError> {
+        let resp = request
+            .bearer_auth(self.key.expose())
+            .send()
+            .await
+            .map_err(network)?;
+        read_json(resp).await
     }
 
     /// `GET /api/workers/{id}`: the worker's status and its task's, as the

@@ -10,6 +10,7 @@ use super::{Check, Status};
 use crate::anthropic::types::{ContentBlock, Message, MessagesRequest, Role};
 use crate::anthropic::{ApiError, Client, ClientConfig, Endpoint, RetryConfig};
 use crate::app::{DirRole, writable_dir};
+use crate::buildd::{BuilddClient, BuilddError};
 use crate::config::{Config, RunnerSettings};
 use crate::runner::cli::CliRunner;
 
@@ -43,85 +44,57 @@ fn config_check(config: &Config) -> Check {
     )
 }
 
-/// `GET /api/accounts/me`: the server is up and takes the key, and nothing is claimed.
+/// `GET /api/accounts/me` through the agent's own buildd client: the server is up and takes
+/// the key, and nothing is claimed.
 async fn server(config: &Config) -> Check {
-    let url = format!("{}/api/accounts/me", config.server);
-    let http = match crate::http::client_builder(&config.server)
-        .timeout(CALL_TIMEOUT)
-        .user_agent(concat!(
-            "buildd-agent/",
-            env!("CARGO_PKG_VERSION"),
-            " doctor"
-        ))
-        .build()
-    {
-        Ok(h) => h,
+    let user_agent = concat!("buildd-agent/", env!("CARGO_PKG_VERSION"), " doctor");
+    let answer = match BuilddClient::new(&config.server, config.api_key.clone(), user_agent) {
+        Ok(client) => tokio::time::timeout(CALL_TIMEOUT, client.account()).await,
         Err(e) => return Check::new("server", Status::Fail, format!("no HTTP client: {e}")),
     };
-    let resp = match http
-        .get(&url)
-        .bearer_auth(config.api_key.expose())
-        .send()
-        .await
-    {
-        Ok(r) => r,
-        Err(e) => {
-            return Check::new(
+    let server = &config.server;
+    match answer {
+        Ok(Ok(body)) => {
+            let text = |k: &str| {
+                body.get(k)
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("?")
+                    .to_string()
+            };
+            Check::new(
                 "server",
-                Status::Fail,
+                Status::Ok,
                 format!(
-                    "cannot reach {}: {}",
-                    config.server,
-                    crate::http::error_chain(&e)
+                    "{server} is up and accepts the key (account {:?}, {} key, level {})",
+                    text("name"),
+                    text("type"),
+                    text("level")
                 ),
             )
-            .hint(format!(
-                "check that {} is up and reachable from here",
-                config.server
-            ));
         }
-    };
-    let status = resp.status();
-    let body: serde_json::Value = resp.json().await.unwrap_or_default();
-    let text = |k: &str| {
-        body.get(k)
-            .and_then(|v| v.as_str())
-            .unwrap_or("?")
-            .to_string()
-    };
-    match status.as_u16() {
-        200 => Check::new(
-            "server",
-            Status::Ok,
-            format!(
-                "{} is up and accepts the key (account {:?}, {} key, level {})",
-                config.server,
-                text("name"),
-                text("type"),
-                text("level")
-            ),
-        ),
-        401 | 403 => Check::new(
+        Ok(Err(BuilddError::Unauthorized(why) | BuilddError::Forbidden(why))) => Check::new(
             "server",
             Status::Fail,
-            format!("{} rejected the key: {}", config.server, text("error")),
+            format!("{server} rejected the key: {why}"),
         )
         .hint(format!(
-            "the key came from {}; use a current worker or admin key for {}",
-            config.api_key_source, config.server
+            "the key came from {}; use a current worker or admin key for {server}",
+            config.api_key_source
         )),
-        404 => Check::new(
+        Ok(Err(BuilddError::NotFound(_))) => Check::new(
             "server",
             Status::Warn,
             format!(
-                "{} answers, but has no /api/accounts/me; the key is checked at the first claim",
-                config.server
+                "{server} answers, but has no /api/accounts/me; the key is checked at the first claim"
             ),
         ),
-        code => Check::new(
+        Ok(Err(e @ BuilddError::Network(_))) => Check::new("server", Status::Fail, e.to_string())
+            .hint(format!("check that {server} is up and reachable from here")),
+        Ok(Err(e)) => Check::new("server", Status::Fail, format!("{server}: {e}")),
+        Err(_) => Check::new(
             "server",
             Status::Fail,
-            format!("{} answered {code}", config.server),
+            format!("{server} did not answer within {}s", CALL_TIMEOUT.as_secs()),
         ),
     }
 }
