@@ -4,7 +4,7 @@
 //! the state dir, and removes it once the server acknowledged it (2xx, or
 //! 409/404 meaning the server had already closed the worker). While a task
 //! runs, an *active* entry names the worker, the agent's pid and the latest
-//! progress. On start-up the agent replays what is left: terminal reports are
+//! progress (refreshed at most every 10 s, `worker/link.rs`). On start-up the agent replays what is left: terminal reports are
 //! sent again, and active entries whose process is gone become a `failed`
 //! report, so a `kill -9` costs the server one restart, not a 15-minute expiry.
 //!

@@ -210,7 +210,10 @@ impl Transport {
     ) -> Result<Prepared, ApiError> {
         match self {
             Transport::Anthropic { url, auth } => {
-                let body = serde_json::to_vec(request)
+                // Sized once: growing a long conversation's body by doubling copied it
+                // several times per request.
+                let mut body = Vec::with_capacity(request.size_hint());
+                serde_json::to_writer(&mut body, request)
                     .map_err(|e| ApiError::Protocol(format!("cannot encode request: {e}")))?;
                 let mut headers = auth.clone();
                 headers.push((

@@ -5,13 +5,13 @@
 //! Deliberately narrow: no sampling parameters and no `tool_choice` exist here, because
 //! current models refuse non-default sampling and forced tools.
 
-use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize, Serializer};
 
-use super::content::{CacheControl, SystemBlock};
+use super::content::CacheControl;
+use super::encoded::Encoded;
 use super::turns::Turns;
 
 /// Beta flag for `clear_tool_uses_20250919` and `clear_thinking_20251015`.
@@ -36,15 +36,16 @@ pub struct MessagesRequest<'a> {
     pub max_tokens: u32,
     /// Always `true` in practice: the client only speaks the streaming protocol.
     pub stream: bool,
-    /// System prompt blocks.
-    #[serde(skip_serializing_if = "is_empty")]
-    pub system: Cow<'a, [SystemBlock]>,
+    /// System prompt blocks (a list of [`SystemBlock`](super::SystemBlock)s), encoded once per task.
+    #[serde(skip_serializing_if = "no_list")]
+    pub system: Option<&'a Encoded>,
     /// The conversation, starting and (on 4.6+ models) ending with a user turn.
     pub messages: Turns<'a>,
-    /// Tool definitions, kept as JSON because Anthropic-defined tools and custom tools
-    /// have different shapes and the tool module owns them.
-    #[serde(skip_serializing_if = "is_empty")]
-    pub tools: Cow<'a, [serde_json::Value]>,
+    /// Tool definitions (a list), encoded once per task; kept as JSON because
+    /// Anthropic-defined tools and custom tools have different shapes and the tool module
+    /// owns them.
+    #[serde(skip_serializing_if = "no_list")]
+    pub tools: Option<&'a Encoded>,
     /// How the model thinks; `None` leaves the model's default.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub thinking: Option<Thinking>,
@@ -66,8 +67,8 @@ pub struct MessagesRequest<'a> {
     pub betas: Vec<String>,
 }
 
-fn is_empty<T>(items: &[T]) -> bool {
-    items.is_empty()
+fn no_list(list: &Option<&Encoded>) -> bool {
+    list.is_none_or(|l| l.is_empty_list())
 }
 
 impl MessagesRequest<'_> {
@@ -114,6 +115,18 @@ impl MessagesRequest<'_> {
             }
         }
         out
+    }
+
+    /// About how many bytes the body takes, to size its buffer once: the parts encoded
+    /// in advance exactly, a guess for the rest.
+    pub fn size_hint(&self) -> usize {
+        const REST: usize = 1024;
+        let prefix: usize = [self.system, self.tools]
+            .into_iter()
+            .flatten()
+            .map(Encoded::byte_len)
+            .sum();
+        prefix + self.messages.size_hint() + REST
     }
 
     /// The `anthropic-beta` header value, or `None` when no flag is needed.

@@ -17,8 +17,9 @@
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 
 use landlock::{
     ABI, Access as _, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, NetPort, PathBeneath,
@@ -26,6 +27,7 @@ use landlock::{
 };
 
 use super::SandboxError;
+use super::opened::{OpenedPath, OpenedPaths};
 use super::policy::{Access, Egress, Origin, PathRule};
 use super::support::LandlockAbi;
 
@@ -67,6 +69,7 @@ pub(super) fn build(
     rules: &[PathRule],
     egress: &Egress,
     abi: LandlockAbi,
+    opened: &OpenedPaths,
 ) -> Result<Built, SandboxError> {
     let level = ABI::from(i32::try_from(abi.effective()).unwrap_or(1));
     let read = AccessFs::from_read(level);
@@ -87,7 +90,7 @@ pub(super) fn build(
     let mut created = ruleset.create()?;
     let mut skipped = Vec::new();
     for rule in rules {
-        let Some((fd, is_dir)) = open_rule_path(rule, &mut skipped)? else {
+        let Some((fd, is_dir)) = open_rule_path(rule, opened, &mut skipped)? else {
             continue;
         };
         let mut access = match rule.access {
@@ -136,23 +139,18 @@ fn handled_net(egress: &Egress, abi: LandlockAbi, level: ABI) -> BitFlags<Access
     }
 }
 
-/// Open a rule's path with `O_PATH`. A missing default or extra path is skipped (extra ones
-/// with a warning); a missing task path is an error.
+/// Open a rule's path with `O_PATH` (a default path's descriptor may be the agent's kept
+/// one, see `opened.rs`). A missing default or extra path is skipped (extra ones with a
+/// warning); a missing task path is an error.
 fn open_rule_path(
     rule: &PathRule,
+    kept: &OpenedPaths,
     skipped: &mut Vec<PathBuf>,
-) -> Result<Option<(PathFd, bool)>, SandboxError> {
-    // The type comes from the opened descriptor (`fstat`), not a second walk of the path.
-    let opened = PathFd::new(&rule.path)
-        .map_err(|e| match e {
-            PathFdError::OpenCall { source, .. } => source,
-            other => io::Error::other(other.to_string()),
-        })
-        .and_then(|fd| {
-            let stat = nix::sys::stat::fstat(fd.as_fd()).map_err(io::Error::from)?;
-            let is_dir = stat.st_mode & libc::S_IFMT == libc::S_IFDIR;
-            Ok((fd, is_dir))
-        });
+) -> Result<Option<OpenedPath>, SandboxError> {
+    let opened = match rule.origin {
+        Origin::Default => kept.get_or_open(&rule.path, Instant::now(), || open_path(&rule.path)),
+        Origin::Task | Origin::Extra => open_path(&rule.path).map(|(fd, d)| (Arc::new(fd), d)),
+    };
     match opened {
         Ok(found) => Ok(Some(found)),
         Err(source) => match rule.origin {
@@ -168,6 +166,18 @@ fn open_rule_path(
             Origin::Default => Ok(None),
         },
     }
+}
+
+/// `path` opened with `O_PATH`, and whether it is a directory. The type comes from the
+/// opened descriptor (`fstat`), not a second walk of the path.
+fn open_path(path: &Path) -> io::Result<(PathFd, bool)> {
+    let fd = PathFd::new(path).map_err(|e| match e {
+        PathFdError::OpenCall { source, .. } => source,
+        other => io::Error::other(other.to_string()),
+    })?;
+    let stat = nix::sys::stat::fstat(fd.as_fd()).map_err(io::Error::from)?;
+    let is_dir = stat.st_mode & libc::S_IFMT == libc::S_IFDIR;
+    Ok((fd, is_dir))
 }
 
 impl Built {

@@ -27,6 +27,8 @@ mod git;
 #[cfg(target_os = "linux")]
 mod landlock;
 pub mod macos;
+#[cfg(target_os = "linux")]
+mod opened;
 pub mod policy;
 pub mod protect;
 pub mod support;
@@ -157,6 +159,9 @@ pub struct Sandbox {
     /// The agent's egress setting, for the start-up line and the `require` check.
     egress: Egress,
     state: State,
+    /// The default policy paths' descriptors, kept across tasks.
+    #[cfg(target_os = "linux")]
+    opened: std::sync::Arc<opened::OpenedPaths>,
 }
 
 impl Sandbox {
@@ -189,6 +194,8 @@ impl Sandbox {
             support,
             egress,
             state,
+            #[cfg(target_os = "linux")]
+            opened: Default::default(),
         })
     }
 
@@ -313,7 +320,7 @@ impl Sandbox {
         match &self.support {
             #[cfg(target_os = "linux")]
             SandboxSupport::Landlock(abi) => {
-                let built = landlock::build(policy.rules(), policy.egress(), *abi)?;
+                let built = landlock::build(policy.rules(), policy.egress(), *abi, &self.opened)?;
                 let skipped = built.skipped.clone();
                 Ok((Step::Landlock(built), skipped))
             }

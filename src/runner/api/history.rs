@@ -7,13 +7,16 @@
 //! request, so moving a marker never touches a stored turn. Context is kept in bounds by
 //! the API (server-side compaction, `request.rs`), never by editing old turns here.
 //!
+//! Because accepted turns never change, each is encoded as JSON once, when it is accepted,
+//! and every later request copies that JSON instead of serialising the turn again.
+//!
 //! The one exception is the newest user turn while no request carrying it was accepted:
 //! the owner's instructions are added to it before it is sent, and when the API refused
 //! it as too long ("prompt is too long"), its tool results may be cut shorter before it
 //! is sent again ([`Conversation::shrink_unsent`]). The API never saw that turn in an
 //! accepted request, so nothing is bound to it and no cache holds it.
 
-use crate::anthropic::types::{ContentBlock, Message, Role};
+use crate::anthropic::types::{ContentBlock, Encoded, Message, Role};
 
 /// One task's turns.
 #[derive(Debug, Clone)]
@@ -21,6 +24,9 @@ pub struct Conversation {
     messages: Vec<Message>,
     /// Messages before this index were in a request the API accepted: frozen.
     accepted: usize,
+    /// The JSON of the first accepted messages, in order (all of them, unless one could
+    /// not be encoded; the rest are then serialised with each request).
+    encoded: Vec<Encoded>,
     /// The newest message holding a `compaction` block: the API reads nothing before it.
     compacted_at: Option<usize>,
 }
@@ -43,8 +49,14 @@ impl Conversation {
                 content: first,
             }],
             accepted: 0,
+            encoded: Vec::new(),
             compacted_at: None,
         }
+    }
+
+    /// The JSON of the first accepted turns, oldest first (see the module docs).
+    pub fn encoded(&self) -> &[Encoded] {
+        &self.encoded
     }
 
     /// Every turn, oldest first.
@@ -87,6 +99,15 @@ impl Conversation {
     /// The API accepted a request carrying every turn there is now: freeze them.
     pub fn accept(&mut self) {
         self.accepted = self.messages.len();
+        // Only a gapless run of encodings can stand in for the first messages.
+        if self.encoded.len() < self.accepted {
+            for message in &self.messages[self.encoded.len()..self.accepted] {
+                match Encoded::new(message) {
+                    Ok(json) => self.encoded.push(json),
+                    Err(_) => break,
+                }
+            }
+        }
     }
 
     /// The newest turn, if it is a user turn no accepted request carried.
@@ -195,6 +216,15 @@ mod tests {
         assert!(!c.extend_unsent_user_turn(vec![ContentBlock::text("late")]));
         assert!(!c.shrink_unsent(Shrink::Omit));
         assert_eq!(c.messages(), frozen.as_slice());
+        let encoded: Vec<_> = c.encoded().iter().map(Encoded::get).collect();
+        let fresh: Vec<_> = frozen
+            .iter()
+            .map(|m| serde_json::to_string(m).unwrap())
+            .collect();
+        assert_eq!(
+            encoded, fresh,
+            "every accepted turn, encoded as it serialises"
+        );
 
         c.push_assistant(vec![ContentBlock::text("b")]);
         assert!(!c.extend_unsent_user_turn(vec![ContentBlock::text("late")]));

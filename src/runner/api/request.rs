@@ -23,8 +23,6 @@
 //!   trimming (+54 % input cost for nothing); compaction does the job once, when the
 //!   window really fills, and the model keeps every result until then.
 
-use std::borrow::Cow;
-
 use serde_json::Value;
 
 use super::cache::{CachePolicy, Position};
@@ -32,7 +30,7 @@ use super::history::Conversation;
 use super::settings::ModelPlan;
 use super::window::Window;
 use crate::anthropic::types::{
-    CacheControl, CacheTtl, ContextEdit, ContextManagement, InputTokens, KeepThinking,
+    CacheControl, CacheTtl, ContextEdit, ContextManagement, Encoded, InputTokens, KeepThinking,
     MessagesRequest, Metadata, OutputConfig, SystemBlock, Turns,
 };
 
@@ -47,29 +45,28 @@ pub const COMPACTION_INSTRUCTIONS: &str = "Summarize the conversation so far so 
      command output that can be read again.";
 
 /// The part of every request that never changes in a task: tools, then system prompt,
-/// each closed by a 1-hour marker (see `cache.rs`).
+/// each closed by a 1-hour marker (see `cache.rs`), encoded once for all its requests.
 #[derive(Debug, Clone)]
 pub struct Prefix {
-    system: Vec<SystemBlock>,
-    tools: Vec<Value>,
+    system: Encoded,
+    tools: Encoded,
 }
 
 impl Prefix {
     /// The prefix of `tools` and the `system` prompt.
-    pub fn new(system: String, mut tools: Vec<Value>) -> Self {
+    pub fn new(system: String, mut tools: Vec<Value>) -> Result<Self, serde_json::Error> {
         let one_hour = CacheControl::with_ttl(CacheTtl::OneHour);
-        if let Some(Value::Object(last)) = tools.last_mut()
-            && let Ok(marker) = serde_json::to_value(one_hour)
-        {
-            last.insert("cache_control".into(), marker);
+        if let Some(Value::Object(last)) = tools.last_mut() {
+            last.insert("cache_control".into(), serde_json::to_value(one_hour)?);
         }
-        Self {
-            system: vec![SystemBlock {
-                text: system,
-                cache_control: Some(one_hour),
-            }],
-            tools,
-        }
+        let system = [SystemBlock {
+            text: system,
+            cache_control: Some(one_hour),
+        }];
+        Ok(Self {
+            system: Encoded::new(&system)?,
+            tools: Encoded::new(&tools)?,
+        })
     }
 }
 
@@ -104,6 +101,7 @@ pub fn build<'a>(parts: &Parts<'a>) -> Built<'a> {
     let marker = CacheControl::with_ttl(parts.cache.conversation_ttl());
     let messages = Turns::marked(
         parts.conversation.messages(),
+        parts.conversation.encoded(),
         positions.iter().map(|p| (p.message, p.block)).collect(),
         marker,
     );
@@ -112,9 +110,9 @@ pub fn build<'a>(parts: &Parts<'a>) -> Built<'a> {
         model: plan.model.clone(),
         max_tokens: plan.max_tokens,
         stream: true,
-        system: Cow::Borrowed(&parts.prefix.system),
+        system: Some(&parts.prefix.system),
         messages,
-        tools: Cow::Borrowed(&parts.prefix.tools),
+        tools: Some(&parts.prefix.tools),
         thinking: plan.thinking.clone(),
         output_config: plan.effort.map(|e| OutputConfig { effort: Some(e) }),
         context_management: context_management(plan, parts.window),
@@ -160,7 +158,8 @@ mod tests {
         let prefix = Prefix::new(
             "brief".into(),
             vec![json!({"type":"bash_20250124","name":"bash"})],
-        );
+        )
+        .unwrap();
         let conversation = Conversation::new(vec![ContentBlock::text("go")]);
         let cache = CachePolicy::new(super::super::cache::LONG_GAP);
         (prefix, plan, conversation, cache, window)

@@ -116,7 +116,11 @@ impl Setup {
         let prefix = Prefix::new(
             brief.system_prompt(tools.toolbox().shell_limits()),
             definitions,
-        );
+        )
+        .map_err(|e| RunError::Failed {
+            reason: format!("cannot encode the tools and the brief: {e}"),
+            usage: Usage::default(),
+        })?;
         let first = vec![ContentBlock::text(brief.first_user_message())];
         Ok(Session {
             config,
