@@ -36,6 +36,9 @@ pub(super) fn row_notes(t: &TaskReport) -> String {
     if let Some(headline) = &t.structured_headline {
         let _ = write!(note, " · {}", bounded(headline));
     }
+    if let Some(why) = &t.resumed {
+        let _ = write!(note, " · resumed the model once: {}", bounded(why));
+    }
     note
 }
 
