@@ -309,3 +309,149 @@ fn a_completion_refused_again_after_the_resume_fails_with_the_servers_text_api()
     );
     assert_clean(&env);
 }
+
+/// The CLI runs of the task, the first (new session) before the resumed one.
+fn cli_runs(env: &Env) -> Vec<Call> {
+    let mut calls = env.claude().calls();
+    calls.sort_by_key(|c| c.resumed.is_some());
+    calls
+}
+
+/// The first run's arguments with the resumed run's `--resume <id>` taken out: the same
+/// flags either way.
+fn assert_resumed_alike(first: &Call, resumed: &Call) {
+    let mut args = resumed.args.clone();
+    let at = args.iter().position(|a| a == "--resume");
+    let id = at.map(|i| args.drain(i..i + 2).nth(1).unwrap_or_default());
+    assert_eq!(id, resumed.resumed, "{:?}", resumed.args);
+    assert_eq!(args, first.args);
+    assert!(first.resumed.is_none());
+    assert!(
+        env_session_ids(first).contains(&resumed.resumed.clone().unwrap_or_default()),
+        "the resumed id is the one the first run's stream gave"
+    );
+}
+
+/// The session ids the fake issued to a run (its call directory's pid names them).
+fn env_session_ids(call: &Call) -> Vec<String> {
+    vec![format!("fake-session-{}", call.pid)]
+}
+
+fn assert_clean_cli(env: &Env) {
+    assert!(
+        env.server().violations().is_empty(),
+        "{:?}",
+        env.server().violations()
+    );
+    assert!(
+        env.claude().violations().is_empty(),
+        "{:?}",
+        env.claude().violations()
+    );
+}
+
+fn cli_schema_task(first: &str, on_resume: &str) -> TaskSeed {
+    TaskSeed {
+        description: Some(format!(
+            "STRUCTURED: {first}\nON_RESUME STRUCTURED: {on_resume}"
+        )),
+        ..schema_task("Count them")
+    }
+}
+
+#[test]
+fn invalid_structured_output_is_fixed_on_the_resume_cli() {
+    let env =
+        Env::new(AGENT).with_task(cli_schema_task(r#"{"answer":"many"}"#, r#"{"answer":42}"#));
+    let out = env.agent(["--once"]).run();
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let runs = cli_runs(&env);
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert_resumed_alike(&runs[0], &runs[1]);
+    assert!(
+        runs[1].stdin.contains("/answer"),
+        "the errors: {}",
+        runs[1].stdin
+    );
+    assert!(runs[1].args.iter().any(|a| a == "--json-schema"));
+    let w = &env.server().workers()[0];
+    assert_eq!(statuses(w), ["running", "completed"]);
+    assert_eq!(w.fields["structuredOutput"], json!({"answer": 42}));
+    assert!(
+        milestones(w)
+            .iter()
+            .any(|m| m == "Resumed the model: the structured output did not follow the schema"),
+        "{:?}",
+        milestones(w)
+    );
+    assert_clean_cli(&env);
+}
+
+#[test]
+fn still_invalid_after_the_resume_fails_with_the_errors_cli() {
+    let bad = r#"{"answer":"many"}"#;
+    let env = Env::new(AGENT).with_task(cli_schema_task(bad, bad));
+    let out = env.agent(["--once"]).run();
+    assert_eq!(out.code(), 1, "{}", out.stderr);
+    assert_eq!(cli_runs(&env).len(), 2, "exactly one resume");
+    let w = &env.server().workers()[0];
+    assert_eq!(statuses(w), ["running", "failed"]);
+    let error = w.fields["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("does not follow the task's schema"),
+        "{error}"
+    );
+    assert_clean_cli(&env);
+}
+
+#[test]
+fn a_pr_required_task_without_a_change_is_nudged_then_opens_its_pr_cli() {
+    let env = Env::new(AGENT);
+    let server = env.server();
+    let o = Origin::new(TOKEN);
+    o.seed(
+        server,
+        TaskSeed {
+            id: Some("tsk_prreq003".into()),
+            title: "Fix it with a PR".into(),
+            description: Some("ON_RESUME RUN: echo fixed > fix.txt".into()),
+            output_requirement: Some("pr_required".into()),
+            ..Default::default()
+        },
+    );
+    let out = o.configure(env.agent(["--once"]), &env.path("cache")).run();
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let runs = cli_runs(&env);
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert_resumed_alike(&runs[0], &runs[1]);
+    assert!(
+        runs[1].stdin.contains("requires a pull request"),
+        "{}",
+        runs[1].stdin
+    );
+    let w = &server.workers()[0];
+    assert_eq!(statuses(w), ["running", "completed"]);
+    assert_eq!(w.fields["commitCount"], json!(1));
+    assert_eq!(o.github().prs().len(), 1);
+    assert_clean_cli(&env);
+}
+
+#[test]
+fn a_completion_refused_with_a_hint_is_resumed_once_then_fails_cli() {
+    let env = Env::new(AGENT).with_task(needs_a_pr());
+    let out = env.agent(["--once"]).run();
+    assert_eq!(out.code(), 1, "{}", out.stderr);
+    let runs = cli_runs(&env);
+    assert_eq!(runs.len(), 2, "exactly one resume: {runs:?}");
+    assert_resumed_alike(&runs[0], &runs[1]);
+    assert!(
+        runs[1].stdin.contains("hint: create_pr"),
+        "{}",
+        runs[1].stdin
+    );
+    let w = &env.server().workers()[0];
+    assert_eq!(statuses(w), ["running", "failed"]);
+    let error = w.fields["error"].as_str().unwrap_or_default();
+    assert!(error.contains("the server refused completion"), "{error}");
+    assert_clean_cli(&env);
+}
