@@ -53,6 +53,10 @@ impl Phases<'_> {
         if interrupted.is_some() {
             return (interrupted, work);
         }
+        if !self.may_resume() {
+            // Nothing here can come back to the model: its session (tools, processes) ends now.
+            super::resume::forgo(&work);
+        }
         let Some((error, schema)) = deliverable::structured_problem(self.task, &work) else {
             return (None, work);
         };
@@ -112,6 +116,17 @@ impl Phases<'_> {
             work,
             delivery,
         }
+    }
+
+    /// Whether anything after the run could resume the model: a schema to follow, or a
+    /// deliverable the server checks on `completed`.
+    fn may_resume(&self) -> bool {
+        let task = &self.task.task;
+        crate::runner::structured::schema_for(task).is_some()
+            || matches!(
+                OutputRequirement::of(task),
+                OutputRequirement::PrRequired | OutputRequirement::ArtifactRequired
+            )
     }
 
     /// Whether `work` finished a `pr_required` task, with pushes and pull requests

@@ -102,6 +102,12 @@ impl Once {
     }
 }
 
+/// End `work`'s continuation unused: the runner's session (its tools and their
+/// processes) is dropped now rather than with the task.
+pub fn forgo(work: &Work) {
+    drop(continuation(work).and_then(Continuation::take));
+}
+
 fn continuation(work: &Work) -> Option<&Continuation> {
     match work {
         Work::Finished(RunOutcome {
