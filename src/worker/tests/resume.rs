@@ -260,3 +260,63 @@ async fn the_task_timeout_cuts_a_resumed_round_short() {
     let w = &s.fake.workers()[0];
     assert_eq!((w.status.as_str(), w.terminal_reports), ("failed", 1));
 }
+
+/// A continuation during which the server closes the worker (as a dashboard user would).
+struct ClosedMeanwhile(Arc<FakeBuildd>);
+
+impl Resume for ClosedMeanwhile {
+    fn resume(
+        self: Box<Self>,
+        _message: String,
+        _progress: ProgressSink,
+        cancel: CancellationToken,
+    ) -> RunFuture<'static> {
+        Box::pin(async move {
+            let id = self.0.workers()[0].id.clone();
+            self.0.close_worker(&id, "failed");
+            cancel.cancelled().await;
+            Err(RunError::Cancelled {
+                usage: Usage::default(),
+            })
+        })
+    }
+}
+
+#[tokio::test]
+async fn the_server_closing_the_worker_stops_a_resumed_round_and_nothing_is_reported() {
+    let script: Script = Arc::new(|fake, _, _, _| {
+        let mut out = with_output("done", None);
+        out.resume = Some(Continuation::new(ClosedMeanwhile(fake)));
+        Box::pin(async move { Ok(out) })
+    });
+    let s = setup(script, None);
+    let r = run_one(&s, schema_task()).await;
+    assert_eq!(r.status, TaskStatus::Aborted, "{:?}", r.error);
+    assert!(r.resumed.is_some());
+    assert_eq!(
+        s.fake.workers()[0].terminal_reports,
+        0,
+        "nothing reported over the server"
+    );
+}
+
+#[tokio::test]
+async fn the_task_timeout_cuts_short_a_round_resumed_for_a_refused_completion() {
+    let script: Script = Arc::new(|_, _, _, _| {
+        let mut out = with_output("done", None);
+        out.resume = Some(Continuation::new(Endless));
+        Box::pin(async move { Ok(out) })
+    });
+    let s = setup(script, Some(Duration::from_millis(500)));
+    let task = TaskSeed {
+        output_requirement: Some("pr_required".into()),
+        ..seed("Needs a PR")
+    };
+    let r = run_one(&s, task).await;
+    assert_eq!(r.status, TaskStatus::Failed);
+    let error = r.error.unwrap_or_default();
+    assert!(error.contains("timed out"), "{error}");
+    assert!(r.resumed.is_some_and(|w| w.contains("refused completion")));
+    let w = &s.fake.workers()[0];
+    assert_eq!((w.status.as_str(), w.terminal_reports), ("failed", 1));
+}
