@@ -21,8 +21,11 @@
 //! guidance note once (they come back on every answer; `instructions.rs`).
 //!
 //! The link runs as its own tokio task from [`ServerLink::start`] until the
-//! worker calls [`LinkHandle::finish`], across every phase: checkout, run and
-//! delivery (a slow push is leased too).
+//! worker calls [`LinkHandle::pause`] (or [`LinkHandle::finish`]), across every
+//! phase: checkout, run and delivery (a slow push is leased too). A paused link
+//! sends nothing while the terminal report goes out; when the server refuses a
+//! completion with a hint, [`PausedLink::resume`] serves the task again for the
+//! model's resumed round, with the same state.
 
 use std::time::{Duration, Instant};
 
