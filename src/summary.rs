@@ -90,6 +90,10 @@ fn task_report(r: &TaskResult, redactor: &Redactor, server: &str) -> TaskReport 
             .structured_headline
             .as_deref()
             .map(|h| redactor.redact(h).into_owned()),
+        resumed: r
+            .resumed
+            .as_deref()
+            .map(|h| redactor.redact(h).into_owned()),
     }
 }
 
@@ -214,6 +218,7 @@ mod tests {
             artifacts: Vec::new(),
             structured_headline: None,
             question: None,
+            resumed: None,
         }
     }
 

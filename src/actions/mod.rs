@@ -78,6 +78,8 @@ pub struct TaskReport {
     pub artifacts: Vec<String>,
     /// The structured output's headline (a plan's task count and summary).
     pub structured_headline: Option<String>,
+    /// Why the model was resumed once, if it was.
+    pub resumed: Option<String>,
 }
 
 /// A question a task ended with (status [`TaskStatus::NeedsInput`]).
@@ -258,6 +260,7 @@ pub(crate) mod fixtures {
             question: None,
             artifacts: Vec::new(),
             structured_headline: None,
+            resumed: None,
         }
     }
 

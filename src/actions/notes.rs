@@ -36,10 +36,35 @@ pub(super) fn row_notes(t: &TaskReport) -> String {
     if let Some(headline) = &t.structured_headline {
         let _ = write!(note, " · {}", bounded(headline));
     }
+    if let Some(why) = &t.resumed {
+        let _ = write!(note, " · resumed the model once: {}", bounded(why));
+    }
     note
 }
 
 fn bounded(text: &str) -> String {
     let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
     cell_text(&truncate_chars(&one_line, NOTE_CHARS))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::TaskStatus;
+    use super::super::fixtures::task;
+    use super::*;
+
+    #[test]
+    fn a_resume_is_noted_in_one_bounded_clause() {
+        let mut t = task("tsk_1", "Plan it", TaskStatus::Completed);
+        assert_eq!(row_notes(&t), "");
+        t.resumed = Some("the structured output did not follow the schema".into());
+        assert_eq!(
+            row_notes(&t),
+            " · resumed the model once: the structured output did not follow the schema"
+        );
+        t.resumed = Some(format!("the server refused | {}", "x".repeat(300)));
+        let note = row_notes(&t);
+        assert!(note.chars().count() < 200, "{note}");
+        assert!(!note.contains(" | "), "escaped for the table: {note}");
+    }
 }

@@ -250,6 +250,54 @@ pub struct RunOutcome {
     pub question: Option<question::Question>,
     /// A pull request the model opened through the server's `create_pr`.
     pub pr_url: Option<String>,
+    /// How to give this conversation one more user message (`None`: the runner
+    /// cannot, e.g. a scripted test runner; the worker then fails as it would).
+    pub resume: Option<Continuation>,
+}
+
+/// What a finished run keeps so the worker can continue the same conversation
+/// with one more user message (the API runner: the whole session; the CLI
+/// runner: the `claude` session id and how it was started).
+pub trait Resume: Send {
+    /// Send `message` as the next user turn and run until the model is done
+    /// again. The new outcome's usage is cumulative over the whole task.
+    fn resume(
+        self: Box<Self>,
+        message: String,
+        progress: ProgressSink,
+        cancel: CancellationToken,
+    ) -> RunFuture<'static>;
+}
+
+/// A finished run's [`Resume`], taken at most once. A handle on the outcome
+/// rather than a `Runner::resume` method: the state to continue from belongs to
+/// the run (a live session, its tools and MCP clients), not to the runner, and
+/// the worker never needs to know which runner made it. Clones share the one
+/// continuation; two outcomes are equal when they share it.
+#[derive(Clone)]
+pub struct Continuation(Arc<Mutex<Option<Box<dyn Resume>>>>);
+
+impl Continuation {
+    pub fn new(resume: impl Resume + 'static) -> Self {
+        Self(Arc::new(Mutex::new(Some(Box::new(resume)))))
+    }
+
+    /// The continuation, unless it was taken already.
+    pub fn take(&self) -> Option<Box<dyn Resume>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+impl std::fmt::Debug for Continuation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Continuation(..)")
+    }
+}
+
+impl PartialEq for Continuation {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 /// Why a runner did not finish the task.

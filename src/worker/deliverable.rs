@@ -106,6 +106,21 @@ pub async fn ensure(
     None
 }
 
+/// What is wrong with a finished run's structured output, and the schema it
+/// must follow (`None`: the task needs none, or it is right).
+pub fn structured_problem(
+    task: &ClaimedTask,
+    work: &Work,
+) -> Option<(structured::StructuredError, serde_json::Value)> {
+    let Work::Finished(done) = work else {
+        return None;
+    };
+    let schema = structured::schema_for(&task.task)?;
+    structured::check(&schema, done.structured_output.as_ref())
+        .err()
+        .map(|e| (e, schema))
+}
+
 /// `work` as the report should see it: a finished run of a task with an
 /// output schema whose structured output is missing or invalid is a failure
 /// with the validation errors.

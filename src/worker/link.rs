@@ -21,8 +21,11 @@
 //! guidance note once (they come back on every answer; `instructions.rs`).
 //!
 //! The link runs as its own tokio task from [`ServerLink::start`] until the
-//! worker calls [`LinkHandle::finish`], across every phase: checkout, run and
-//! delivery (a slow push is leased too).
+//! worker calls [`LinkHandle::pause`] (or [`LinkHandle::finish`]), across every
+//! phase: checkout, run and delivery (a slow push is leased too). A paused link
+//! sends nothing while the terminal report goes out; when the server refuses a
+//! completion with a hint, [`PausedLink::resume`] serves the task again for the
+//! model's resumed round, with the same state.
 
 use std::time::{Duration, Instant};
 
@@ -135,7 +138,7 @@ pub struct LinkHandle {
     sink: ProgressSink,
     phase: watch::Sender<String>,
     done: CancellationToken,
-    join: JoinHandle<LinkRecord>,
+    join: JoinHandle<ServerLink>,
     inbox: Inbox,
 }
 
@@ -159,8 +162,45 @@ impl LinkHandle {
     /// Stop the link and hand back what it saw. Pending progress is not sent:
     /// the terminal report carries the final state.
     pub async fn finish(self) -> LinkRecord {
+        self.pause().await.0
+    }
+
+    /// Stop the link for a terminal report that the server may refuse (a 400 with a
+    /// hint on `completed`): what it saw so far, and the link itself, to go on with
+    /// while the model is resumed (`None` if its task crashed).
+    pub async fn pause(self) -> (LinkRecord, Option<PausedLink>) {
         self.done.cancel();
-        self.join.await.unwrap_or_default()
+        match self.join.await {
+            Ok(mut link) => {
+                let mut record = link.record.clone();
+                record.unsent_milestones = std::mem::take(&mut link.pending.append_milestones);
+                let paused = PausedLink {
+                    link,
+                    inbox: self.inbox,
+                };
+                (record, Some(paused))
+            }
+            Err(_) => (LinkRecord::default(), None),
+        }
+    }
+}
+
+/// A link between two reports: nothing is sent, nothing is renewed, until
+/// [`PausedLink::resume`].
+pub struct PausedLink {
+    link: ServerLink,
+    inbox: Inbox,
+}
+
+impl PausedLink {
+    /// Serve the task again (same lease, timeline, inbox and de-duplication), with the
+    /// timeline entries a refused report carried put back to be sent.
+    pub fn resume(mut self, unsent: Vec<Milestone>) -> LinkHandle {
+        let mut unsent = unsent;
+        unsent.append(&mut self.link.pending.append_milestones);
+        self.link.dirty |= !unsent.is_empty();
+        self.link.pending.append_milestones = unsent;
+        self.link.spawn(self.inbox)
     }
 }
 
@@ -245,17 +285,22 @@ impl ServerLink {
         }
         // From here on a crash leaves a trace the next start-up turns into a report.
         link.journal.active(&link.latest);
+        Ok(link.spawn(inbox))
+    }
+
+    /// Run the link in its own task.
+    fn spawn(self, inbox: Inbox) -> LinkHandle {
         let (sink, progress) = ProgressSink::channel();
         let (phase, phases) = watch::channel(String::new());
         let done = CancellationToken::new();
-        let join = tokio::spawn(link.run(progress, phases, done.clone()));
-        Ok(LinkHandle {
+        let join = tokio::spawn(self.run(progress, phases, done.clone()));
+        LinkHandle {
             sink,
             phase,
             done,
             join,
             inbox,
-        })
+        }
     }
 
     async fn run(
@@ -263,7 +308,7 @@ impl ServerLink {
         mut progress: mpsc::UnboundedReceiver<Progress>,
         mut phases: watch::Receiver<String>,
         done: CancellationToken,
-    ) -> LinkRecord {
+    ) -> ServerLink {
         // The first tick one interval from now, not at once: `running` was just sent, and an
         // immediate tick would send the runner's first action straight after it, one extra
         // request per task (found by the requests-per-task benchmark).
@@ -297,8 +342,7 @@ impl ServerLink {
         while let Ok(p) = progress.try_recv() {
             self.take(p);
         }
-        self.record.unsent_milestones = std::mem::take(&mut self.pending.append_milestones);
-        self.record
+        self
     }
 
     /// Fold one piece of progress into what the next update will carry.

@@ -12,10 +12,12 @@
 //! and the task timeout (which covers the checkout too) stops it here.
 
 pub mod deliverable;
+mod finish;
 pub mod instructions;
 pub mod link;
 pub mod outcome;
 pub mod report;
+mod resume;
 pub mod task;
 
 #[cfg(test)]
@@ -35,7 +37,6 @@ use crate::outbox::Outbox;
 use crate::process::sandbox::SandboxPolicy;
 use crate::redact::Redactor;
 use crate::runner::choice::ModelChoice;
-use crate::runner::prompt::TaskMode;
 use crate::runner::{GitContext, RunError, RunOutcome, RunRequest, Runner, SandboxPlan, Usage};
 use crate::shutdown::{Shutdown, Stop, StopReason};
 
@@ -92,74 +93,26 @@ pub async fn run(
     let started = Instant::now();
     info!(worker = %task.worker_id, task = %task.task_id, title = %task.title(), "task claimed");
     let journal = Journal::new(ctx.outbox.clone(), &ctx.server, &task);
-    let first_action = format!("Starting ({} runner)", ctx.runner.name());
-    let link = ServerLink::start(
-        ctx.client.clone(),
-        ctx.redactor.clone(),
-        journal.clone(),
-        ctx.timing,
-        &task,
-        stop.clone(),
-        first_action,
-    )
-    .await;
-    let mut link = match link {
+    let mut link = match start(&ctx, &task, &stop, &journal).await {
         Ok(link) => link,
-        Err(e) => {
-            info!(worker = %task.worker_id, "server closed the worker before it started: {e}");
-            let ending = outcome(
-                Some(StopReason::ServerClosed(e.to_string())),
-                Work::Cancelled {
-                    usage: Usage::default(),
-                },
-                None,
-            );
-            return result(&task, ending, true, Vec::new(), started, None);
-        }
+        Err(ending) => return result(&task, ending, true, Vec::new(), started, None),
     };
-
     let deadline = ctx.task_timeout.map(Deadline::after);
     let (interrupted, work, prepared) = work(&ctx, &task, &mut link, &stop, deadline).await;
-    // An object that does not follow the task's schema never reaches the server.
-    let work = deliverable::check_structured(&task, work);
-    let planning = TaskMode::of(&task.task) == TaskMode::Planning;
-    let (interrupted, delivery) = match (&interrupted, &work, &prepared) {
-        // A question ends the attempt: its work so far is pushed for the answer's task.
-        (None, Work::Finished(done), Some(p)) if !planning && done.question.is_some() => {
-            link.phase(SAVING);
-            (None, save_progress(&ctx, &task, p, &work, &shutdown).await)
-        }
-        (None, Work::Finished(done), Some(p)) if !planning => {
-            deliver(&ctx, &task, p, done, &link, &stop).await
-        }
-        // A plan is its final answer: nothing the model left in the tree is committed.
-        (None, Work::Finished(_), _) => (None, Some(Delivery::NotNeeded)),
-        // Handed back: what the model did so far is pushed for the next attempt.
-        (Some(StopReason::Shutdown), _, Some(p)) | (None, Work::Cancelled { .. }, Some(p))
-            if !planning =>
-        {
-            link.phase(SAVING);
-            (
-                interrupted,
-                save_progress(&ctx, &task, p, &work, &shutdown).await,
-            )
-        }
-        _ => (interrupted, None),
+    let phases = finish::Phases {
+        round: resume::Round {
+            ctx: &ctx,
+            stop: &stop,
+            deadline,
+        },
+        task: &task,
+        prepared: prepared.as_ref(),
+        shutdown: &shutdown,
     };
-    // The server's word that came while the work was delivered still counts:
-    // nothing is reported over a cancel or a closed worker.
-    let interrupted = interrupted.or_else(|| stop.reason().filter(StopReason::by_server));
-    if let Some(p) = &prepared {
-        ctx.git.cleanup(p).await;
-    }
+    let mut once = resume::Once::default();
+    let (interrupted, work) = phases.check(&link, &mut once, interrupted, work).await;
+    let attempt = phases.deliver(&link, &mut once, interrupted, work).await;
     let inbox = link.inbox();
-    let mut record = link.finish().await;
-    // Messages the runner never handed to the model stay in the inbox.
-    let undelivered = u32::try_from(inbox.drain().len()).unwrap_or(u32::MAX);
-    if undelivered > 0 {
-        tracing::warn!(worker = %task.worker_id, count = undelivered, "instructions from the server arrived too late for the model");
-    }
-    let work = work.with_usage_fallback(record.usage);
     let reporter = report::Reporter {
         client: &ctx.client,
         redactor: &ctx.redactor,
@@ -169,22 +122,25 @@ pub async fn run(
         shutdown: &shutdown,
         late_instructions: Default::default(),
     };
-    let mut ending = outcome(interrupted, work, delivery);
-    if let Some(update) = &mut ending.update {
-        update
-            .append_milestones
-            .append(&mut record.unsent_milestones);
+    let concluded = phases.report(&reporter, link, &mut once, attempt).await;
+    if let Some(p) = &prepared {
+        ctx.git.cleanup(p).await;
     }
-    let artifacts: Vec<_> =
-        deliverable::ensure(&ctx.client, &ctx.redactor, ctx.retry, &task, &ending)
-            .await
-            .into_iter()
-            .collect();
-    let (ending, reported) = reporter.deliver(ending).await;
-    let model = ctx.runner.model_choice(&task.task);
+    // Messages the runner never handed to the model stay in the inbox.
+    let undelivered = u32::try_from(inbox.drain().len()).unwrap_or(u32::MAX);
+    if undelivered > 0 {
+        tracing::warn!(worker = %task.worker_id, count = undelivered, "instructions from the server arrived too late for the model");
+    }
     let late = reporter
         .late_instructions
         .load(std::sync::atomic::Ordering::Relaxed);
+    let finish::Concluded {
+        ending,
+        reported,
+        record,
+        artifacts,
+    } = concluded;
+    let model = ctx.runner.model_choice(&task.task);
     let mut result = result(
         &task,
         ending,
@@ -196,6 +152,43 @@ pub async fn run(
     result.instructions_delivered = record.instructions_received.saturating_sub(undelivered);
     result.instructions_undelivered = undelivered + late;
     result.artifacts = artifacts;
+    result.resumed = once.note();
+    log_finished(&result);
+    result
+}
+
+/// Start the server link (the worker is marked running); `Err` is the ending
+/// when the server closed the worker before it started.
+async fn start(
+    ctx: &WorkerContext,
+    task: &ClaimedTask,
+    stop: &Stop,
+    journal: &Journal,
+) -> Result<LinkHandle, Ending> {
+    let first_action = format!("Starting ({} runner)", ctx.runner.name());
+    let link = ServerLink::start(
+        ctx.client.clone(),
+        ctx.redactor.clone(),
+        journal.clone(),
+        ctx.timing,
+        task,
+        stop.clone(),
+        first_action,
+    )
+    .await;
+    link.map_err(|e| {
+        info!(worker = %task.worker_id, "server closed the worker before it started: {e}");
+        outcome(
+            Some(StopReason::ServerClosed(e.to_string())),
+            Work::Cancelled {
+                usage: Usage::default(),
+            },
+            None,
+        )
+    })
+}
+
+fn log_finished(result: &TaskResult) {
     info!(
         worker = %result.worker_id,
         title = %link::one_line(&result.title, 80),
@@ -204,10 +197,10 @@ pub async fn run(
         turns = result.usage.turns,
         cost_usd = result.usage.cost_usd.map(round4),
         pr_url = result.pr_url.as_deref(),
+        resumed = result.resumed.as_deref(),
         error = result.error.as_deref().map(|e| link::one_line(e, 300)),
         "task finished"
     );
-    result
 }
 
 /// Dollars to four places, for logs (a number, not a string, in JSON events).
@@ -474,6 +467,7 @@ fn work_from(
             // The model wrote it: the server and the job summary show it.
             question: done.question.map(|q| q.map_text(redact)),
             pr_url: done.pr_url,
+            resume: done.resume,
         }),
         Ok(Err(RunError::Cancelled { usage })) => Work::Cancelled { usage },
         Ok(Err(RunError::Unavailable { reason, usage })) => Work::GaveUp {
@@ -637,5 +631,6 @@ fn result(
             .and_then(|u| u.structured_output.as_ref())
             .map(crate::runner::structured::headline),
         question: ending.question,
+        resumed: None,
     }
 }

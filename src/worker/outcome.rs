@@ -238,10 +238,15 @@ pub fn waiting_for(question: &Question) -> WaitingFor {
 /// The server refused `completed` (the task needs a PR or an artifact): the
 /// task fails with the server's reason instead.
 pub fn refused_completion(ending: Ending, reason: String) -> Ending {
+    let mut failure = failed(TaskStatus::Failed, reason, ending.usage);
+    // The refused update's timeline entries were not recorded: the failure carries them.
+    if let (Some(refused), Some(update)) = (ending.update, failure.update.as_mut()) {
+        update.append_milestones = refused.append_milestones;
+    }
     Ending {
         summary: ending.summary,
         pr_url: ending.pr_url,
-        ..failed(TaskStatus::Failed, reason, ending.usage)
+        ..failure
     }
 }
 

@@ -54,26 +54,57 @@ pub struct Reporter<'a> {
     pub late_instructions: AtomicU32,
 }
 
+/// What became of a report the model may still be resumed for.
+pub enum Reported {
+    /// Delivered (or kept in the outbox): the ending as the server took it, and
+    /// whether it acknowledged it.
+    Done(Ending, bool),
+    /// The server refused `completed` with a hint; nothing else was sent, the
+    /// worker still runs on the server, and the hint can go back to the model.
+    Refused {
+        ending: Ending,
+        message: String,
+        hint: String,
+    },
+}
+
 impl Reporter<'_> {
     /// Send `ending`'s update (if it has one) and return the ending as the
     /// server finally took it, with whether it was acknowledged.
     pub async fn deliver(&self, ending: Ending) -> (Ending, bool) {
+        match self.deliver_resumable(ending, false).await {
+            Reported::Done(ending, delivered) => (ending, delivered),
+            // Not asked for: a refusal is turned into a failure in `send`.
+            Reported::Refused { ending, .. } => (ending, false),
+        }
+    }
+
+    /// [`Reporter::deliver`], except that with `resumable` a 400 with a hint on
+    /// `completed` comes back as [`Reported::Refused`] instead of failing the task.
+    pub async fn deliver_resumable(&self, ending: Ending, resumable: bool) -> Reported {
         let Some(update) = &ending.update else {
             // The server closed the worker; nothing is reported over its decision.
             self.journal.forget();
-            return (ending, true);
+            return Reported::Done(ending, true);
         };
         self.journal.terminal(update);
         if let Some(waiting) = &update.waiting_for {
             self.waiting_input(waiting.clone(), update).await;
         }
-        let (ending, delivered) = self.send(ending).await;
+        let (ending, delivered) = match self.send(ending, resumable).await {
+            Ok(sent) => sent,
+            Err(refused) => {
+                // The task goes on: the link journals its state again with its next update.
+                self.journal.forget();
+                return refused;
+            }
+        };
         if delivered {
             self.journal.forget();
         } else if let Some(dir) = self.journal.location() {
             warn!(worker = %self.worker_id, "the final report is kept in {} and will be sent on the next start", dir.display());
         }
-        (ending, delivered)
+        Reported::Done(ending, delivered)
     }
 
     /// Tell the server the worker waits for its user (`waiting_input`): the
@@ -98,13 +129,14 @@ impl Reporter<'_> {
         }
     }
 
-    async fn send(&self, mut ending: Ending) -> (Ending, bool) {
+    /// `Err` only with `resumable`: the server refused `completed` with a hint.
+    async fn send(&self, mut ending: Ending, resumable: bool) -> Result<(Ending, bool), Reported> {
         let mut backoff = Backoff::new(self.retry.base_delay, self.retry.max_delay);
         let first_try = Instant::now();
         let mut budget = self.retry.budget;
         loop {
             let Some(update) = &ending.update else {
-                return (ending, true);
+                return Ok((ending, true));
             };
             if self.shutdown.drain.is_stopped() {
                 budget = budget.min(REPORT_DEADLINE_WHEN_STOPPING);
@@ -120,14 +152,28 @@ impl Reporter<'_> {
                             self.redactor.redact(&i));
                         self.late_instructions.fetch_add(1, Ordering::Relaxed);
                     }
-                    return (ending, true);
+                    return Ok((ending, true));
                 }
                 Err(e) => e,
             };
             match err {
                 e if e.is_worker_closed() => {
                     info!(worker = %self.worker_id, "server had already closed the worker: {}", self.redactor.redact(&e.to_string()));
-                    return (completed_by_the_model(ending, &e), true);
+                    return Ok((completed_by_the_model(ending, &e), true));
+                }
+                BuilddError::Rejected {
+                    message,
+                    hint: Some(hint),
+                    ..
+                } if resumable && update.status == Some(WorkerStatus::Completed) => {
+                    let redact = |s: &str| bounded(&self.redactor.redact(s));
+                    warn!(worker = %self.worker_id, "the server refused completion: {} (hint: {}); resuming the model with the hint",
+                        redact(&message), redact(&hint));
+                    return Err(Reported::Refused {
+                        ending,
+                        message: redact(&message),
+                        hint: redact(&hint),
+                    });
                 }
                 BuilddError::Rejected { message, hint, .. }
                     if update.status == Some(WorkerStatus::Completed) =>
@@ -149,12 +195,12 @@ impl Reporter<'_> {
                         humantime::format_duration(round_ms(delay)), self.redactor.redact(&e.to_string()));
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}
-                        _ = self.shutdown.now.token().cancelled() => return (ending, false),
+                        _ = self.shutdown.now.token().cancelled() => return Ok((ending, false)),
                     }
                 }
                 e => {
                     error!(worker = %self.worker_id, "could not deliver the final report: {}", self.redactor.redact(&e.to_string()));
-                    return (ending, false);
+                    return Ok((ending, false));
                 }
             }
         }

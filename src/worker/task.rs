@@ -243,6 +243,9 @@ pub struct TaskResult {
     pub structured_headline: Option<String>,
     /// The question the model asked the task's user (status [`TaskStatus::NeedsInput`]).
     pub question: Option<crate::runner::question::Question>,
+    /// Why the model was resumed once (structured output, no change, a refused
+    /// completion), if it was.
+    pub resumed: Option<String>,
 }
 
 impl TaskResult {

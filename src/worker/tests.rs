@@ -581,3 +581,5 @@ async fn a_task_the_sandbox_cannot_confine_is_handed_back_without_running() {
     assert_eq!(s.fake.tasks()[0].status, "pending", "claimable again");
     assert_every_update_counts_turns(&s.fake);
 }
+
+mod resume;

@@ -35,6 +35,7 @@ mod instructions;
 mod mcp;
 mod outbox;
 mod questions;
+mod resume;
 mod server_decides;
 mod server_errors;
 mod signals;

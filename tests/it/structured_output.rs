@@ -112,7 +112,12 @@ fn an_invalid_plan_is_fixed_once_api() {
 #[test]
 fn a_plan_still_invalid_after_the_fix_fails_with_the_errors_api() {
     let bad = json!({"plan": "none", "summary": "x", "missionComplete": false});
-    let env = api_env(vec![submit("toolu_1", bad.clone()), submit("toolu_2", bad)]);
+    // The third is the worker's one resume (`resume.rs` tests it on its own).
+    let env = api_env(vec![
+        submit("toolu_1", bad.clone()),
+        submit("toolu_2", bad.clone()),
+        submit("toolu_3", bad),
+    ]);
     let out = env.api_agent(["--once"]).run();
     assert_eq!(out.code(), 1, "{}", out.stderr);
     let w = &env.server().workers()[0];
@@ -125,8 +130,8 @@ fn a_plan_still_invalid_after_the_fix_fails_with_the_errors_api() {
     assert!(error.contains("/plan"), "{error}");
     assert_eq!(
         env.model().requests().len(),
-        2,
-        "asked to fix it once, no more"
+        3,
+        "asked to fix it once by the tool and once by the worker, no more"
     );
 }
 
@@ -135,10 +140,14 @@ fn a_model_that_hands_in_nothing_is_reminded_once_then_fails_api() {
     let env = api_env(vec![
         Step::text("Here is my plan in prose.", ScriptUsage::default()),
         Step::text("Still prose.", ScriptUsage::default()),
+        // The worker's one resume, with the errors and the schema.
+        Step::text("Prose again.", ScriptUsage::default()),
     ]);
     let out = env.api_agent(["--once"]).run();
     assert_eq!(out.code(), 1, "{}", out.stderr);
     assert!(tool_results(&env, 1).contains("submit_result"));
+    assert!(tool_results(&env, 2).contains("returned none"));
+    assert_eq!(env.model().requests().len(), 3);
     let w = &env.server().workers()[0];
     let error = w.fields["error"].as_str().unwrap_or_default();
     assert!(error.contains("returned none"), "{error}");

@@ -75,6 +75,8 @@ pub struct Call {
     pub env: Vec<String>,
     /// The pid of the `sleep` a hanging fake started.
     pub grandchild: Option<i32>,
+    /// The session it resumed (`--resume <id>`, an id the fake issued before).
+    pub resumed: Option<String>,
     dir: PathBuf,
 }
 
@@ -193,6 +195,7 @@ impl Call {
             cwd: text("cwd"),
             env: lines("env"),
             grandchild: text("grandchild").trim().parse().ok(),
+            resumed: Some(text("resumed").trim().to_string()).filter(|s| !s.is_empty()),
             dir: dir.to_path_buf(),
         })
     }
@@ -300,8 +303,18 @@ mod tests {
 
     /// Run the fake as the CLI runner would, with `prompt` on stdin.
     fn invoke(fake: &FakeClaude, prompt: &str, env: &[(&str, &str)]) -> std::process::Output {
+        invoke_with(fake, &[], prompt, env)
+    }
+
+    fn invoke_with(
+        fake: &FakeClaude,
+        extra: &[&str],
+        prompt: &str,
+        env: &[(&str, &str)],
+    ) -> std::process::Output {
         let mut child = Command::new(fake.bin())
             .args(["-p", "--output-format", "stream-json", "--verbose"])
+            .args(extra)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("IS_SANDBOX", "1")
@@ -392,10 +405,15 @@ mod tests {
         let fake = FakeClaude::new(Behaviour::FromPrompt);
         let out = invoke(&fake, "# Task: plain", &[("ANTHROPIC_API_KEY", "k")]);
         assert!(out.status.success(), "{out:?}");
-        let want = std::fs::read_to_string(fixtures_dir().join("success-bash-tool.jsonl"))
-            .expect("fixture");
-        assert_eq!(String::from_utf8_lossy(&out.stdout), want);
         let call = fake.only_call();
+        // The fixture, as the session the fake issued.
+        let want = std::fs::read_to_string(fixtures_dir().join("success-bash-tool.jsonl"))
+            .expect("fixture")
+            .replace(
+                "1ebc6b57-de2d-4fb5-8cc1-c72450eb1e70",
+                &format!("fake-session-{}", call.pid),
+            );
+        assert_eq!(String::from_utf8_lossy(&out.stdout), want);
         assert_eq!(
             call.args,
             ["-p", "--output-format", "stream-json", "--verbose"]
@@ -417,6 +435,38 @@ mod tests {
             "stream-json",
             "--verbose",
         ]
+    }
+
+    #[test]
+    fn resume_takes_only_a_session_the_fake_issued() {
+        let fake = FakeClaude::new(Behaviour::FromPrompt);
+        let key = [("ANTHROPIC_API_KEY", "k")];
+        let first = invoke(&fake, "# Task\nON_RESUME STRUCTURED: {\"a\":1}", &key);
+        assert!(first.status.success(), "{first:?}");
+        let id = lines(&first)[0]["session_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(id.starts_with("fake-session-"), "{id}");
+        let bogus = invoke_with(&fake, &["--resume", "not-issued"], "fix it", &key);
+        assert_eq!(bogus.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&bogus.stderr).contains("No conversation found"));
+        assert_eq!(fake.violations().len(), 1, "{:?}", fake.violations());
+        let resumed = invoke_with(
+            &fake,
+            &["--resume", &id, "--json-schema", "{}"],
+            "fix it",
+            &key,
+        );
+        assert!(resumed.status.success(), "{resumed:?}");
+        let result = lines(&resumed).pop().unwrap_or_default();
+        assert_eq!(result["session_id"], id.as_str(), "the same session");
+        assert_eq!(result["structured_output"], serde_json::json!({"a": 1}));
+        let call = fake
+            .calls()
+            .into_iter()
+            .find(|c| c.resumed.as_deref() == Some(id.as_str()));
+        assert_eq!(call.map(|c| c.stdin), Some("fix it".to_string()));
     }
 
     fn invoke_streaming(fake: &FakeClaude, lines: &str) -> std::process::Output {

@@ -25,7 +25,9 @@
 #                brief already has the user's answer), lines
 #                `RUN: <command>` are run as in `commands`, a line
 #                `STRUCTURED: <json>` is handed in as --json-schema output; anything else
-#                replays the successful run.
+#                replays the successful run. A run with --resume <id> (only an id
+#                this fake issued) takes its prompt from the first prompt's
+#                `ON_RESUME <line>` lines.
 # Command outputs are recorded in $records/calls/<pid>/command.<n>.*.
 # With --input-format stream-json (docs/claude-cli.md) stdin is JSON lines: the
 # first user message is the prompt (its text recorded as stdin, every line in
@@ -137,6 +139,36 @@ esac
 # total_cost_usd is the session's).
 replayed=
 
+# The session: a new one (its id issued here and remembered with its prompt in
+# $records/sessions/), or with --resume one this fake issued before; the real CLI
+# answers an unknown id with an error result and exit 1 (docs/claude-cli.md).
+# The prompt of a resumed session is the message it was resumed with; what the
+# fake does then is said by the first prompt's `ON_RESUME <line>` lines, each
+# taken as a line of the resumed run's prompt (without them it replays success).
+resume=
+prev=
+for a in "$@"; do
+    if [ "$prev" = --resume ]; then resume=$a; fi
+    prev=$a
+done
+sid=fake-session-$$
+prompt_file=$call/stdin
+if [ -n "$resume" ]; then
+    printf '%s\n' "$resume" >"$call/resumed"
+    if [ ! -f "$records/sessions/$resume" ]; then
+        printf '%s\n' "--resume with a session id the CLI never issued: $resume" >>"$call/violations"
+        printf '{"type":"result","subtype":"error_during_execution","is_error":true,"num_turns":0,"session_id":"%s","total_cost_usd":0,"usage":{"input_tokens":0,"output_tokens":0,"cache_creation_input_tokens":0,"cache_read_input_tokens":0}}\n' "$resume"
+        printf 'No conversation found with session ID: %s\n' "$resume" >&2
+        exit 1
+    fi
+    sid=$resume
+    prompt_file=$call/resume-prompt
+    sed -n 's/^ON_RESUME //p' "$records/sessions/$resume" >"$prompt_file"
+else
+    mkdir -p "$records/sessions"
+    cp "$call/stdin" "$records/sessions/$sid"
+fi
+
 # finish CODE: the run is over. With streaming input (and a run that did not
 # fail) each further user message is answered as a turn of its own until
 # stdin closes; then exit with CODE.
@@ -152,8 +184,8 @@ finish() {
                 cost=$(jq -r 'select(.type == "result") | .total_cost_usd // 0' "$replayed" 2>/dev/null | tail -n 1)
             fi
             init_line
-            printf '{"type":"assistant","message":{"id":"msg_fake_reply_%s","type":"message","role":"assistant","model":"fake","content":[{"type":"text","text":"Noted."}],"usage":{"input_tokens":1,"output_tokens":1}},"parent_tool_use_id":null,"session_id":"fake"}\n' "$n"
-            printf '{"type":"result","subtype":"success","is_error":false,"num_turns":1,"result":%s,"session_id":"fake","total_cost_usd":%s,"usage":{"input_tokens":1,"output_tokens":1,"cache_creation_input_tokens":0,"cache_read_input_tokens":0}}\n' \
+            printf '{"type":"assistant","message":{"id":"msg_fake_reply_%s","type":"message","role":"assistant","model":"fake","content":[{"type":"text","text":"Noted."}],"usage":{"input_tokens":1,"output_tokens":1}},"parent_tool_use_id":null,"session_id":"'"$sid"'"}\n' "$n"
+            printf '{"type":"result","subtype":"success","is_error":false,"num_turns":1,"result":%s,"session_id":"'"$sid"'","total_cost_usd":%s,"usage":{"input_tokens":1,"output_tokens":1,"cache_creation_input_tokens":0,"cache_read_input_tokens":0}}\n' \
                 "$({ printf 'Received: '; cat "$call/message.$n"; } | json_string)" "${cost:-0}"
         done
     fi
@@ -180,11 +212,12 @@ if [ "$root" = 1 ] && [ "${IS_SANDBOX:-}" != 1 ]; then
 fi
 
 init_line() {
-    echo '{"type":"system","subtype":"init","model":"fake","claude_code_version":"0.0.0","session_id":"fake"}'
+    echo '{"type":"system","subtype":"init","model":"fake","claude_code_version":"0.0.0","session_id":"'"$sid"'"}'
 }
 
+# replay FIXTURE: the recorded run, as this session (its session id is the one issued).
 replay() {
-    cat "$fixtures/$1"
+    sed "s/\"session_id\":\"[^\"]*\"/\"session_id\":\"$sid\"/g" "$fixtures/$1"
     replayed=$fixtures/$1
 }
 
@@ -229,12 +262,12 @@ run_commands() {
         status=$?
         echo "$status" >"$out.status"
         if [ "$status" = 0 ]; then failed=false; else failed=true; fi
-        printf '{"type":"assistant","message":{"id":"msg_fake_%s","type":"message","role":"assistant","model":"fake","content":[{"type":"tool_use","id":"toolu_fake_%s","name":"Bash","input":{"command":%s}}],"usage":{"input_tokens":0,"output_tokens":0}},"parent_tool_use_id":null,"session_id":"fake"}\n' \
+        printf '{"type":"assistant","message":{"id":"msg_fake_%s","type":"message","role":"assistant","model":"fake","content":[{"type":"tool_use","id":"toolu_fake_%s","name":"Bash","input":{"command":%s}}],"usage":{"input_tokens":0,"output_tokens":0}},"parent_tool_use_id":null,"session_id":"'"$sid"'"}\n' \
             "$n" "$n" "$(json_string <"$out.command")"
-        printf '{"type":"user","message":{"role":"user","content":[{"tool_use_id":"toolu_fake_%s","type":"tool_result","content":%s,"is_error":%s}]},"parent_tool_use_id":null,"session_id":"fake"}\n' \
+        printf '{"type":"user","message":{"role":"user","content":[{"tool_use_id":"toolu_fake_%s","type":"tool_result","content":%s,"is_error":%s}]},"parent_tool_use_id":null,"session_id":"'"$sid"'"}\n' \
             "$n" "$(json_string <"$out.output")" "$failed"
     done <"$1"
-    printf '{"type":"result","subtype":"success","is_error":false,"num_turns":%s,"result":"Ran %s commands.","session_id":"fake","total_cost_usd":0,"usage":{"input_tokens":0,"output_tokens":0,"cache_creation_input_tokens":0,"cache_read_input_tokens":0}}\n' \
+    printf '{"type":"result","subtype":"success","is_error":false,"num_turns":%s,"result":"Ran %s commands.","session_id":"'"$sid"'","total_cost_usd":0,"usage":{"input_tokens":0,"output_tokens":0,"cache_creation_input_tokens":0,"cache_read_input_tokens":0}}\n' \
         "$n" "$n"
 }
 
@@ -262,16 +295,16 @@ prompt_has() {
 # (as the real CLI does) comes back as the result line's structured_output only
 # when the run was asked for it with --json-schema <schema>.
 structured() {
-    out=$(sed -n 's/^STRUCTURED: //p' "$call/stdin" | head -n 1)
+    out=$(sed -n 's/^STRUCTURED: //p' "$prompt_file" | head -n 1)
     grep -qx -- '--json-schema' "$call/args" || out=
     init_line
-    printf '{"type":"result","subtype":"success","is_error":false,"num_turns":1,"result":"Handed in the result.","session_id":"fake","total_cost_usd":0,"usage":{"input_tokens":0,"output_tokens":0,"cache_creation_input_tokens":0,"cache_read_input_tokens":0}%s}\n' \
+    printf '{"type":"result","subtype":"success","is_error":false,"num_turns":1,"result":"Handed in the result.","session_id":"'"$sid"'","total_cost_usd":0,"usage":{"input_tokens":0,"output_tokens":0,"cache_creation_input_tokens":0,"cache_read_input_tokens":0}%s}\n' \
         "${out:+,\"structured_output\":$out}"
     exit 0
 }
 
 from_prompt() {
-    prompt=$(cat "$call/stdin")
+    prompt=$(cat "$prompt_file")
     if prompt_has HANG; then hang quiet; fi
     if prompt_has CRASH; then
         echo "claude: fatal: something broke badly (token ${CLAUDE_CODE_OAUTH_TOKEN:-})" >&2
@@ -289,7 +322,7 @@ from_prompt() {
         replay ask-user-question.jsonl
         hang quiet
     fi
-    if prompt_has "RUN: " && sed -n 's/^RUN: //p' "$call/stdin" >"$call/commands" &&
+    if prompt_has "RUN: " && sed -n 's/^RUN: //p' "$prompt_file" >"$call/commands" &&
         [ -s "$call/commands" ]; then
         init_line
         run_commands "$call/commands"

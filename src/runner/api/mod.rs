@@ -111,7 +111,8 @@ impl Default for ApiRunnerConfig {
 /// Runs tasks with our own agent loop over the Messages API.
 #[derive(Debug, Clone)]
 pub struct ApiRunner {
-    config: ApiRunnerConfig,
+    /// Shared with each task's session, which outlives a run when it is resumed.
+    config: Arc<ApiRunnerConfig>,
     /// Built when the first task needs them (an agent that finds an empty queue never
     /// pays for trust roots or credentials), then shared by every task.
     shared: Arc<Shared>,
@@ -129,7 +130,7 @@ struct Shared {
 impl ApiRunner {
     pub fn new(config: ApiRunnerConfig) -> Self {
         Self {
-            config,
+            config: Arc::new(config),
             shared: Arc::default(),
         }
     }
@@ -236,7 +237,7 @@ impl Runner for ApiRunner {
             let client = self.client_for(&request, setup.give_up()).await?;
             let mcp = mcp::McpTools::connect(&request.mcp, &progress, &cancel).await;
             setup
-                .start(&self.config, &request, client, mcp, progress)?
+                .start(self.config.clone(), &request, client, mcp, progress)?
                 .run(&cancel)
                 .await
         })

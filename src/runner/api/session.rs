@@ -25,7 +25,9 @@ use crate::process::Confinement;
 use crate::runner::choice::{BUDGET_EXCEEDED, LocalLimits, ModelChoice, TaskLimits, task_limits};
 use crate::runner::prompt::Brief;
 use crate::runner::question::{self, ASK_USER_TOOL, InputPolicy, Question};
-use crate::runner::{Inbox, ProgressSink, RunError, RunOutcome, RunRequest, Usage};
+use crate::runner::{
+    Continuation, Inbox, ProgressSink, Resume, RunError, RunFuture, RunOutcome, RunRequest, Usage,
+};
 use crate::tools::{ToolConfig, Toolbox};
 
 /// What the model is told after a reply cut off by `max_tokens`.
@@ -75,14 +77,14 @@ impl Setup {
     }
 
     /// Build the task's session: its plans, tools and brief.
-    pub fn start<'a>(
+    pub fn start(
         self,
-        config: &'a ApiRunnerConfig,
+        config: Arc<ApiRunnerConfig>,
         request: &RunRequest,
         client: Client,
         mcp: McpTools,
         progress: ProgressSink,
-    ) -> Result<Session<'a>, RunError> {
+    ) -> Result<Session, RunError> {
         let choice = self.choice();
         let (task, limits) = (self.task, self.limits);
         let max_tokens = config.models.max_tokens;
@@ -105,7 +107,7 @@ impl Setup {
             progress.milestone(format!("Model: {}", choice.line()));
         }
         log_plan(&primary, fallback.as_ref());
-        let tools = task_tools(config, request)?.with_mcp(mcp);
+        let tools = task_tools(&config, request)?.with_mcp(mcp);
         let brief = Brief::from_request(request);
         let submission = Submission::for_task(request);
         let mut definitions = tools.definitions();
@@ -122,6 +124,7 @@ impl Setup {
             usage: Usage::default(),
         })?;
         let first = vec![ContentBlock::text(brief.first_user_message())];
+        let cache = CachePolicy::new(config.long_gap);
         Ok(Session {
             config,
             client,
@@ -132,7 +135,7 @@ impl Setup {
             conversation: Conversation::new(first),
             window: Window::for_model(&primary.caps),
             models: Models::new(primary, fallback),
-            cache: CachePolicy::new(config.long_gap),
+            cache,
             accounts: Accounts::new(),
             limits,
             user_id: user_id(&request.worker_id),
@@ -140,6 +143,7 @@ impl Setup {
             submission,
             completion: None,
             pr_url: None,
+            unanswered: Vec::new(),
         })
     }
 }
@@ -184,8 +188,8 @@ fn task_tools(config: &ApiRunnerConfig, request: &RunRequest) -> Result<TaskTool
 }
 
 /// One task's conversation and accounts.
-pub struct Session<'a> {
-    config: &'a ApiRunnerConfig,
+pub struct Session {
+    config: Arc<ApiRunnerConfig>,
     client: Client,
     tools: TaskTools,
     progress: ProgressSink,
@@ -208,6 +212,9 @@ pub struct Session<'a> {
     completion: Option<ModelCompletion>,
     /// The newest pull request the model opened with `create_pr`.
     pr_url: Option<String>,
+    /// Answers to the last reply's tool calls that were not sent (the run ended on a
+    /// second invalid submission): a resumed conversation must answer every call first.
+    unanswered: Vec<ContentBlock>,
 }
 
 /// What absorbing a reply leads to.
@@ -219,7 +226,7 @@ enum Next {
     Asked(Question),
 }
 
-impl Session<'_> {
+impl Session {
     /// Work until the model is done, a limit is reached, or `cancel` fires.
     pub async fn run(mut self, cancel: &CancellationToken) -> Result<RunOutcome, RunError> {
         loop {
@@ -249,7 +256,25 @@ impl Session<'_> {
                 }
                 Next::Asked(q) => Some(q),
             };
-            return self.finish(question);
+            let asked = question.is_some();
+            let mut done = self.finish(question)?;
+            // A question ends the attempt; anything else may be continued by the worker.
+            if !asked {
+                done.resume = Some(Continuation::new(self));
+            }
+            return Ok(done);
+        }
+    }
+
+    /// The next user turn of a resumed conversation: the unsent tool answers, then
+    /// `message`, added to a turn not sent yet (after `complete_task`'s results).
+    fn push_resume_message(&mut self, message: String) {
+        let mut blocks = std::mem::take(&mut self.unanswered);
+        blocks.push(ContentBlock::text(message));
+        if !self.conversation.ends_with_user()
+            || !self.conversation.extend_unsent_user_turn(blocks.clone())
+        {
+            self.conversation.push_user(blocks);
         }
     }
 
@@ -281,6 +306,7 @@ impl Session<'_> {
             pr_url: self.pr_url.clone(),
             structured_output: submitted.or(done.structured_output),
             question,
+            resume: None,
         })
     }
 
@@ -535,7 +561,8 @@ impl Session<'_> {
         }
         if give_up {
             // Asked to fix it once and it is still invalid: the worker fails the task
-            // with the errors.
+            // with the errors (or resumes it once, when these answers go first).
+            self.unanswered = results;
             return Ok(Next::Finished);
         }
         if let Some(q) = take_question(asks, &reply.malformed_tool_inputs, &mut results) {
@@ -582,6 +609,27 @@ impl Session<'_> {
                 Err(self.failed("the model stopped without a stop reason"))
             }
         }
+    }
+}
+
+/// The worker continues a finished session with one more user message: same history,
+/// tools, MCP clients and sandbox; the structured-output tool takes one more submission.
+impl Resume for Session {
+    fn resume(
+        mut self: Box<Self>,
+        message: String,
+        progress: ProgressSink,
+        cancel: CancellationToken,
+    ) -> RunFuture<'static> {
+        Box::pin(async move {
+            self.progress = progress;
+            self.completion = None;
+            if let Some(s) = self.submission.as_mut() {
+                s.reopen();
+            }
+            self.push_resume_message(message);
+            self.run(&cancel).await
+        })
     }
 }
 

@@ -106,6 +106,13 @@ impl Submission {
         Some(REMINDER)
     }
 
+    /// The worker resumed the conversation to have the result fixed: one more
+    /// submission is taken, and a second invalid one (or none) ends the run again.
+    pub fn reopen(&mut self) {
+        self.invalid = 1;
+        self.reminded = true;
+    }
+
     /// What the model handed in last (valid or not: the worker checks it).
     pub fn output(&self) -> Option<Value> {
         self.output.clone()

@@ -25,6 +25,7 @@ mod describe;
 mod lines;
 mod locate;
 mod mcp;
+mod resume;
 mod session;
 pub mod settings;
 mod stream;
@@ -42,18 +43,18 @@ use super::{
     ProgressSink, RunError, RunFuture, RunOutcome, RunRequest, Runner, SandboxPlan, Usage,
 };
 use crate::anthropic::Cloud;
+use crate::process::CommandSpec;
 use crate::process::env::{ChildEnv, Consumer};
 use crate::process::sandbox::{Access, ClaudeCliPaths, TaskSandbox, claude_install_dirs};
-use crate::process::{CommandSpec, Confinement};
 use crate::redact::Redactor;
 use crate::secret::Secret;
 
 pub use credentials::{Credential, NO_AUTH_HINT, resolve_credential};
 pub use describe::describe_tool_use;
 
-use session::{Ended, Session};
+use session::Ended;
 use settings::CliPlan;
-use stream::{Report, failure_reason};
+use stream::failure_reason;
 
 /// How the CLI runner is set up.
 #[derive(Debug, Clone)]
@@ -281,13 +282,6 @@ impl CliRunner {
             ),
             None => None,
         };
-        let temp = confinement.as_ref().and_then(|c| c.temp_dir());
-        let mcp_config = mcp::McpConfigFile::write(&request.mcp, temp).map_err(|e| {
-            fail(
-                format!("could not write the MCP config: {e}"),
-                Usage::default(),
-            )
-        })?;
         for (k, v) in &plan.env {
             env.set(k, v);
         }
@@ -296,28 +290,22 @@ impl CliRunner {
         if let Some(schema) = crate::runner::structured::schema_for(&request.task) {
             args.extend(["--json-schema".into(), schema.to_string().into()]);
         }
-        args.extend(mcp_config.iter().flat_map(mcp::McpConfigFile::args));
-        let spec = CommandSpec::new(&bin, &request.checkout)
-            .args(args)
-            .envs(env.into_vec());
-        let prompt = Brief::from_request(&request).cli_prompt();
-        let confinement = confinement.as_deref().map(|c| c as &dyn Confinement);
-        let mut session = Session::start(spec, prompt, confinement).map_err(|e| {
-            fail(
-                format!("could not start {}: {e}", bin.display()),
-                Usage::default(),
-            )
-        })?;
-        session.remove_after_start(mcp_config);
-
-        let report = Report {
-            checkout: &request.checkout,
-            redactor: &redactor,
-            progress: &progress,
+        let launch = resume::Launch {
+            spec: CommandSpec::new(&bin, &request.checkout)
+                .args(args)
+                .envs(env.into_vec()),
+            confinement,
+            mcp: request.mcp.clone(),
+            redactor,
+            plan,
+            inbox: request.inbox.clone(),
+            kill_grace: self.config.kill_grace,
+            bin,
         };
-        let cancelled = session.follow(&report, &cancel, &request.inbox).await;
-        let ended = session.stop(self.config.kill_grace, cancelled).await;
-        self.outcome(ended, &redactor, &plan)
+        let prompt = Brief::from_request(&request).cli_prompt();
+        launch
+            .run(prompt, None, Usage::default(), progress, cancel)
+            .await
     }
 
     /// The task's settings as flags; what was decided is logged, and the model and
@@ -344,12 +332,7 @@ impl CliRunner {
     }
 
     /// How a run ended, from what the stream said and how the CLI exited.
-    fn outcome(
-        &self,
-        ended: Ended,
-        redactor: &Redactor,
-        plan: &CliPlan,
-    ) -> Result<RunOutcome, RunError> {
+    fn outcome(ended: Ended, redactor: &Redactor, plan: &CliPlan) -> Result<RunOutcome, RunError> {
         let Ended {
             mut state,
             cancelled,

@@ -203,7 +203,7 @@ impl StreamState {
 
 /// `earlier`'s tokens and turns plus `later`'s, with `later`'s cost when it
 /// has one (the CLI's cost is cumulative).
-fn add(earlier: Usage, later: Usage) -> Usage {
+pub(super) fn add(earlier: Usage, later: Usage) -> Usage {
     Usage {
         input_tokens: earlier.input_tokens + later.input_tokens,
         output_tokens: earlier.output_tokens + later.output_tokens,
