@@ -142,6 +142,18 @@ pub struct WorkerState {
     pub terminal_reports: u32,
 }
 
+impl WorkerState {
+    /// The labels of the timeline entries appended to the worker, oldest first.
+    pub fn milestone_labels(&self) -> Vec<String> {
+        let Some(Value::Array(all)) = self.fields.get("milestones") else {
+            return Vec::new();
+        };
+        all.iter()
+            .filter_map(|m| m["label"].as_str().map(str::to_owned))
+            .collect()
+    }
+}
+
 /// The server's view of one task.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -532,6 +544,22 @@ fn record(
 }
 
 /// The account and level behind the Bearer key, if it is one we know.
+/// The index of worker `id` when the request's key may act on it; else the real worker
+/// routes' answer: 401 for an unknown key, 404 for an unknown worker, 403 for another
+/// account's.
+fn owned_worker(s: &Inner, id: &str, headers: &HeaderMap) -> Result<usize, Box<Response>> {
+    let Some(key) = authenticate(s, headers) else {
+        return Err(Box::new(err(StatusCode::UNAUTHORIZED, "Unauthorized")));
+    };
+    let Some(wi) = s.workers.iter().position(|w| w.id == id) else {
+        return Err(Box::new(err(StatusCode::NOT_FOUND, "Worker not found")));
+    };
+    if s.workers[wi].account != key.account {
+        return Err(Box::new(err(StatusCode::FORBIDDEN, "Forbidden")));
+    }
+    Ok(wi)
+}
+
 fn authenticate(s: &Inner, headers: &HeaderMap) -> Option<Key> {
     let value = headers.get("authorization")?.to_str().ok()?;
     let key = value.strip_prefix("Bearer ")?;

@@ -294,7 +294,7 @@ fn basic_auth(token: &str) -> String {
 /// also refuses anything option-like.
 pub fn check_ref_name(name: &str) -> Result<(), GitError> {
     let bad = name.is_empty()
-        || name.len() > 200
+        || name.len() > 255
         || name.starts_with(['-', '/', '.'])
         || name.ends_with(['/', '.'])
         || name.ends_with(".lock")
@@ -304,10 +304,11 @@ pub fn check_ref_name(name: &str) -> Result<(), GitError> {
         || name.contains("/.")
         || name
             .chars()
-            .any(|c| c.is_control() || " ~^:?*[\\".contains(c));
+            .any(|c| c.is_control() || c.is_whitespace() || "~^:?*[\\".contains(c));
     if bad {
         Err(GitError::Invalid(format!(
-            "{name:?} is not a usable branch name"
+            "{:?} is not a safe git branch name",
+            name.chars().take(80).collect::<String>()
         )))
     } else {
         Ok(())

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use buildd_fakes::harness::*;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::AGENT;
 
@@ -40,15 +40,7 @@ fn summary_file(env: &Env) -> std::path::PathBuf {
 }
 
 fn milestones(server: &FakeBuildd) -> Vec<String> {
-    server.workers()[0]
-        .fields
-        .get("milestones")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|m| m["label"].as_str().map(str::to_string))
-        .collect()
+    server.workers()[0].milestone_labels()
 }
 
 #[test]

@@ -52,16 +52,10 @@ fn last_turn(env: &Env, i: usize) -> String {
     last["content"].to_string()
 }
 
-fn milestones(w: &buildd_fakes::buildd::WorkerState) -> Vec<String> {
-    w.fields
-        .get("milestones")
-        .and_then(Value::as_array)
-        .map(|all| {
-            all.iter()
-                .filter_map(|m| m["label"].as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
+/// The worker's timeline has an entry that `matches`.
+fn assert_milestone(w: &buildd_fakes::buildd::WorkerState, matches: impl Fn(&str) -> bool) {
+    let labels = w.milestone_labels();
+    assert!(labels.iter().any(|m| matches(m)), "{labels:?}");
 }
 
 fn assert_clean(env: &Env) {
@@ -109,13 +103,9 @@ fn invalid_structured_output_is_fixed_on_the_resume_api() {
     assert_eq!(statuses(w), ["running", "completed"]);
     assert_eq!(w.fields["structuredOutput"], json!({"answer": 42}));
     assert_eq!(w.fields["turns"], json!(4), "turns count every round");
-    assert!(
-        milestones(w)
-            .iter()
-            .any(|m| m == "Resumed the model: the structured output did not follow the schema"),
-        "{:?}",
-        milestones(w)
-    );
+    assert_milestone(w, |m| {
+        m == "Resumed the model: the structured output did not follow the schema"
+    });
     assert_clean(&env);
 }
 
@@ -139,7 +129,8 @@ fn still_invalid_after_the_resume_fails_with_the_errors_and_one_resume_api() {
         "{error}"
     );
     assert!(error.contains("/answer"), "{error}");
-    let resumes = milestones(w)
+    let resumes = w
+        .milestone_labels()
         .iter()
         .filter(|m| m.starts_with("Resumed the model"))
         .count();
@@ -185,13 +176,9 @@ fn a_pr_required_task_without_a_change_is_nudged_then_opens_its_pr_api() {
             .is_some_and(|u| u.contains("/pull/"))
     );
     assert_eq!(o.github().prs().len(), 1);
-    assert!(
-        milestones(w)
-            .iter()
-            .any(|m| m == "Resumed the model: the task needs a pull request and nothing changed"),
-        "{:?}",
-        milestones(w)
-    );
+    assert_milestone(w, |m| {
+        m == "Resumed the model: the task needs a pull request and nothing changed"
+    });
     assert_clean(&env);
 }
 
@@ -270,13 +257,9 @@ fn a_completion_refused_with_a_hint_is_resumed_with_it_and_completes_api() {
         .map(|c| c.action.clone())
         .collect();
     assert_eq!(actions, [Some("create_pr".to_string())]);
-    assert!(
-        milestones(w)
-            .iter()
-            .any(|m| m == "Resumed the model: the server refused completion (create_pr)"),
-        "{:?}",
-        milestones(w)
-    );
+    assert_milestone(w, |m| {
+        m == "Resumed the model: the server refused completion (create_pr)"
+    });
     assert_clean(&env);
 }
 
@@ -300,13 +283,9 @@ fn a_completion_refused_again_after_the_resume_fails_with_the_servers_text_api()
     let error = w.fields["error"].as_str().unwrap_or_default();
     assert!(error.contains("the server refused completion"), "{error}");
     assert!(error.contains("hint: create_pr"), "{error}");
-    assert!(
-        milestones(w)
-            .iter()
-            .any(|m| m.starts_with("Resumed the model: the server refused completion")),
-        "{:?}",
-        milestones(w)
-    );
+    assert_milestone(w, |m| {
+        m.starts_with("Resumed the model: the server refused completion")
+    });
     assert_clean(&env);
 }
 
@@ -377,13 +356,9 @@ fn invalid_structured_output_is_fixed_on_the_resume_cli() {
     let w = &env.server().workers()[0];
     assert_eq!(statuses(w), ["running", "completed"]);
     assert_eq!(w.fields["structuredOutput"], json!({"answer": 42}));
-    assert!(
-        milestones(w)
-            .iter()
-            .any(|m| m == "Resumed the model: the structured output did not follow the schema"),
-        "{:?}",
-        milestones(w)
-    );
+    assert_milestone(w, |m| {
+        m == "Resumed the model: the structured output did not follow the schema"
+    });
     assert_clean_cli(&env);
 }
 

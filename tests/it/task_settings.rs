@@ -46,13 +46,7 @@ fn first_request(env: &Env) -> buildd_fakes::messages::RecordedRequest {
 
 /// The labels of the timeline entries the agent appended to the task's worker.
 fn milestones(env: &Env) -> Vec<String> {
-    let workers = env.server().workers();
-    let Some(Value::Array(all)) = workers[0].fields.get("milestones") else {
-        return Vec::new();
-    };
-    all.iter()
-        .filter_map(|m| m["label"].as_str().map(str::to_owned))
-        .collect()
+    env.server().workers()[0].milestone_labels()
 }
 
 /// The agent's log line naming the task's model and why.

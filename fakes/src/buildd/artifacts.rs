@@ -141,8 +141,8 @@ pub(super) async fn post_artifact(
     let v = parsed.clone().unwrap_or(Value::Null);
     let resp = match (owned_worker(&s, &id, &headers), parsed) {
         (Err(resp), _) => *resp,
-        (Ok(()), Err(m)) => err(StatusCode::BAD_REQUEST, &m),
-        (Ok(()), Ok(body)) => {
+        (Ok(_), Err(m)) => err(StatusCode::BAD_REQUEST, &m),
+        (Ok(_), Ok(body)) => {
             let (status, answer) = create_artifact(&mut s, &id, &body);
             (status, axum::Json(answer)).into_response()
         }
@@ -161,7 +161,7 @@ pub(super) async fn list_artifacts(
     let path = format!("/api/workers/{id}/artifacts");
     let resp = match owned_worker(&s, &id, &headers) {
         Err(resp) => *resp,
-        Ok(()) => {
+        Ok(_) => {
             let all: Vec<&ArtifactState> =
                 s.artifacts.iter().filter(|a| a.worker_id == id).collect();
             (StatusCode::OK, axum::Json(json!({ "artifacts": all }))).into_response()
@@ -176,19 +176,6 @@ pub(super) async fn list_artifacts(
         resp.status().as_u16(),
     );
     resp
-}
-
-/// 401 for an unknown key, 404 for an unknown worker, 403 for another account's.
-fn owned_worker(s: &Inner, id: &str, headers: &HeaderMap) -> Result<(), Box<Response>> {
-    let refused = match authenticate(s, headers) {
-        None => Some((StatusCode::UNAUTHORIZED, "Unauthorized")),
-        Some(key) => match s.workers.iter().find(|w| w.id == id) {
-            None => Some((StatusCode::NOT_FOUND, "Worker not found")),
-            Some(w) if w.account != key.account => Some((StatusCode::FORBIDDEN, "Forbidden")),
-            Some(_) => None,
-        },
-    };
-    refused.map_or(Ok(()), |(status, m)| Err(Box::new(err(status, m))))
 }
 
 /// What the output-requirement gate decided for a `completed` update.

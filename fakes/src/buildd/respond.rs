@@ -33,15 +33,10 @@ fn respond_inner(
     headers: &HeaderMap,
     body: Result<Value, String>,
 ) -> Response {
-    let Some(key) = authenticate(s, headers) else {
-        return err(StatusCode::UNAUTHORIZED, "Unauthorized");
+    let wi = match owned_worker(s, id, headers) {
+        Ok(wi) => wi,
+        Err(refused) => return *refused,
     };
-    let Some(wi) = s.workers.iter().position(|w| w.id == id) else {
-        return err(StatusCode::NOT_FOUND, "Worker not found");
-    };
-    if s.workers[wi].account != key.account {
-        return err(StatusCode::FORBIDDEN, "Forbidden");
-    }
     let waiting = s.workers[wi]
         .fields
         .get("waitingFor")
