@@ -150,16 +150,7 @@ fn a_pr_required_task_without_a_change_is_nudged_then_opens_its_pr_api() {
         Step::text("Wrote the fix.", ScriptUsage::default()),
     ]);
     let server = env.server();
-    let o = Origin::new(TOKEN);
-    o.seed(
-        server,
-        TaskSeed {
-            id: Some("tsk_prreq001".into()),
-            title: "Fix it with a PR".into(),
-            output_requirement: Some("pr_required".into()),
-            ..Default::default()
-        },
-    );
+    let o = seed_pr_task(server, "tsk_prreq001", None);
     let out = o
         .configure(env.api_agent(["--once"]), &env.path("cache"))
         .run();
@@ -189,16 +180,7 @@ fn a_pr_required_task_still_without_a_change_fails_with_the_models_word_api() {
         Step::text("The file is already right.", ScriptUsage::default()),
     ]);
     let server = env.server();
-    let o = Origin::new(TOKEN);
-    o.seed(
-        server,
-        TaskSeed {
-            id: Some("tsk_prreq002".into()),
-            title: "Fix it with a PR".into(),
-            output_requirement: Some("pr_required".into()),
-            ..Default::default()
-        },
-    );
+    let o = seed_pr_task(server, "tsk_prreq002", None);
     let out = o
         .configure(env.api_agent(["--once"]), &env.path("cache"))
         .run();
@@ -211,6 +193,22 @@ fn a_pr_required_task_still_without_a_change_fails_with_the_models_word_api() {
     assert!(error.contains("The file is already right."), "{error}");
     assert!(o.github().prs().is_empty());
     assert_clean(&env);
+}
+
+/// A `pr_required` task on a repository of the fake GitHub (its origin, returned).
+fn seed_pr_task(server: &FakeBuildd, id: &str, description: Option<&str>) -> Origin {
+    let o = Origin::new(TOKEN);
+    o.seed(
+        server,
+        TaskSeed {
+            id: Some(id.into()),
+            title: "Fix it with a PR".into(),
+            description: description.map(str::to_string),
+            output_requirement: Some("pr_required".into()),
+            ..Default::default()
+        },
+    );
+    o
 }
 
 fn needs_a_pr() -> TaskSeed {
@@ -383,16 +381,10 @@ fn still_invalid_after_the_resume_fails_with_the_errors_cli() {
 fn a_pr_required_task_without_a_change_is_nudged_then_opens_its_pr_cli() {
     let env = Env::new(AGENT);
     let server = env.server();
-    let o = Origin::new(TOKEN);
-    o.seed(
+    let o = seed_pr_task(
         server,
-        TaskSeed {
-            id: Some("tsk_prreq003".into()),
-            title: "Fix it with a PR".into(),
-            description: Some("ON_RESUME RUN: echo fixed > fix.txt".into()),
-            output_requirement: Some("pr_required".into()),
-            ..Default::default()
-        },
+        "tsk_prreq003",
+        Some("ON_RESUME RUN: echo fixed > fix.txt"),
     );
     let out = o.configure(env.agent(["--once"]), &env.path("cache")).run();
     assert_eq!(out.code(), 0, "{}", out.stderr);
