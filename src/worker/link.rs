@@ -200,6 +200,11 @@ impl PausedLink {
         unsent.append(&mut self.link.pending.append_milestones);
         self.link.dirty |= !unsent.is_empty();
         self.link.pending.append_milestones = unsent;
+        // The refused report took the outbox's entries with it: a crash from here on
+        // must still leave a trace, so the active entry is written now, not at the next
+        // refresh.
+        self.link.journal.active(&self.link.latest);
+        self.link.journalled = Instant::now();
         self.link.spawn(self.inbox)
     }
 }

@@ -207,6 +207,66 @@ async fn a_refused_completion_goes_back_to_the_model_with_the_hint() {
     assert!(s.fake.violations().is_empty(), "{:?}", s.fake.violations());
 }
 
+/// A continuation that looks at the outbox while the resumed round runs, then opens the PR.
+struct PeekAtOutbox {
+    outbox: Arc<Mutex<Option<(Outbox, String)>>>,
+    seen: Arc<Mutex<Vec<crate::outbox::EntryKind>>>,
+}
+
+impl Resume for PeekAtOutbox {
+    fn resume(
+        self: Box<Self>,
+        _message: String,
+        _progress: ProgressSink,
+        _cancel: CancellationToken,
+    ) -> RunFuture<'static> {
+        Box::pin(async move {
+            let (outbox, server) = self.outbox.lock().unwrap().clone().unwrap();
+            let kinds = outbox
+                .pending(&server, |_, _| {})
+                .into_iter()
+                .map(|e| e.kind);
+            *self.seen.lock().unwrap() = kinds.collect();
+            let mut fixed = with_output("opened the PR", None);
+            fixed.pr_url = Some("https://github.com/o/r/pull/8".into());
+            Ok(fixed)
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_round_resumed_after_a_refusal_is_in_the_outbox_as_running() {
+    // The refused report took the outbox's entries with it; a crash in the resumed round
+    // must still be reported on the next start, so the active entry is back at once.
+    let outbox = Arc::new(Mutex::new(None));
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (o, k) = (outbox.clone(), seen.clone());
+    let script: Script = Arc::new(move |_, _, _, _| {
+        let mut first = with_output("done", None);
+        first.resume = Some(Continuation::new(PeekAtOutbox {
+            outbox: o.clone(),
+            seen: k.clone(),
+        }));
+        Box::pin(async move { Ok(first) })
+    });
+    let s = setup(script, None);
+    *outbox.lock().unwrap() = Some((s.ctx.outbox.clone().unwrap(), s.ctx.server.clone()));
+    let task = TaskSeed {
+        output_requirement: Some("pr_required".into()),
+        ..seed("Needs a PR")
+    };
+    let r = run_one(&s, task).await;
+    assert_eq!(r.status, TaskStatus::Completed, "{:?}", r.error);
+    assert_eq!(*seen.lock().unwrap(), [crate::outbox::EntryKind::Active]);
+    let left = s
+        .ctx
+        .outbox
+        .as_ref()
+        .unwrap()
+        .pending(&s.ctx.server, |_, _| {});
+    assert!(left.is_empty(), "acknowledged: {left:?}");
+}
+
 #[tokio::test]
 async fn a_second_refusal_fails_with_the_servers_text() {
     let replies = Replies::new(vec![with_output("tried", None)]);
