@@ -61,6 +61,18 @@ fn resumable(replies: &Replies, first: RunOutcome) -> Script {
     })
 }
 
+/// A runner that finishes with "done", continued by what `make` builds (it gets the fake
+/// server, for continuations that act on it).
+fn continued_by<R: Resume + 'static>(
+    make: impl Fn(Arc<FakeBuildd>) -> R + Send + Sync + 'static,
+) -> Script {
+    Arc::new(move |fake, _, _, _| {
+        let mut out = with_output("done", None);
+        out.resume = Some(Continuation::new(make(fake)));
+        Box::pin(async move { Ok(out) })
+    })
+}
+
 fn with_output(summary: &str, output: Option<serde_json::Value>) -> RunOutcome {
     RunOutcome {
         summary: summary.into(),
@@ -241,13 +253,9 @@ async fn a_round_resumed_after_a_refusal_is_in_the_outbox_as_running() {
     let outbox = Arc::new(Mutex::new(None));
     let seen = Arc::new(Mutex::new(Vec::new()));
     let (o, k) = (outbox.clone(), seen.clone());
-    let script: Script = Arc::new(move |_, _, _, _| {
-        let mut first = with_output("done", None);
-        first.resume = Some(Continuation::new(PeekAtOutbox {
-            outbox: o.clone(),
-            seen: k.clone(),
-        }));
-        Box::pin(async move { Ok(first) })
+    let script = continued_by(move |_| PeekAtOutbox {
+        outbox: o.clone(),
+        seen: k.clone(),
     });
     let s = setup(script, None);
     *outbox.lock().unwrap() = Some((s.ctx.outbox.clone().unwrap(), s.ctx.server.clone()));
@@ -306,11 +314,7 @@ impl Resume for Endless {
 
 #[tokio::test]
 async fn the_task_timeout_cuts_a_resumed_round_short() {
-    let script: Script = Arc::new(|_, _, _, _| {
-        let mut out = with_output("done", None);
-        out.resume = Some(Continuation::new(Endless));
-        Box::pin(async move { Ok(out) })
-    });
+    let script = continued_by(|_| Endless);
     let s = setup(script, Some(Duration::from_millis(300)));
     let r = run_one(&s, schema_task()).await;
     assert_eq!(r.status, TaskStatus::Failed);
@@ -344,11 +348,7 @@ impl Resume for ClosedMeanwhile {
 
 #[tokio::test]
 async fn the_server_closing_the_worker_stops_a_resumed_round_and_nothing_is_reported() {
-    let script: Script = Arc::new(|fake, _, _, _| {
-        let mut out = with_output("done", None);
-        out.resume = Some(Continuation::new(ClosedMeanwhile(fake)));
-        Box::pin(async move { Ok(out) })
-    });
+    let script = continued_by(ClosedMeanwhile);
     let s = setup(script, None);
     let r = run_one(&s, schema_task()).await;
     assert_eq!(r.status, TaskStatus::Aborted, "{:?}", r.error);
@@ -362,11 +362,7 @@ async fn the_server_closing_the_worker_stops_a_resumed_round_and_nothing_is_repo
 
 #[tokio::test]
 async fn the_task_timeout_cuts_short_a_round_resumed_for_a_refused_completion() {
-    let script: Script = Arc::new(|_, _, _, _| {
-        let mut out = with_output("done", None);
-        out.resume = Some(Continuation::new(Endless));
-        Box::pin(async move { Ok(out) })
-    });
+    let script = continued_by(|_| Endless);
     let s = setup(script, Some(Duration::from_millis(500)));
     let task = TaskSeed {
         output_requirement: Some("pr_required".into()),
