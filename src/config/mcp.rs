@@ -78,11 +78,7 @@ pub fn load(
         match server(&file.mcp_servers[name], env).map_err(bad)? {
             Entry::Http { url, bearer } => {
                 secrets.extend(bearer.clone());
-                endpoints.push(McpEndpoint {
-                    name: name.clone(),
-                    url,
-                    bearer: bearer.map(Secret::new),
-                });
+                endpoints.push(McpEndpoint::http(name, url, bearer.map(Secret::new)));
             }
             Entry::Skipped(why) => {
                 tracing::warn!("skipping MCP server `{name}` of {}: {why}", path.display());

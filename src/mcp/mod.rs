@@ -2,21 +2,22 @@
 //! HTTP servers) for the API runner's model, through the official Rust SDK (`rmcp`) over
 //! its streamable HTTP transport.
 //!
-//! One [`McpSession`] per server per task: `initialize`, `tools/list` once, then
-//! `tools/call` for each of the model's calls. The server's endpoint is stateless and
-//! answers JSON (buildd-api.md, "MCP endpoint"), so a session holds no server state and
-//! dropping it is enough. The bearer key is a [`Secret`]: it goes only into the
+//! An [`McpSession`] (`session`) is one server for one task: `initialize`, then `tools/list`
+//! or `tools/call`. The server's endpoint is stateless and answers JSON (buildd-api.md, "MCP
+//! endpoint"), so a session holds no server state and dropping it is enough. What a server
+//! lists depends on its scope, not on the task, so the [`Catalog`] (`catalog`) keeps each
+//! scope's list for a few minutes and a task opens its session only when the model first
+//! calls one of the tools. The bearer key is a [`Secret`]: it goes only into the
 //! `Authorization` header, never into a URL, a log line or an error. The API runner decides
 //! what to do with the tools (`runner::api::mcp`); the worker builds the endpoint.
 
+mod catalog;
+mod session;
+
 use std::time::Duration;
 
-use rmcp::model::{CallToolRequestParams, Tool};
-use rmcp::service::RunningService;
-use rmcp::transport::StreamableHttpClientTransport;
-use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-use rmcp::{RoleClient, ServiceExt};
-use serde_json::Value;
+pub use catalog::{CATALOG_TTL, Catalog, Listed, Tools};
+pub use session::{CallResult, McpSession};
 
 use crate::secret::Secret;
 
@@ -36,6 +37,9 @@ pub struct McpEndpoint {
     pub url: String,
     /// Sent as `Authorization: Bearer <key>`.
     pub bearer: Option<Secret>,
+    /// What the server's tool list depends on: its URL without the task's worker id. Two
+    /// endpoints with the same scope and key list the same tools.
+    pub scope: String,
 }
 
 impl McpEndpoint {
@@ -47,10 +51,26 @@ impl McpEndpoint {
             .append_pair("workspace", workspace)
             .append_pair("worker", worker)
             .finish();
+        // The server lists its tools by the key's level and the workspace's data class;
+        // `worker` only sets the default for the actions' calls.
+        let scope: String = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("workspace", workspace)
+            .finish();
         Self {
             name: BUILDD_SERVER.into(),
             url: format!("{base}?{query}"),
             bearer: Some(key),
+            scope: format!("{base}?{scope}"),
+        }
+    }
+
+    /// An operator's server: its tools depend on nothing but its URL and key.
+    pub fn http(name: &str, url: String, bearer: Option<Secret>) -> Self {
+        Self {
+            name: name.into(),
+            scope: url.clone(),
+            url,
+            bearer,
         }
     }
 }
@@ -114,117 +134,6 @@ pub enum McpError {
     },
 }
 
-/// What a tool call gave back, as the model will read it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CallResult {
-    /// The text content blocks, joined; other content is named, not inlined.
-    pub text: String,
-    /// The tool said it failed (`isError`).
-    pub is_error: bool,
-}
-
-/// A connected MCP server and the tools it offers.
-pub struct McpSession {
-    name: String,
-    service: RunningService<RoleClient, ()>,
-    tools: Vec<Tool>,
-}
-
-impl std::fmt::Debug for McpSession {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("McpSession")
-            .field("name", &self.name)
-            .field("tools", &self.tools.len())
-            .finish()
-    }
-}
-
-impl McpSession {
-    /// Connect over `http` (the agent's reqwest client, rustls with *ring*), initialize
-    /// and list the tools.
-    pub async fn connect(http: reqwest::Client, endpoint: &McpEndpoint) -> Result<Self, McpError> {
-        let mut config = StreamableHttpClientTransportConfig::with_uri(endpoint.url.as_str());
-        // The buildd endpoint is stateless: it never sends an `Mcp-Session-Id`.
-        config.allow_stateless = true;
-        if let Some(key) = &endpoint.bearer {
-            config = config.auth_header(key.expose());
-        }
-        let transport = StreamableHttpClientTransport::with_client(http, config);
-        let connect = |cause: String| McpError::Connect {
-            name: endpoint.name.clone(),
-            url: endpoint.url.clone(),
-            cause,
-        };
-        let service = tokio::time::timeout(CALL_TIMEOUT, ().serve(transport))
-            .await
-            .map_err(|_| connect("no answer to `initialize`".into()))?
-            .map_err(|e| connect(e.to_string()))?;
-        let tools = tokio::time::timeout(CALL_TIMEOUT, service.peer().list_all_tools())
-            .await
-            .map_err(|_| "no answer to `tools/list`".to_string())
-            .and_then(|r| r.map_err(|e| e.to_string()))
-            .map_err(|cause| McpError::List {
-                name: endpoint.name.clone(),
-                cause,
-            })?;
-        Ok(Self {
-            name: endpoint.name.clone(),
-            service,
-            tools,
-        })
-    }
-
-    /// The server's name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// The tools from `tools/list`.
-    pub fn tools(&self) -> &[Tool] {
-        &self.tools
-    }
-
-    /// `tools/call` `tool` with `arguments` (a JSON object; anything else is sent as no
-    /// arguments, which the server answers with its own error).
-    pub async fn call(&self, tool: &str, arguments: Value) -> Result<CallResult, McpError> {
-        let mut params = CallToolRequestParams::new(tool.to_string());
-        params.arguments = match arguments {
-            Value::Object(map) => Some(map),
-            _ => None,
-        };
-        let failed = |cause: String| McpError::Call {
-            name: self.name.clone(),
-            tool: tool.to_string(),
-            cause,
-        };
-        let result = tokio::time::timeout(CALL_TIMEOUT, self.service.peer().call_tool(params))
-            .await
-            .map_err(|_| McpError::Timeout {
-                name: self.name.clone(),
-                tool: tool.to_string(),
-                secs: CALL_TIMEOUT.as_secs(),
-            })?
-            .map_err(|e| failed(e.to_string()))?;
-        let text = result
-            .content
-            .iter()
-            .map(|c| match c.as_text() {
-                Some(t) => t.text.clone(),
-                None => "[non-text content omitted]".to_string(),
-            })
-            .collect::<Vec<_>>()
-            .join("\n");
-        let text = match (&result.structured_content, text.is_empty()) {
-            (Some(v), true) => v.to_string(),
-            _ => text,
-        };
-        Ok(CallResult {
-            text,
-            is_error: result.is_error.unwrap_or(false),
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,6 +146,7 @@ mod tests {
             "https://buildd.dev/api/mcp?workspace=ws+1&worker=wkr%262"
         );
         assert_eq!(e.name, "buildd");
+        assert_eq!(e.scope, "https://buildd.dev/api/mcp?workspace=ws+1");
         assert!(!format!("{e:?}").contains("bld_x"));
     }
 }

@@ -156,6 +156,73 @@ fn a_model_side_complete_task_completes_once_with_the_models_summary() {
     );
 }
 
+/// The JSON-RPC methods the MCP endpoint was sent, in order (notifications included).
+fn mcp_methods(server: &FakeBuildd) -> Vec<String> {
+    server
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/api/mcp")
+        .filter_map(|r| r.body["method"].as_str().map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn one_workspaces_tasks_share_one_tool_list_and_connect_only_to_call_a_tool() {
+    let recall = |id: &str| {
+        tool_use(
+            id,
+            "mcp__buildd__buildd",
+            json!({"action":"recall","params":{"query":"flaky"}}),
+        )
+    };
+    let steps = vec![
+        recall("toolu_first"),
+        Step::text("Checked the team's notes.", Default::default()),
+        Step::text("Nothing to look up.", Default::default()),
+        recall("toolu_third"),
+        Step::text("Checked them again.", Default::default()),
+    ];
+    let env = Env::new(AGENT)
+        .with_model(script(steps))
+        .with_tasks(["First", "Second", "Third"]);
+    env.server()
+        .add_memory("gotcha", "Flaky test", "test_io is flaky under load");
+    let out = env.api_agent(["--until-idle", "--max-tasks", "1"]).run();
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    assert_eq!(env.model().remaining_steps(), 0);
+
+    // Listed once, by the first task; the third opened its own session for its call; the
+    // second never called a tool and made no MCP request.
+    let methods = mcp_methods(env.server());
+    let count = |m: &str| methods.iter().filter(|x| *x == m).count();
+    assert_eq!(count("tools/list"), 1, "{methods:?}");
+    assert_eq!(count("initialize"), 2, "{methods:?}");
+    assert_eq!(count("tools/call"), 2, "{methods:?}");
+    let workers = env.server().workers();
+    let called: Vec<_> = env
+        .server()
+        .mcp_calls()
+        .into_iter()
+        .map(|c| c.worker)
+        .collect();
+    assert_eq!(called, [workers[0].id.clone(), workers[2].id.clone()]);
+    // Every task offered the server's tools, and both calls got their answer.
+    for r in env.model().requests() {
+        let tools = r.body["tools"].to_string();
+        assert!(tools.contains("mcp__buildd__recall"), "{tools}");
+    }
+    for id in ["toolu_first", "toolu_third"] {
+        let result = tool_result(env.model(), id).expect("the result was sent");
+        assert!(
+            result["content"].to_string().contains("test_io is flaky"),
+            "{result}"
+        );
+    }
+    for w in &workers {
+        assert_eq!(statuses(w), ["running", "completed"], "{}", w.id);
+    }
+}
+
 #[test]
 fn no_buildd_mcp_leaves_the_servers_tools_out() {
     let env = Env::new(AGENT)

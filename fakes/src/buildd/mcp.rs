@@ -38,6 +38,10 @@ pub(super) struct McpState {
     pub next_pr: u64,
     /// Answer 404, as a server without the route.
     pub disabled: bool,
+    /// The workers (by index) whose endpoint had an `initialize`: the MCP lifecycle makes it
+    /// the first request of a session. The real route is stateless and would answer a
+    /// `tools/*` request without one, so a client skipping it is recorded, not refused.
+    pub initialized: std::collections::HashSet<usize>,
 }
 
 const PROTOCOL_VERSIONS: &[&str] = &["2025-06-18", "2025-03-26", "2024-11-05"];
@@ -119,6 +123,14 @@ fn mcp_inner(s: &mut Inner, uri: &axum::http::Uri, headers: &HeaderMap, body: &V
     };
     let method = body.get("method").and_then(Value::as_str).unwrap_or("");
     let params = body.get("params").cloned().unwrap_or(Value::Null);
+    if method == "initialize" {
+        s.mcp.initialized.insert(scope.worker_index);
+    } else if !s.mcp.initialized.contains(&scope.worker_index) {
+        let worker = s.workers[scope.worker_index].id.clone();
+        s.violations.push(format!(
+            "mcp: {method} for worker {worker} before any `initialize`"
+        ));
+    }
     let answer = match method {
         "initialize" => Ok(initialize(&params)),
         "tools/list" => Ok(json!({ "tools": tool_list(s, &scope) })),
@@ -656,5 +668,20 @@ mod tests {
         .await;
         assert_eq!(body["result"]["isError"], true);
         assert_eq!(s.mcp.calls.len(), 4);
+    }
+
+    #[tokio::test]
+    async fn a_request_before_initialize_is_a_violation() {
+        let mut s = state();
+        let q = "workspace=ws_1&worker=wkr_1";
+        post(&mut s, q, BOTH, rpc("tools/list", json!({}))).await;
+        assert_eq!(
+            s.violations,
+            ["mcp: tools/list for worker wkr_1 before any `initialize`"]
+        );
+        s.violations.clear();
+        post(&mut s, q, BOTH, rpc("initialize", json!({}))).await;
+        post(&mut s, q, BOTH, rpc("tools/list", json!({}))).await;
+        assert_eq!(s.violations, Vec::<String>::new());
     }
 }

@@ -10,19 +10,15 @@
 //! `learn`, …) goes to the server; a pull request a `create_pr` result names is kept for
 //! the outcome.
 
-use std::time::Duration;
-
 use serde_json::{Value, json};
+use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
-use crate::mcp::{BUILDD_SERVER, McpEndpoint, McpSession};
+use crate::mcp::{BUILDD_SERVER, CallResult, Catalog, McpEndpoint, McpError, McpSession, Tools};
 use crate::runner::ProgressSink;
 
 /// A tool result longer than this is cut: one answer must not fill the context window.
 pub const MAX_RESULT_CHARS: usize = 30_000;
-
-/// How long connecting to one server may take before the task goes on without it.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the model asked for with `buildd` `complete_task`: the end of the session.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -94,41 +90,63 @@ pub fn pr_url_in(result: &str) -> Option<String> {
         .filter(|u| u.contains("/pull/"))
 }
 
-/// The connected servers of one task.
+/// One server of one task: its tools, and a session opened when first needed.
+#[derive(Debug)]
+pub struct McpServer {
+    endpoint: McpEndpoint,
+    http: reqwest::Client,
+    tools: Tools,
+    session: OnceCell<McpSession>,
+}
+
+impl McpServer {
+    /// The server's name.
+    pub fn name(&self) -> &str {
+        &self.endpoint.name
+    }
+
+    /// `tools/call`, opening the task's session first if no call has yet.
+    pub async fn call(&self, tool: &str, arguments: Value) -> Result<CallResult, McpError> {
+        let session = self
+            .session
+            .get_or_try_init(|| McpSession::open(self.http.clone(), &self.endpoint))
+            .await?;
+        session.call(tool, arguments).await
+    }
+}
+
+/// The servers of one task.
 #[derive(Debug, Default)]
 pub struct McpTools {
-    sessions: Vec<McpSession>,
+    servers: Vec<McpServer>,
 }
 
 impl McpTools {
-    /// Connect to every endpoint; one that cannot be used is a warning, and the task runs
-    /// without its tools.
+    /// Every endpoint's tools, from `catalog` (which lists a scope it has not seen lately);
+    /// a server that cannot be used is a warning, and the task runs without its tools.
     pub async fn connect(
+        catalog: &Catalog,
         endpoints: &[McpEndpoint],
         progress: &ProgressSink,
         cancel: &CancellationToken,
     ) -> McpTools {
-        let mut sessions = Vec::new();
+        let mut servers = Vec::new();
         for endpoint in endpoints {
-            let http = match crate::http::client_builder(&endpoint.url)
-                .connect_timeout(CONNECT_TIMEOUT)
-                .build()
-            {
-                Ok(h) => h,
-                Err(e) => {
-                    tracing::warn!(server = %endpoint.name, "no HTTP client for the MCP server: {e}");
-                    continue;
-                }
-            };
-            let connected = tokio::select! {
-                c = McpSession::connect(http, endpoint) => c,
+            let listed = tokio::select! {
+                l = catalog.list(endpoint) => l,
                 _ = cancel.cancelled() => break,
             };
-            match connected {
-                Ok(session) => {
-                    let names: Vec<&str> = session.tools().iter().map(|t| &*t.name).collect();
-                    tracing::info!(server = %endpoint.name, tools = ?names, "MCP server connected");
-                    sessions.push(session);
+            match listed {
+                Ok(listed) => {
+                    let names: Vec<&str> = listed.tools.iter().map(|t| &*t.name).collect();
+                    let kept = listed.session.is_none();
+                    tracing::info!(server = %endpoint.name, tools = ?names, kept, "MCP server's tools");
+                    servers.push(McpServer {
+                        endpoint: endpoint.clone(),
+                        http: listed.http,
+                        tools: listed.tools,
+                        session: OnceCell::new_with(listed.session),
+                    });
                 }
                 Err(e) => {
                     let line = format!("{e}; the task runs without its tools");
@@ -137,14 +155,14 @@ impl McpTools {
                 }
             }
         }
-        McpTools { sessions }
+        McpTools { servers }
     }
 
     /// The tool definitions for the request (only names the API accepts).
     pub fn definitions(&self) -> Vec<Value> {
         let mut out = Vec::new();
-        for s in &self.sessions {
-            for t in s.tools() {
+        for s in &self.servers {
+            for t in s.tools.iter() {
                 let name = tool_name(s.name(), &t.name);
                 if !valid_name(&name) {
                     tracing::warn!(tool = %name, "MCP tool skipped: not a valid tool name for the API");
@@ -160,10 +178,10 @@ impl McpTools {
         out
     }
 
-    /// The session and tool a model-side name stands for.
-    pub fn find(&self, name: &str) -> Option<(&McpSession, String)> {
-        self.sessions.iter().find_map(|s| {
-            s.tools()
+    /// The server and tool a model-side name stands for.
+    pub fn find(&self, name: &str) -> Option<(&McpServer, String)> {
+        self.servers.iter().find_map(|s| {
+            s.tools
                 .iter()
                 .find(|t| tool_name(s.name(), &t.name) == name)
                 .map(|t| (s, t.name.to_string()))

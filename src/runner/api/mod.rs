@@ -125,6 +125,8 @@ struct Shared {
     http: OnceCell<reqwest::Client>,
     /// The Bedrock or Vertex client, whose credentials (a Google token) are fetched once.
     cloud: OnceCell<Client>,
+    /// The MCP servers' tool lists and clients, by scope.
+    mcp: crate::mcp::Catalog,
 }
 
 impl ApiRunner {
@@ -235,7 +237,8 @@ impl Runner for ApiRunner {
         Box::pin(async move {
             let setup = session::Setup::new(&self.config, &request);
             let client = self.client_for(&request, setup.give_up()).await?;
-            let mcp = mcp::McpTools::connect(&request.mcp, &progress, &cancel).await;
+            let mcp =
+                mcp::McpTools::connect(&self.shared.mcp, &request.mcp, &progress, &cancel).await;
             setup
                 .start(self.config.clone(), &request, client, mcp, progress)?
                 .run(&cancel)

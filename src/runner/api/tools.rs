@@ -151,8 +151,8 @@ impl TaskTools {
         progress: &ProgressSink,
         cancel: &CancellationToken,
     ) -> Option<ContentBlock> {
-        let (session, tool) = self.mcp.find(&call.name)?;
-        match mcp::reconcile(session.name(), &tool, &call.input) {
+        let (server, tool) = self.mcp.find(&call.name)?;
+        match mcp::reconcile(server.name(), &tool, &call.input) {
             Reconciled::Complete(done) => {
                 turn.completion = Some(done);
                 let text = "Recorded. The agent reports the task's result to buildd when                             this session ends; stop here.";
@@ -174,7 +174,7 @@ impl TaskTools {
         progress.action(format!("MCP: {}", call.name));
         let opens_pr = call.input.get("action").and_then(Value::as_str) == Some("create_pr");
         let answer = tokio::select! {
-            a = session.call(&tool, call.input) => a,
+            a = server.call(&tool, call.input) => a,
             _ = cancel.cancelled() => return None,
         };
         let (text, is_error) = match answer {
