@@ -6,8 +6,9 @@
 //! interval, so the server does not expire the worker), and reads the worker
 //! back every status-poll interval while the task runs. Every update carries
 //! the cumulative `turns` (the server adds one to its count for an update
-//! without them), and is journalled in the outbox before it is sent, so a crash
-//! always leaves a trace.
+//! without them) and is merged into the task's active entry in the outbox,
+//! written once the worker is running and refreshed at most every
+//! [`JOURNAL_REFRESH`], so a crash always leaves a trace.
 //!
 //! The server speaks back through the link. Without its realtime channel there
 //! are three ways it says "stop": a 409 `abort` (or 404) on an update, a
