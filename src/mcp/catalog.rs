@@ -179,7 +179,10 @@ mod tests {
         let second = catalog.list(&e[1]).await.unwrap();
         assert!(second.session.is_none(), "kept");
         assert!(Arc::ptr_eq(&first.tools, &second.tools));
-        assert_eq!((count(&fake, "initialize"), count(&fake, "tools/list")), (1, 1));
+        assert_eq!(
+            (count(&fake, "initialize"), count(&fake, "tools/list")),
+            (1, 1)
+        );
 
         let expired = Catalog::with_ttl(Duration::ZERO);
         for endpoint in &e[1..] {
