@@ -95,9 +95,12 @@ impl Catalog {
     fn lookup(&self, endpoint: &McpEndpoint) -> Result<(reqwest::Client, Option<Tools>), McpError> {
         let mut scopes = self.scopes.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(s) = scopes.iter().find(|s| s.serves(endpoint)) {
-            let fresh = s.tools.as_ref().filter(|(_, at)| at.elapsed() < self.ttl);
+            let fresh = s.tools.as_ref().filter(|_| s.is_fresh(self.ttl));
             return Ok((s.http.clone(), fresh.map(|(tools, _)| tools.clone())));
         }
+        // A daemon serves many workspaces over its life: keep only the scopes listed
+        // within the TTL, so the catalog holds what recent tasks used and no more.
+        scopes.retain(|s| s.is_fresh(self.ttl));
         let http = crate::http::client_builder(&endpoint.url)
             .connect_timeout(CONNECT_TIMEOUT)
             .build()
@@ -124,6 +127,12 @@ impl Catalog {
 }
 
 impl Scope {
+    fn is_fresh(&self, ttl: Duration) -> bool {
+        self.tools
+            .as_ref()
+            .is_some_and(|(_, at)| at.elapsed() < ttl)
+    }
+
     fn serves(&self, endpoint: &McpEndpoint) -> bool {
         self.scope == endpoint.scope
             && self.bearer.as_ref().map(Secret::expose)
@@ -141,10 +150,17 @@ mod tests {
 
     /// The fake's MCP endpoints of `n` claimed tasks of one workspace, and the fake.
     async fn endpoints(n: usize) -> (FakeBuildd, Vec<McpEndpoint>) {
+        endpoints_in(&vec![None; n]).await
+    }
+
+    /// One claimed task's endpoint per entry, each in that workspace (`None`: the default).
+    async fn endpoints_in(workspaces: &[Option<&str>]) -> (FakeBuildd, Vec<McpEndpoint>) {
         let fake = FakeBuildd::start();
-        for i in 0..n {
+        let n = workspaces.len();
+        for (i, ws) in workspaces.iter().enumerate() {
             fake.add_task(TaskSeed {
                 title: format!("task {i}"),
+                workspace_id: ws.map(str::to_string),
                 ..TaskSeed::default()
             });
         }
@@ -204,5 +220,20 @@ mod tests {
         let refused = catalog.list(&other).await.unwrap_err();
         assert!(matches!(refused, McpError::Connect { .. }), "{refused}");
         assert!(!refused.to_string().contains("bld_not_the_agents"));
+    }
+
+    #[tokio::test]
+    async fn only_scopes_listed_within_the_ttl_are_held() {
+        let (_fake, e) = endpoints_in(&[Some("ws_a"), Some("ws_b"), Some("ws_a")]).await;
+        let catalog = Catalog::with_ttl(Duration::ZERO);
+        catalog.list(&e[0]).await.unwrap();
+        catalog.list(&e[1]).await.unwrap();
+        let held = |c: &Catalog| c.scopes.lock().unwrap().len();
+        assert_eq!(held(&catalog), 1, "ws_a expired when ws_b came");
+        let kept = Catalog::default();
+        for endpoint in &e {
+            kept.list(endpoint).await.unwrap();
+        }
+        assert_eq!(held(&kept), 2, "one per workspace");
     }
 }
