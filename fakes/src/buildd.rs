@@ -435,6 +435,14 @@ impl FakeBuildd {
         }
     }
 
+    /// The JSON-RPC methods the MCP endpoint was sent, in order (notifications included).
+    pub fn mcp_methods(&self) -> Vec<String> {
+        let s = lock(&self.state);
+        let mcp = s.requests.iter().filter(|r| r.path == "/api/mcp");
+        mcp.filter_map(|r| r.body["method"].as_str().map(str::to_string))
+            .collect()
+    }
+
     /// Every `tools/call` the MCP endpoint received, in order.
     pub fn mcp_calls(&self) -> Vec<McpCall> {
         lock(&self.state).mcp.calls.clone()

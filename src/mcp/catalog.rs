@@ -181,9 +181,7 @@ mod tests {
     }
 
     fn count(fake: &FakeBuildd, method: &str) -> usize {
-        let requests = fake.requests();
-        let mcp = requests.iter().filter(|r| r.path == "/api/mcp");
-        mcp.filter(|r| r.body["method"] == method).count()
+        fake.mcp_methods().iter().filter(|m| *m == method).count()
     }
 
     #[tokio::test]

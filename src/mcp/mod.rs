@@ -47,20 +47,20 @@ impl McpEndpoint {
     /// `<server>/api/mcp?workspace=<wsId>&worker=<workerId>`.
     pub fn buildd(server: &str, workspace: &str, worker: &str, key: Secret) -> Self {
         let base = format!("{}/api/mcp", server.trim_end_matches('/'));
-        let query: String = url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("workspace", workspace)
-            .append_pair("worker", worker)
-            .finish();
+        let pair = |k: &str, v: &str| {
+            url::form_urlencoded::Serializer::new(String::new())
+                .append_pair(k, v)
+                .finish()
+        };
         // The server lists its tools by the key's level and the workspace's data class;
         // `worker` only sets the default for the actions' calls.
-        let scope: String = url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("workspace", workspace)
-            .finish();
+        let scope = format!("{base}?{}", pair("workspace", workspace));
+        let url = format!("{scope}&{}", pair("worker", worker));
         Self {
             name: BUILDD_SERVER.into(),
-            url: format!("{base}?{query}"),
+            url,
             bearer: Some(key),
-            scope: format!("{base}?{scope}"),
+            scope,
         }
     }
 

@@ -156,16 +156,6 @@ fn a_model_side_complete_task_completes_once_with_the_models_summary() {
     );
 }
 
-/// The JSON-RPC methods the MCP endpoint was sent, in order (notifications included).
-fn mcp_methods(server: &FakeBuildd) -> Vec<String> {
-    server
-        .requests()
-        .iter()
-        .filter(|r| r.path == "/api/mcp")
-        .filter_map(|r| r.body["method"].as_str().map(str::to_string))
-        .collect()
-}
-
 #[test]
 fn one_workspaces_tasks_share_one_tool_list_and_connect_only_to_call_a_tool() {
     let recall = |id: &str| {
@@ -193,7 +183,7 @@ fn one_workspaces_tasks_share_one_tool_list_and_connect_only_to_call_a_tool() {
 
     // Listed once, by the first task; the third opened its own session for its call; the
     // second never called a tool and made no MCP request.
-    let methods = mcp_methods(env.server());
+    let methods = env.server().mcp_methods();
     let count = |m: &str| methods.iter().filter(|x| *x == m).count();
     assert_eq!(count("tools/list"), 1, "{methods:?}");
     assert_eq!(count("initialize"), 2, "{methods:?}");
